@@ -1,0 +1,26 @@
+# Quick start: `make demo` (install, build every algebra, run the comparison) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install build test demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+install: $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test,demo]"
+
+build: install
+	$(PY) -m codegen build
+
+test: build
+	$(PY) -m pytest -q
+
+demo: build
+	$(PY) -m examples.compare
+
+clean:
+	rm -rf generated/*/ generated/manifest.json .pytest_cache

@@ -1,0 +1,200 @@
+"""The build: discover specs, check them, choose schemes, render files, write them atomically.
+
+Everything is computed and rendered in memory first; only when every algebra succeeded are files
+written, into a temporary folder that is then swapped in, so a failing spec leaves `generated/` as it was.
+Output is byte-identical for identical inputs (no timestamps, sorted JSON, relative paths).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+import numpy as np
+
+from . import __version__, digest, exact, formulas
+from . import properties as props
+from .discover import discover
+from .errors import BuildError, SpecError
+from .resolve import SchemeResolver
+from .scheme import Scheme
+from .spec import CLAIM_NAMES, Algebra
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPEC_DIR = PROJECT_ROOT / "algebra_spec"
+DEFAULT_OUT_DIR = PROJECT_ROOT / "generated"
+INDEX_NAME = "manifest.json"
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                          keep_trailing_newline=True, autoescape=False)
+
+
+@dataclass
+class BuiltAlgebra:
+    """One algebra checked and rendered: its files (relative name -> bytes) and its manifest."""
+
+    algebra: Algebra
+    properties: props.Properties
+    scheme: Scheme
+    files: dict[str, bytes]
+    manifest: dict
+
+    def progress_line(self) -> str:
+        a = self.algebra
+        naive = self.manifest["scheme"]["naive_multiplications"]
+        tags = " ".join(self.properties.summary(a.basis))
+        return (f"{a.name:<8} dim {a.dim:<3} {tags}\n         multiplications {naive} -> {self.scheme.rank} "
+                f"({self.scheme.provenance})")
+
+
+def check_claims(A: Algebra, p: props.Properties) -> None:
+    """A false claim fails the build with the counterexample."""
+    for claim in CLAIM_NAMES:
+        if claim not in A.claims:
+            continue
+        claimed, actual = A.claims[claim], p.holds(claim)
+        if claimed and not actual:
+            raise SpecError(f"claim {claim}=True is false: {p.counterexamples.get(claim, '')}", algebra=A.name,
+                            file=A.source)
+        if not claimed and actual:
+            raise SpecError(f"claim {claim}=False is false: the algebra is {claim}", algebra=A.name, file=A.source)
+    if A.unit_name is not None:
+        e = tuple(1 if b == A.unit_name else 0 for b in A.basis)
+        if p.unit is None or tuple(p.unit) != e:
+            raise SpecError(f"declared unit {A.unit_name!r} is not a two-sided unit "
+                            f"({p.counterexamples.get('unital', 'the unit is ' + props.format_element(p.unit, A.basis))})",
+                            algebra=A.name, file=A.source)
+
+
+def _rel(path: str | Path | None, base: Path) -> str:
+    if path is None:
+        return "<unknown>"
+    return Path(os.path.relpath(Path(path).resolve(), base)).as_posix()
+
+
+def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Path, spec_hash: str,
+              tool_hash: str) -> BuiltAlgebra:
+    p = props.compute(A.T, A.basis)
+    check_claims(A, p)
+    s = resolver.best(A)
+    f = formulas.build(A.T, s)
+    spec_file = _rel(A.source, spec_dir.resolve().parent)
+    naive_mults = int(sum(1 for i in range(A.dim) for j in range(A.dim) if any(v != 0 for v in A.T[i, j, :])))
+    ctx = dict(version=__version__, spec_file=spec_file, name=A.name, title=A.title, dim=A.dim, basis=A.basis,
+               rank=s.rank, naive_mults=naive_mults, scheme_provenance=s.provenance)
+    files = {
+        "ops.py": _env.get_template("ops.py.j2").render(**ctx, naive=f.naive["py"], scheme=f.scheme["py"]).encode(),
+        f"{A.name}.cu": _env.get_template("kernels.cu.j2").render(**ctx, naive=f.naive["cu"],
+                                                                  scheme=f.scheme["cu"]).encode(),
+    }
+    structure = [[i, j, k, exact.fraction_str(A.T[i, j, k])] for i, j, k in zip(*np.nonzero(
+        np.vectorize(lambda v: v != 0, otypes=[bool])(A.T)))]
+    manifest = {
+        "name": A.name, "title": A.title, "dim": A.dim, "basis": list(A.basis), "spec_file": spec_file,
+        "tool_version": __version__, "tool_digest": tool_hash,
+        "spec_dir": _rel(spec_dir, out_dir), "spec_digest": spec_hash,
+        "structure": [[int(i), int(j), int(k), v] for i, j, k, v in structure],
+        "properties": p.to_json(A.basis),
+        "claims": dict(sorted(A.claims.items())),
+        "scheme": {**s.to_json(), "naive_multiplications": naive_mults, "additions": f.additions,
+                   "unusual_coefficients": s.unusual_coefficients()},
+        "files": {name: digest.sha256_bytes(data) for name, data in sorted(files.items())},
+    }
+    files["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    return BuiltAlgebra(A, p, s, files, manifest)
+
+
+def build(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path = DEFAULT_OUT_DIR, only: list[str] | None = None,
+          progress: Callable[[str], None] | None = None) -> list[BuiltAlgebra]:
+    """Build every algebra in spec_dir (or those named in `only`) into out_dir; all or nothing."""
+    spec_dir, out_dir = Path(spec_dir).resolve(), Path(out_dir).resolve()
+    algebras = discover(spec_dir)
+    if only:
+        unknown = [n for n in only if n not in algebras]
+        if unknown:
+            raise SpecError(f"no algebra named {unknown[0]!r} in {spec_dir} (have: {', '.join(algebras)})")
+    chosen = [A for name, A in algebras.items() if not only or name in only]
+    resolver = SchemeResolver(algebras, spec_dir)
+    spec_hash, tool_hash = digest.spec_digest(spec_dir), digest.tool_digest()
+    built = []
+    for A in chosen:
+        b = build_one(A, resolver, spec_dir, out_dir, spec_hash, tool_hash)
+        built.append(b)
+        if progress:
+            progress(b.progress_line())
+    write(built, out_dir, full=not only, spec_hash=spec_hash, tool_hash=tool_hash, spec_dir=spec_dir)
+    return built
+
+
+def write(built: list[BuiltAlgebra], out_dir: Path, *, full: bool, spec_hash: str, tool_hash: str,
+          spec_dir: Path) -> None:
+    """Write the rendered folders and the index atomically (temp folder, then renames)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index_path = out_dir / INDEX_NAME
+    old_index = {}
+    if index_path.is_file():
+        try:
+            old_index = json.loads(index_path.read_text()).get("algebras", {})
+        except (ValueError, AttributeError):
+            old_index = {}
+    entries = {} if full else dict(old_index)
+    tmp = out_dir / f".build-tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        for b in built:
+            folder = tmp / b.algebra.name
+            folder.mkdir()
+            for name, data in b.files.items():
+                (folder / name).write_bytes(data)
+            entries[b.algebra.name] = {"dim": b.algebra.dim, "rank": b.scheme.rank,
+                                       "manifest": digest.sha256_bytes(b.files["manifest.json"])}
+        index = {"tool_version": __version__, "tool_digest": tool_hash, "spec_dir": _rel(spec_dir, out_dir),
+                 "spec_digest": spec_hash, "algebras": dict(sorted(entries.items()))}
+        (tmp / INDEX_NAME).write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+        for b in built:
+            target = out_dir / b.algebra.name
+            trash = tmp / f".old-{b.algebra.name}"
+            if target.exists():
+                target.rename(trash)
+            (tmp / b.algebra.name).rename(target)
+        if full:  # folders of algebras that no longer exist in the specs
+            for name in old_index:
+                if name not in entries and (out_dir / name).is_dir():
+                    (out_dir / name).rename(tmp / f".old-{name}")
+        (tmp / INDEX_NAME).replace(index_path)
+    except OSError as e:
+        raise BuildError(f"cannot write {out_dir}: {e}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path = DEFAULT_OUT_DIR) -> list[str]:
+    """Problems that make out_dir incomplete or stale (empty list: complete and current).
+
+    Rebuilds in memory and compares bytes, so it catches every difference the build would make.
+    """
+    spec_dir, out_dir = Path(spec_dir).resolve(), Path(out_dir).resolve()
+    problems = []
+    algebras = discover(spec_dir)
+    resolver = SchemeResolver(algebras, spec_dir)
+    spec_hash, tool_hash = digest.spec_digest(spec_dir), digest.tool_digest()
+    for A in algebras.values():
+        b = build_one(A, resolver, spec_dir, out_dir, spec_hash, tool_hash)
+        folder = out_dir / A.name
+        if not folder.is_dir():
+            problems.append(f"{A.name}: not built")
+            continue
+        for name, data in b.files.items():
+            path = folder / name
+            if not path.is_file():
+                problems.append(f"{A.name}: {name} is missing")
+            elif path.read_bytes() != data:
+                problems.append(f"{A.name}: {name} is out of date")
+    return problems

@@ -1,0 +1,148 @@
+"""`python -m codegen build | list | show NAME | check | search NAME`."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import properties as props
+from .build import DEFAULT_OUT_DIR, DEFAULT_SPEC_DIR, build, check
+from .discover import discover
+from .errors import BuildError, SpecError
+from .resolve import SchemeResolver
+
+
+def _cell(T, i: int, j: int, basis) -> str:
+    return props.format_element(list(T[i, j, :]), basis)
+
+
+def multiplication_table(A) -> str:
+    """The products e_i*e_j as a grid (rows: left factor)."""
+    cells = [[_cell(A.T, i, j, A.basis) for j in range(A.dim)] for i in range(A.dim)]
+    width = max(len(c) for row in cells for c in row)
+    width = max(width, max(len(b) for b in A.basis))
+    head = " " * (width + 2) + " ".join(f"{b:>{width}}" for b in A.basis)
+    rows = [f"{A.basis[i]:>{width}} |" + " ".join(f"{c:>{width}}" for c in cells[i]) for i in range(A.dim)]
+    return "\n".join([head, " " * (width + 1) + "+" + "-" * (len(head) - width - 1)] + rows)
+
+
+def scheme_text(A, s) -> str:
+    """The scheme as formulas: m1 = (x0 + x1)*y0 ... z0 = m1 - m3."""
+    from .formulas import combination, programs
+
+    lines = []
+    for t in range(s.rank):
+        left = combination([(c, f"x{i}") for i, c in enumerate(s.U[t]) if c != 0], "text")
+        right = combination([(c, f"y{i}") for i, c in enumerate(s.V[t]) if c != 0], "text")
+        lines.append(f"  m{t + 1} = ({left})*({right})")
+    for k in range(s.dim):
+        out = combination([(s.W[t, k], f"m{t + 1}") for t in range(s.rank) if s.W[t, k] != 0], "text")
+        lines.append(f"  z{k} [{A.basis[k]}] = {out}")
+    progs = programs(s)
+    counts = ", ".join(f"{k} {p.additions}" for k, p in progs.items())
+    return "\n".join(lines) + f"\n  additions after CSE: {counts} (weight side is precomputed per weight update)"
+
+
+def cmd_build(args) -> int:
+    start = time.perf_counter()
+    built = build(args.spec_dir, args.out, only=args.only, progress=print)
+    print(f"built {len(built)} algebra(s) into {Path(args.out).resolve()} in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def cmd_list(args) -> int:
+    algebras = discover(args.spec_dir)
+    resolver = SchemeResolver(algebras, args.spec_dir)
+    print(f"{'name':<8} {'dim':>3} {'naive':>5} {'rank':>4}  title")
+    for name, A in algebras.items():
+        naive = sum(1 for i in range(A.dim) for j in range(A.dim) if any(v != 0 for v in A.T[i, j, :]))
+        print(f"{name:<8} {A.dim:>3} {naive:>5} {resolver.best(A).rank:>4}  {A.title}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    algebras = discover(args.spec_dir)
+    if args.name not in algebras:
+        raise SpecError(f"no algebra named {args.name!r} (have: {', '.join(algebras)})")
+    A = algebras[args.name]
+    p = props.compute(A.T, A.basis)
+    s = SchemeResolver(algebras, args.spec_dir).best(A)
+    print(f"{A.name}: {A.title} (dim {A.dim}, defined in {A.source})")
+    print(f"basis: {', '.join(A.basis)}\n")
+    print(multiplication_table(A) + "\n")
+    print("properties:")
+    for key in ("associative", "commutative", "anticommutative", "alternative", "flexible", "jacobi"):
+        ok = getattr(p, key)
+        why = "" if ok else f"  ({p.counterexamples.get(key, '')})"
+        print(f"  {key:<16} {'yes' if ok else 'no'}{why}")
+    print(f"  {'unit':<16} {props.format_element(p.unit, A.basis) if p.unit else 'none'}")
+    if p.zero_divisor:
+        x, y = p.zero_divisor
+        print(f"  {'zero divisors':<16} yes: ({props.format_element(x, A.basis)})*({props.format_element(y, A.basis)}) = 0")
+    else:
+        print(f"  {'zero divisors':<16} none found among simple candidates")
+    print(f"\nscheme: rank {s.rank} ({s.provenance})")
+    if s.unusual_coefficients():
+        print(f"  note: coefficients other than 0, +-1, powers of two: {', '.join(s.unusual_coefficients())}")
+    print(scheme_text(A, s))
+    return 0
+
+
+def cmd_check(args) -> int:
+    problems = check(args.spec_dir, args.out)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{Path(args.out).resolve()} is stale or incomplete: run `python -m codegen build`")
+        return 1
+    print("generated code is complete and current")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .search_cli import run_search
+
+    return run_search(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m codegen", description="AlgebraNets code generator")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, out=True):
+        p.add_argument("--spec-dir", type=Path, default=DEFAULT_SPEC_DIR, help="folder of algebra specs")
+        if out:
+            p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output folder")
+
+    p = sub.add_parser("build", help="check every algebra and generate code")
+    common(p)
+    p.add_argument("--only", action="append", metavar="NAME", help="build only this algebra (repeatable)")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("list", help="list the algebras with their dimension and rank")
+    common(p, out=False)
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="multiplication table, properties and scheme of one algebra")
+    common(p, out=False)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("check", help="is the generated folder complete and current?")
+    common(p)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("search", help="search for a lower-rank bilinear scheme")
+    common(p, out=False)
+    p.add_argument("name")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds of search")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--field", type=int, default=None, help="prime p of the field GF(p) for the flip graph")
+    p.add_argument("--no-save", action="store_true", help="do not write schemes/<NAME>.json")
+    p.set_defaults(func=cmd_search)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3

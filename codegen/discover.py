@@ -1,0 +1,70 @@
+"""Find the algebras in a spec folder: import every module, register every module-level `Algebra`.
+
+Modules are imported as submodules of a fresh synthetic package whose path is the spec folder, so
+specs can import each other relatively (`from .scalars import C`) from any folder, and repeated builds
+in one process see edited files.  Names starting with an underscore are private and not registered.
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+import traceback
+import types
+from pathlib import Path
+
+from .errors import SpecError
+from .spec import Algebra
+
+_counter = itertools.count()
+
+
+def spec_modules(spec_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(spec_dir).glob("*.py") if p.name != "__init__.py")
+
+
+def _import_error(path: Path, exc: BaseException) -> SpecError:
+    if isinstance(exc, SpecError):
+        if exc.file is None:
+            exc.file = str(path)
+        return exc
+    if isinstance(exc, SyntaxError):
+        return SpecError(f"line {exc.lineno}: syntax error: {exc.msg}", file=str(path))
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+    where = f"line {frames[-1].lineno}: " if frames else ""
+    return SpecError(f"{where}{type(exc).__name__}: {exc}", file=str(path))
+
+
+def discover(spec_dir: Path) -> dict[str, Algebra]:
+    """name -> Algebra for every public module-level algebra in spec_dir (sorted by name)."""
+    spec_dir = Path(spec_dir).resolve()
+    if not spec_dir.is_dir():
+        raise SpecError(f"spec folder {spec_dir} does not exist")
+    pkg_name = f"_algebranets_specs_{next(_counter)}"
+    pkg = types.ModuleType(pkg_name)
+    pkg.__path__ = [str(spec_dir)]
+    pkg.__package__ = pkg_name
+    sys.modules[pkg_name] = pkg
+    found: dict[str, Algebra] = {}
+    try:
+        for path in spec_modules(spec_dir):
+            try:
+                module = importlib.import_module(f"{pkg_name}.{path.stem}")
+            except BaseException as exc:  # noqa: BLE001 - every failure becomes one clear SpecError
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise _import_error(path, exc) from None
+            for var, value in vars(module).items():
+                if var.startswith("_") or not isinstance(value, Algebra):
+                    continue
+                if value.source is None:
+                    value.source = str(path)
+                other = found.get(value.name)
+                if other is not None and other != value:
+                    raise SpecError(f"duplicate algebra name {value.name!r}: also defined in {other.source}",
+                                    algebra=value.name, file=str(path))
+                found.setdefault(value.name, value)
+    finally:
+        for mod in [m for m in sys.modules if m == pkg_name or m.startswith(pkg_name + ".")]:
+            del sys.modules[mod]
+    return dict(sorted(found.items()))

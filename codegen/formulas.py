@@ -1,0 +1,113 @@
+"""Straight-line formulas for an algebra's product, printed for Python (torch) and C++ (CUDA).
+
+The naive product is z_k = sum_ij T[i,j,k] x_i y_j.  The scheme product is
+a = U x (weight side), b = V y (activation side), m_s = a_s b_s, z = W^T m, each linear map as an
+addition-minimised `LinearProgram`.  Both are emitted as lists of (target, expression) assignments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+
+from .additions import LinearProgram, naive_program, optimise
+from .scheme import Scheme
+
+
+def literal(c: Fraction, lang: str) -> str:
+    """An exact constant as a float literal (dyadic) or a quotient of literals; lang "text" keeps 1/3."""
+    if lang == "text":
+        return str(c)
+    if c.denominator == 1:
+        return f"{c.numerator}.0" if lang == "py" else f"T({c.numerator})"
+    dyadic = (c.denominator & (c.denominator - 1)) == 0
+    if dyadic:
+        text = repr(float(c))
+        return text if lang == "py" else f"T({text})"
+    return f"({c.numerator}.0 / {c.denominator}.0)" if lang == "py" else f"(T({c.numerator}) / T({c.denominator}))"
+
+
+def combination(terms: Sequence[tuple[Fraction, str]], lang: str) -> str:
+    """sum c*name as source text: 'x0 - x1 + 0.5*x2'; '0' when empty."""
+    out = ""
+    for c, name in terms:
+        if c == 0:
+            continue
+        mag = abs(c)
+        term = name if mag == 1 else f"{literal(mag, lang)}*{name}"
+        if not out:
+            out = f"-{term}" if c < 0 else term
+        else:
+            out += f" - {term}" if c < 0 else f" + {term}"
+    return out or ("0.0" if lang == "py" else "T(0)")
+
+
+@dataclass(frozen=True)
+class Formulas:
+    """Assignments for both products per language ("py", "cu"); x0.., y0.. are inputs, z0.. outputs."""
+
+    naive: dict[str, tuple[tuple[str, str], ...]]
+    scheme: dict[str, tuple[tuple[str, str], ...]]
+    additions: dict  # {"naive"|"optimised": {"weight"|"activation"|"post": count}}
+
+
+def _naive_lines(T: np.ndarray, lang: str) -> list[tuple[str, str]]:
+    d = T.shape[0]
+    lines = []
+    for k in range(d):
+        terms = []
+        for i in range(d):
+            for j in range(d):
+                c = T[i, j, k]
+                if c != 0:
+                    terms.append((c, f"x{i}*y{j}"))
+        lines.append((f"z{k}", combination(terms, lang)))
+    return lines
+
+
+def _rename(prog: LinearProgram, prefix: str) -> LinearProgram:
+    """Give a program's temporaries a prefix so several programs can share one scope."""
+    mapping = {name: f"{prefix}{name}" for name, _ in prog.steps}
+    ren = (lambda terms: tuple((c, mapping.get(n, n)) for c, n in terms))
+    return LinearProgram(inputs=prog.inputs,
+                         steps=tuple((mapping[n], ren(t)) for n, t in prog.steps),
+                         outputs=tuple((n, ren(t)) for n, t in prog.outputs))
+
+
+def _program_lines(prog: LinearProgram, lang: str) -> list[tuple[str, str]]:
+    return [(n, combination(t, lang)) for n, t in prog.steps] + [(n, combination(t, lang)) for n, t in prog.outputs]
+
+
+def programs(scheme: Scheme) -> dict[str, LinearProgram]:
+    """Addition-minimised programs for the weight map (U), activation map (V) and post map (W^T)."""
+    d, r = scheme.dim, scheme.rank
+    xs, ys = [f"x{i}" for i in range(d)], [f"y{i}" for i in range(d)]
+    a, b = [f"a{s}" for s in range(r)], [f"b{s}" for s in range(r)]
+    ms, zs = [f"m{s}" for s in range(r)], [f"z{k}" for k in range(d)]
+    return {
+        "weight": _rename(optimise(scheme.U, xs, a), "u"),
+        "activation": _rename(optimise(scheme.V, ys, b), "v"),
+        "post": _rename(optimise(scheme.W.T, ms, zs), "w"),
+    }
+
+
+def build(T: np.ndarray, scheme: Scheme, langs: Sequence[str] = ("py", "cu")) -> Formulas:
+    """Naive and scheme formulas for each language, plus the addition counts."""
+    progs = programs(scheme)
+    naive, sch = {}, {}
+    for lang in langs:
+        lines = _program_lines(progs["weight"], lang) + _program_lines(progs["activation"], lang)
+        lines += [(f"m{s}", f"a{s}*b{s}") for s in range(scheme.rank)]
+        lines += _program_lines(progs["post"], lang)
+        sch[lang] = tuple(lines)
+        naive[lang] = tuple(_naive_lines(T, lang))
+    d, r = scheme.dim, scheme.rank
+    xs, ms = [f"x{i}" for i in range(d)], [f"m{s}" for s in range(r)]
+    outs, zs = [f"o{s}" for s in range(r)], [f"z{k}" for k in range(d)]
+    adds = {"optimised": {k: p.additions for k, p in progs.items()},
+            "naive": {"weight": naive_program(scheme.U, xs, outs).additions,
+                      "activation": naive_program(scheme.V, xs, outs).additions,
+                      "post": naive_program(scheme.W.T, ms, zs).additions}}
+    return Formulas(naive=naive, scheme=sch, additions=adds)

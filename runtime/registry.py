@@ -1,0 +1,213 @@
+"""Load generated algebras: `load_algebra("H")` -> `Algebra` with constants, scheme and torch products.
+
+The runtime never imports SymPy: it reads `generated/<Name>/manifest.json` and imports the generated
+`ops.py` by path.  A missing or stale build raises `AlgebraNotBuiltError` naming the command that fixes it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from codegen import digest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_VAR = "ALGEBRANETS_GENERATED"
+BUILD_HINT = "run `python -m codegen build`"
+
+
+class AlgebraNotBuiltError(RuntimeError):
+    """The algebra is not in the generated folder, or its generated code is out of date."""
+
+
+def default_generated_dir() -> Path:
+    return Path(os.environ.get(ENV_VAR) or PROJECT_ROOT / "generated")
+
+
+def _fractions(values) -> np.ndarray:
+    return np.array([float(Fraction(v)) for v in values], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SchemeData:
+    """A verified bilinear scheme as float64 arrays: T[i,j,k] = sum_s U[s,i] V[s,j] W[s,k].
+
+    U, V, W: (rank, dim).  U acts on the left factor (the weight in layers).
+    additions: {"naive"|"optimised": {"weight"|"activation"|"post": count}}.
+    """
+
+    U: np.ndarray
+    V: np.ndarray
+    W: np.ndarray
+    provenance: str
+    additions: dict
+    unusual_coefficients: tuple[str, ...]
+
+    @property
+    def rank(self) -> int:
+        return int(self.U.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Algebra:
+    """A built algebra.
+
+    structure: float64 (d, d, d) with (x*y)_k = sum_ij T[i,j,k] x_i y_j (x left).  unit: (d,) or None.
+    mul(x, y) / mul_scheme(x, y): elementwise products over the last dimension (size d), differentiable.
+    """
+
+    name: str
+    title: str
+    dim: int
+    basis: tuple[str, ...]
+    structure: np.ndarray
+    structure_exact: tuple[tuple[int, int, int, str], ...]
+    properties: dict
+    unit: np.ndarray | None
+    scheme: SchemeData
+    naive_multiplications: int
+    path: Path
+    _ops: ModuleType = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def rank(self) -> int:
+        return self.scheme.rank
+
+    def mul(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Naive product, (..., d) x (..., d) -> (..., d)."""
+        self._check_last_dim(x, y)
+        return self._ops.mul(x, y)
+
+    def mul_scheme(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Product with `rank` real multiplications; same result as `mul` up to rounding."""
+        self._check_last_dim(x, y)
+        return self._ops.mul_scheme(x, y)
+
+    def _check_last_dim(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        for label, t in (("x", x), ("y", y)):
+            if t.shape[-1:] != (self.dim,):
+                raise ValueError(f"{self.name}.mul: {label} must have last dimension {self.dim} "
+                                 f"(one algebra element), got shape {tuple(t.shape)}")
+
+    def structure_tensor(self, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:
+        """The structure tensor as a torch tensor (cached per dtype and device)."""
+        key = ("T", dtype, str(device))
+        if key not in self._cache:
+            self._cache[key] = torch.as_tensor(self.structure, dtype=dtype, device=device)
+        return self._cache[key]
+
+    def left_matrix(self, x: torch.Tensor) -> torch.Tensor:
+        """Left-regular representation L(x) with x*y = L(x) @ y: (..., d) -> (..., d, d)."""
+        T = self.structure_tensor(x.dtype, x.device)
+        return torch.einsum("ijk,...i->...kj", T, x)
+
+    def right_matrix(self, y: torch.Tensor) -> torch.Tensor:
+        """Right-regular representation R(y) with x*y = R(y) @ x: (..., d) -> (..., d, d)."""
+        T = self.structure_tensor(y.dtype, y.device)
+        return torch.einsum("ijk,...j->...ki", T, y)
+
+    def __repr__(self) -> str:
+        return f"Algebra({self.name!r}, dim={self.dim}, rank={self.rank})"
+
+
+_loaded: dict[tuple[str, str], Algebra] = {}
+_lock = threading.Lock()
+_tool_digest: list[str] = []
+
+
+def _current_tool_digest() -> str:
+    if not _tool_digest:
+        _tool_digest.append(digest.tool_digest())
+    return _tool_digest[0]
+
+
+def staleness(manifest: dict, folder: Path) -> str | None:
+    """Why the generated folder is out of date, or None if it is current."""
+    for name, sha in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if digest.sha256_bytes(path.read_bytes()) != sha:
+            return f"{path} was modified after the build"
+    if manifest.get("tool_digest") != _current_tool_digest():
+        return "the code generator changed since the build"
+    spec_dir = (folder.parent / manifest.get("spec_dir", "")).resolve()
+    if spec_dir.is_dir() and digest.spec_digest(spec_dir) != manifest.get("spec_digest"):
+        return f"the specs in {spec_dir} changed since the build"
+    return None
+
+
+def _import_ops(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"algebranets_generated_{name}_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool = True) -> Algebra:
+    """The built algebra `name` from `path` (default: `$ALGEBRANETS_GENERATED` or the project's generated/)."""
+    if isinstance(name, Algebra):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"algebra must be a name such as 'H' or an Algebra, got {type(name).__name__}")
+    root = Path(path) if path is not None else default_generated_dir()
+    key = (str(root.resolve()), name)
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        folder = root / name
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.is_file():
+            have = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+            raise AlgebraNotBuiltError(
+                f"algebra {name!r} is not built in {root} (built: {', '.join(have) or 'none'}): {BUILD_HINT}"
+                + (f" (with --spec-dir/--out for your own specs)" if path is not None else ""))
+        manifest = json.loads(manifest_path.read_text())
+        if check_stale:
+            why = staleness(manifest, folder)
+            if why:
+                raise AlgebraNotBuiltError(f"generated code for {name!r} is stale: {why}; {BUILD_HINT}")
+        d = int(manifest["dim"])
+        T = np.zeros((d, d, d), dtype=np.float64)
+        for i, j, k, v in manifest["structure"]:
+            T[i, j, k] = float(Fraction(v))
+        s = manifest["scheme"]
+        scheme = SchemeData(U=np.array([_fractions(r) for r in s["U"]]).reshape(-1, d),
+                            V=np.array([_fractions(r) for r in s["V"]]).reshape(-1, d),
+                            W=np.array([_fractions(r) for r in s["W"]]).reshape(-1, d),
+                            provenance=s["provenance"], additions=s["additions"],
+                            unusual_coefficients=tuple(s["unusual_coefficients"]))
+        unit = manifest["properties"]["unit"]
+        alg = Algebra(name=name, title=manifest["title"], dim=d, basis=tuple(manifest["basis"]), structure=T,
+                      structure_exact=tuple(tuple(e) for e in manifest["structure"]),
+                      properties=manifest["properties"], unit=None if unit is None else _fractions(unit),
+                      scheme=scheme, naive_multiplications=int(s["naive_multiplications"]), path=folder,
+                      _ops=_import_ops(folder / "ops.py", name))
+        _loaded[key] = alg
+        return alg
+
+
+def available_algebras(path: str | Path | None = None) -> list[str]:
+    """Names of the algebras built in the generated folder."""
+    root = Path(path) if path is not None else default_generated_dir()
+    index = root / "manifest.json"
+    if not index.is_file():
+        return []
+    return list(json.loads(index.read_text()).get("algebras", {}))
+
+
+def clear_cache() -> None:
+    """Forget loaded algebras (after a rebuild in the same process)."""
+    with _lock:
+        _loaded.clear()
+        _tool_digest.clear()
