@@ -1,0 +1,84 @@
+"""Independent oracles for the nine algebras: products computed without the structure tensor.
+
+Each oracle maps coordinate vectors (numpy arrays, any numeric dtype including object/Fraction) to the
+product's coordinates in the basis order of DESIGN.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def complex_mul(x, y):
+    z = complex(x[0], x[1]) * complex(y[0], y[1]) if x.dtype != object else None
+    if z is not None:
+        return np.array([z.real, z.imag])
+    a, b = x
+    c, d = y
+    return np.array([a * c - b * d, a * d + b * c], dtype=object)
+
+
+def hamilton(x, y):
+    a1, b1, c1, d1 = x
+    a2, b2, c2, d2 = y
+    return np.array([a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
+                     a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
+                     a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
+                     a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2], dtype=x.dtype)
+
+
+def dual(x, y):
+    return np.array([x[0] * y[0], x[0] * y[1] + x[1] * y[0]], dtype=x.dtype)
+
+
+def cross(x, y):
+    if x.dtype == object:
+        return np.array([x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]],
+                        dtype=object)
+    return np.cross(x, y)
+
+
+def matrix_mul(n):
+    def mul(x, y):
+        return (np.asarray(x).reshape(n, n).dot(np.asarray(y).reshape(n, n))).reshape(-1)
+    return mul
+
+
+def m2c(x, y):
+    X = np.asarray(x).reshape(2, 2, 2)
+    Y = np.asarray(y).reshape(2, 2, 2)
+    if X.dtype == object:  # exact: (a+bi)(c+di) by hand
+        out = np.empty((2, 2, 2), dtype=object)
+        for r in range(2):
+            for c in range(2):
+                re = sum(X[r, k, 0] * Y[k, c, 0] - X[r, k, 1] * Y[k, c, 1] for k in range(2))
+                im = sum(X[r, k, 0] * Y[k, c, 1] + X[r, k, 1] * Y[k, c, 0] for k in range(2))
+                out[r, c] = (re, im)
+        return out.reshape(-1)
+    Z = (X[..., 0] + 1j * X[..., 1]) @ (Y[..., 0] + 1j * Y[..., 1])
+    return np.stack([Z.real, Z.imag], axis=-1).reshape(-1)
+
+
+ORACLES = {
+    "R": lambda x, y: x * y,
+    "C": complex_mul,
+    "H": hamilton,
+    "Dual": dual,
+    "Cross3": cross,
+    "M2R": matrix_mul(2),
+    "M3R": matrix_mul(3),
+    "M4R": matrix_mul(4),
+    "M2C": m2c,
+}
+
+DIMS = {"R": 1, "C": 2, "H": 4, "Dual": 2, "Cross3": 3, "M2R": 4, "M3R": 9, "M4R": 16, "M2C": 8}
+
+
+def oracle_tensor(name: str) -> np.ndarray:
+    """T[i,j,k] from the oracle applied to basis vectors (exact integers)."""
+    d = DIMS[name]
+    T = np.zeros((d, d, d), dtype=object)
+    eye = np.eye(d, dtype=int).astype(object)
+    for i in range(d):
+        for j in range(d):
+            T[i, j, :] = ORACLES[name](eye[i], eye[j])
+    return T
