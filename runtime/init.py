@@ -202,8 +202,12 @@ def init_model_(model: nn.Module, scheme: str = "he", distribution: str = "norma
                 gain: float | None = None, zero_bias: bool = True,
                 generator: torch.Generator | None = None) -> nn.Module:
     """Initialise every algebra layer of `model` (weights by `init_weight_`, biases to zero)."""
+    from torch.nn.utils import parametrize
+
     for _, m in algebra_layers(model):
-        init_weight_(m.weight, m.algebra, scheme, distribution, nonlinearity, gain, generator)
+        # a pruned layer's weight is computed from `original`: initialise that (the mask stays applied)
+        w = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+        init_weight_(w, m.algebra, scheme, distribution, nonlinearity, gain, generator)
         b = getattr(m, "bias", None)
         if zero_bias and isinstance(b, torch.Tensor):
             with torch.no_grad():

@@ -1,0 +1,261 @@
+"""Count parameters, real multiply-adds per method and weight bytes of any model, per layer.
+
+    from runtime import counting
+    report = counting.count(model, example_input)
+    print(report.table(method="bilinear"))
+    report.total_macs("block"), report.params, report.weight_bytes
+
+Counts come from one forward pass with hooks (so convolution output sizes and sequence lengths are the
+real ones); nothing is timed.  For an algebra layer with P output rows (batch x output positions) and
+`pairs` = P * out * (in // groups) * prod(kernel) weight-element x activation-element products:
+
+    naive     pairs * k      k = non-zero structure constants (algebra.naive_multiplications)
+    block     pairs * d^2    one real GEMM / conv on the expanded (out*d) x (in*d) weight
+    fold      pairs * d^2/m  m identical blocks of the left-regular representation (M_n(R): n^3)
+    bilinear  pairs * r      r = scheme rank; plus additions, reported separately:
+              activation: (input elements per call) * a_V, post: (output elements) * a_W (the scheme's
+              optimised addition counts), weight: weight elements * a_U (offline, cached);
+              `map_macs`: the V and W maps when done as dense (r x d) matmuls (the torch path).
+
+Real layers (nn.Linear, nn.ConvNd, the lift/read-out layers) count their GEMM MACs under every method;
+modules with an `extra_macs(input_shape)` method (attention: QK^T and AV) add those.  Block-sparse layers
+count only their stored elements.  Bias additions, norms and activations are not multiply-adds and are
+not counted (torch's FlopCounterMode does not count them either).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import load_algebra
+
+__all__ = ["LayerCount", "CountReport", "count", "count_params", "METHODS", "algebra_layer_macs"]
+
+METHODS = ("naive", "block", "fold", "bilinear")
+
+
+@dataclass
+class LayerCount:
+    name: str
+    kind: str
+    algebra: str | None
+    params: int
+    nonzero_params: int
+    weight_bytes: int
+    macs: dict[str, int] = field(default_factory=dict)
+    additions: dict[str, int] = field(default_factory=dict)
+    map_macs: int = 0
+    calls: int = 0
+
+    def macs_for(self, method: str) -> int:
+        return int(self.macs.get(method, self.macs.get("real", 0)))
+
+
+@dataclass
+class CountReport:
+    layers: list[LayerCount]
+
+    @property
+    def params(self) -> int:
+        return sum(lc.params for lc in self.layers)
+
+    @property
+    def nonzero_params(self) -> int:
+        return sum(lc.nonzero_params for lc in self.layers)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(lc.weight_bytes for lc in self.layers)
+
+    def total_macs(self, method: str = "naive") -> int:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        return sum(lc.macs_for(method) for lc in self.layers)
+
+    def total_additions(self, which: str | None = None) -> int:
+        return sum(v for lc in self.layers for k, v in lc.additions.items() if which is None or k == which)
+
+    def __getitem__(self, name: str) -> LayerCount:
+        for lc in self.layers:
+            if lc.name == name:
+                return lc
+        raise KeyError(name)
+
+    def table(self, method: str | None = None) -> str:
+        """A per-layer table: parameters, weight bytes and MACs (all methods, or only `method`)."""
+        methods = METHODS if method is None else (method,)
+        head = ["layer", "type", "params", "bytes"] + [f"MACs {m}" for m in methods] + ["adds (bilinear)"]
+        rows = [head]
+        for lc in self.layers:
+            rows.append([lc.name, lc.kind + (f"[{lc.algebra}]" if lc.algebra else ""), f"{lc.params:,}",
+                         f"{lc.weight_bytes:,}"] + [f"{lc.macs_for(m):,}" for m in methods]
+                        + [f"{sum(lc.additions.values()):,}" if lc.additions else "-"])
+        rows.append(["total", "", f"{self.params:,}", f"{self.weight_bytes:,}"]
+                    + [f"{self.total_macs(m):,}" for m in methods] + [f"{self.total_additions():,}"])
+        w = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) for r in rows]
+        lines.insert(1, "  ".join("-" * x for x in w))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _fold_m(A) -> int:
+    from .models.width import fold_blocks
+
+    return fold_blocks(A)
+
+
+def algebra_layer_macs(algebra, pairs: int) -> dict[str, int]:
+    """MACs for `pairs` element products under every method."""
+    A = load_algebra(algebra)
+    d = A.dim
+    m = _fold_m(A)
+    return {"naive": pairs * A.naive_multiplications, "block": pairs * d * d, "fold": pairs * d * d // m,
+            "bilinear": pairs * A.rank}
+
+
+def _own_params(m: nn.Module) -> list[torch.Tensor]:
+    return list(m.parameters(recurse=False)) + (
+        [p for n, p in m.named_parameters() if n.startswith("parametrizations.")]
+        if hasattr(m, "parametrizations") else [])
+
+
+def _is_algebra_layer(m: nn.Module) -> bool:
+    w = getattr(m, "weight", None)
+    alg = getattr(m, "algebra", None)
+    if alg is None or not isinstance(w, torch.Tensor) or w.dim() < 3:
+        return False
+    try:
+        return w.shape[-1] == load_algebra(alg).dim
+    except Exception:
+        return False
+
+
+def _shape(t: Any):
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else None
+
+
+def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int], int]:
+    """(macs by method or {'real': n}, additions, map_macs) for one call."""
+    from .sparsity import BlockSparseAlgebraConv, BlockSparseAlgebraLinear
+
+    x = inp[0] if inp else None
+    xs, ys = _shape(x), _shape(out)
+    if isinstance(m, (BlockSparseAlgebraLinear, BlockSparseAlgebraConv)):
+        A = m.algebra
+        d = A.dim
+        if isinstance(m, BlockSparseAlgebraLinear):
+            P = math.prod(ys[:-1])
+        else:
+            P = ys[0] * math.prod(ys[2:])
+        return algebra_layer_macs(A, P * m.nnz), {}, 0
+    if _is_algebra_layer(m):
+        A = load_algebra(m.algebra)
+        d, r = A.dim, A.rank
+        w = m.weight
+        out_e, in_g = w.shape[0], w.shape[1]
+        K = math.prod(w.shape[2:-1]) if w.dim() > 3 else 1
+        if w.dim() == 3:                                    # linear: (..., in*d) -> (..., out*d)
+            P = math.prod(ys[:-1])
+            P_in = P
+        else:                                               # conv: (N, C*d, *sp)
+            batched = len(ys) == w.dim() - 1
+            P = (ys[0] if batched else 1) * math.prod(ys[2:] if batched else ys[1:])
+            P_in = (xs[0] if batched else 1) * math.prod(xs[2:] if batched else xs[1:])
+        in_e = in_g * int(getattr(m, "groups", 1) or 1)
+        macs = algebra_layer_macs(A, P * out_e * in_g * K)
+        adds = A.scheme.additions.get("optimised", A.scheme.additions.get("naive", {}))
+        additions = {"activation": P_in * in_e * int(adds.get("activation", 0)),
+                     "post": P * out_e * int(adds.get("post", 0)),
+                     "weight": w.numel() // d * int(adds.get("weight", 0))}
+        map_macs = (P_in * in_e + P * out_e) * r * d
+        return macs, additions, map_macs
+    if isinstance(m, nn.Linear):
+        return {"real": math.prod(ys[:-1]) * m.in_features * m.out_features}, {}, 0
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        batched = len(ys) == m.weight.dim()
+        P = (ys[0] if batched else 1) * math.prod(ys[2:] if batched else ys[1:])
+        return {"real": P * m.weight[0].numel() * m.out_channels}, {}, 0
+    # lift / read-out (real weights), anything else with a 2-D weight used as F.linear along a dim
+    from .layers.lift import AlgebraLift, AlgebraReadout
+
+    if isinstance(m, (AlgebraLift, AlgebraReadout)) and m.weight is not None:
+        rows = math.prod(ys) // m.weight.shape[0]
+        return {"real": rows * m.weight.numel()}, {}, 0
+    extra = getattr(m, "extra_macs", None)
+    if callable(extra) and xs is not None:
+        return {"real": int(extra(xs))}, {}, 0
+    return {}, {}, 0
+
+
+def count(model: nn.Module, *inputs, dtype: torch.dtype | None = None, **kwargs) -> CountReport:
+    """Run `model(*inputs, **kwargs)` once (no grad) and count every layer; see the module docstring.
+
+    dtype: count weight bytes as if parameters were stored in `dtype` (default: their own dtype).
+    Without inputs only parameters and bytes are counted (MACs are zero).
+    """
+    records: dict[str, list] = {}
+    hooks = []
+    names = {}
+    for name, m in model.named_modules():
+        names[m] = name
+        if "parametrizations" in name.split("."):
+            continue
+
+        def hook(mod, inp, out, name=name):
+            macs, adds, mm = _layer_counts(mod, inp, out)
+            if macs or adds:
+                rec = records.setdefault(name, [None, {}, 0, 0])
+                rec[1] = {k: rec[1].get(k, 0) + v for k, v in {**macs, **{f"+{a}": b for a, b in adds.items()}}.items()}
+                rec[2] += mm
+                rec[3] += 1
+
+        hooks.append(m.register_forward_hook(hook))
+    try:
+        if inputs or kwargs:
+            was = model.training
+            with torch.no_grad():
+                model(*inputs, **kwargs)
+            model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+
+    layers = []
+    for name, m in model.named_modules():
+        if "parametrizations" in name.split("."):
+            continue
+        own = _own_params(m)
+        rec = records.get(name)
+        if not own and rec is None:
+            continue
+        params = sum(p.numel() for p in own)
+        if _is_algebra_layer(m):
+            with torch.no_grad():
+                w = m.weight
+            zero_elems = int((w == 0).all(-1).sum())
+            nonzero = params - zero_elems * w.shape[-1]
+        else:
+            nonzero = params
+        nbytes = sum(p.numel() * (torch.empty((), dtype=dtype).element_size() if dtype else p.element_size())
+                     for p in own)
+        macs, adds, mm, calls = {}, {}, 0, 0
+        if rec is not None:
+            for k, v in rec[1].items():
+                (adds if k.startswith("+") else macs)[k.lstrip("+")] = v
+            mm, calls = rec[2], rec[3]
+        alg = getattr(m, "algebra", None)
+        alg_name = getattr(alg, "name", alg) if isinstance(alg, str) or hasattr(alg, "name") else None
+        layers.append(LayerCount(name or type(m).__name__, type(m).__name__, alg_name, params, nonzero, nbytes,
+                                 macs, adds, mm, calls))
+    return CountReport(layers)

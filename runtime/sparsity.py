@@ -1,0 +1,453 @@
+"""Element pruning: remove whole algebra elements (all d components of a weight entry) by their norm.
+
+    from runtime import sparsity
+    sparsity.prune_elements_(model, 0.8)                       # one shot, exactly round(0.8 n) per layer
+    pruner = sparsity.GradualPruner(model, 0.9, start_step=100, end_step=1000, frequency=50)
+    for step in ...: ...; optimizer.step(); pruner.step()     # Zhu & Gupta cubic schedule
+    print(sparsity.format_report(model))
+    fast = sparsity.to_block_sparse(model.fc)                  # block-CSR inference form, same outputs
+
+Masks are `torch.nn.utils.parametrize` parametrizations (`ElementMask`, a boolean buffer of shape
+weight.shape[:-1]): the layer sees weight = original * mask, gradients of pruned elements are zero, the
+mask is part of `state_dict()` (``parametrizations.weight.0.mask``) and `torch.compile` traces it like any
+buffer.  `load_pruned_state_dict(model, sd)` restores masks into a fresh (unpruned) model first.
+
+Block-CSR element-sparse form (shared with the CUDA kernels): ``crow_indices`` int64 (out + 1,),
+``col_indices`` int64 (nnz,), ``values`` (nnz, d);  y[b, o] = sum_{p in row o} values[p] * x[b, col[p]] + bias[o]
+with the weight on the left.  For convolutions the rows are output channels and the columns index the
+flattened (C_in // groups, *kernel) im2col elements of the row's group.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .init import algebra_layers
+from .registry import load_algebra
+
+__all__ = [
+    "ElementMask", "element_norms", "prunable_layers", "get_mask", "set_mask_", "is_pruned", "raw_weight",
+    "prune_elements_", "cubic_sparsity", "GradualPruner", "LayerSparsity", "sparsity_report", "format_report",
+    "remove_pruning_", "load_pruned_state_dict", "block_csr", "to_block_sparse", "convert_to_block_sparse",
+    "BlockSparseAlgebraLinear", "BlockSparseAlgebraConv",
+]
+
+
+class ElementMask(nn.Module):
+    """Parametrization weight -> weight * mask[..., None]; `mask` is a bool buffer over the elements."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool).clone())
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask.unsqueeze(-1).to(weight.dtype)
+
+    def extra_repr(self) -> str:
+        n = self.mask.numel()
+        return f"elements={n}, kept={int(self.mask.sum())}"
+
+
+# ---- inspecting layers -----------------------------------------------------------------------------
+
+def element_norms(weight: torch.Tensor) -> torch.Tensor:
+    """L2 norm of every element: (..., d) -> (...)."""
+    return weight.detach().float().square().sum(-1).sqrt()
+
+
+def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Algebra layers (modules with `algebra` and an algebra-shaped `weight`); a lone layer gives ('', layer)."""
+    return list(algebra_layers(model))
+
+
+def _mask_module(m: nn.Module) -> ElementMask | None:
+    if parametrize.is_parametrized(m, "weight"):
+        for p in m.parametrizations.weight:
+            if isinstance(p, ElementMask):
+                return p
+    return None
+
+
+def is_pruned(m: nn.Module) -> bool:
+    return _mask_module(m) is not None
+
+
+def get_mask(m: nn.Module) -> torch.Tensor | None:
+    """The layer's boolean element mask (True = kept), or None if it was never pruned."""
+    pm = _mask_module(m)
+    return None if pm is None else pm.mask
+
+
+def raw_weight(m: nn.Module) -> torch.Tensor:
+    """The trainable weight tensor (the parametrization's original when pruned)."""
+    if parametrize.is_parametrized(m, "weight"):
+        return m.parametrizations.weight.original
+    return m.weight
+
+
+def set_mask_(m: nn.Module, mask: torch.Tensor) -> nn.Module:
+    """Install or replace the element mask of layer `m` (shape weight.shape[:-1])."""
+    w = raw_weight(m)
+    if tuple(mask.shape) != tuple(w.shape[:-1]):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match the weight's elements {tuple(w.shape[:-1])}")
+    pm = _mask_module(m)
+    if pm is None:
+        parametrize.register_parametrization(m, "weight", ElementMask(mask.to(w.device)))
+    else:
+        pm.mask.copy_(mask.to(pm.mask.device, torch.bool))
+    return m
+
+
+def _select(model_or_layers) -> list[tuple[str, nn.Module]]:
+    """A model (all its algebra layers), or a list of layers or of (name, layer) pairs."""
+    if isinstance(model_or_layers, nn.Module):
+        layers = prunable_layers(model_or_layers)
+    else:
+        layers = [item if isinstance(item, tuple) else (str(i), item) for i, item in enumerate(model_or_layers)]
+    if not layers:
+        raise ValueError("no algebra layers to prune")
+    return layers
+
+
+# ---- one-shot magnitude pruning ------------------------------------------------------------------------
+
+def _n_prune(sparsity: float, n: int) -> int:
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
+    return min(n, int(math.floor(sparsity * n + 0.5)))
+
+
+def _scores(m: nn.Module) -> torch.Tensor:
+    """Element norms of the effective weight; already-pruned elements score -1 so they stay pruned."""
+    s = element_norms(raw_weight(m))
+    mask = get_mask(m)
+    if mask is not None:
+        s = torch.where(mask, s, torch.full_like(s, -1.0))
+    return s
+
+
+def _mask_from_scores(scores: torch.Tensor, k: int) -> torch.Tensor:
+    flat = scores.flatten()
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if k > 0:
+        order = torch.argsort(flat, stable=True)
+        keep[order[:k]] = False
+    return keep.view_as(scores)
+
+
+@torch.no_grad()
+def prune_elements_(model_or_layers, sparsity: float, scope: str = "layer") -> dict[str, torch.Tensor]:
+    """Prune whole elements with the smallest norms so that exactly round(sparsity * n) elements are zero.
+
+    scope="layer": n counts each layer's elements; scope="global": all selected layers share one
+    threshold and n counts every element.  Pruning never revives an element pruned before.
+    Returns {layer name: mask}.
+    """
+    layers = _select(model_or_layers)
+    if scope == "layer":
+        masks = {}
+        for name, m in layers:
+            s = _scores(m)
+            masks[name] = _mask_from_scores(s, _n_prune(sparsity, s.numel()))
+            set_mask_(m, masks[name])
+        return masks
+    if scope != "global":
+        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+    scores = [_scores(m) for _, m in layers]
+    flat = torch.cat([s.flatten().cpu() for s in scores])
+    keep = _mask_from_scores(flat, _n_prune(sparsity, flat.numel()))
+    masks, at = {}, 0
+    for (name, m), s in zip(layers, scores):
+        masks[name] = keep[at:at + s.numel()].view(s.shape).to(s.device)
+        at += s.numel()
+        set_mask_(m, masks[name])
+    return masks
+
+
+# ---- gradual pruning ---------------------------------------------------------------------------------
+
+def cubic_sparsity(step: int, final_sparsity: float, start_step: int, end_step: int,
+                   initial_sparsity: float = 0.0) -> float:
+    """Zhu & Gupta (2017): s_t = s_f + (s_i - s_f) (1 - (t - t0) / (t_end - t0))^3, clamped to [t0, t_end].
+
+    Before start_step this is 0 (nothing pruned yet); from end_step on it is final_sparsity.
+    """
+    if step < start_step:
+        return 0.0
+    if end_step <= start_step or step >= end_step:
+        return float(final_sparsity)
+    frac = (step - start_step) / (end_step - start_step)
+    return float(final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - frac) ** 3)
+
+
+class GradualPruner:
+    """Raise element sparsity on the cubic schedule: masks are updated at start_step, every `frequency`
+    steps after it, and at end_step (the n*dt grid of Zhu & Gupta, with end_step always included).
+
+    Call `step()` once per training step (after the optimizer step) or `step(t)` with an explicit step.
+    `state_dict()` / `load_state_dict()` save the step counter; the masks live in the model.
+    """
+
+    def __init__(self, model_or_layers, final_sparsity: float, start_step: int, end_step: int,
+                 frequency: int = 1, initial_sparsity: float = 0.0, scope: str = "layer"):
+        if frequency < 1:
+            raise ValueError("frequency must be >= 1")
+        if end_step < start_step:
+            raise ValueError("end_step must be >= start_step")
+        self.layers = _select(model_or_layers)
+        self.final_sparsity, self.initial_sparsity = float(final_sparsity), float(initial_sparsity)
+        self.start_step, self.end_step, self.frequency = int(start_step), int(end_step), int(frequency)
+        self.scope = scope
+        self.last_step = -1
+        self.current_sparsity = 0.0
+
+    def sparsity_at(self, step: int) -> float:
+        return cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step, self.initial_sparsity)
+
+    def is_update_step(self, step: int) -> bool:
+        if step < self.start_step:
+            return False
+        if step >= self.end_step:
+            return self.current_sparsity < self.final_sparsity or step == self.end_step
+        return (step - self.start_step) % self.frequency == 0
+
+    def step(self, step: int | None = None) -> bool:
+        """Advance to `step` (default: previous + 1); prune if it is an update step. True if masks changed."""
+        step = self.last_step + 1 if step is None else int(step)
+        self.last_step = step
+        if not self.is_update_step(step):
+            return False
+        target = self.sparsity_at(step)
+        prune_elements_(self.layers, target, self.scope)
+        self.current_sparsity = target
+        return True
+
+    def state_dict(self) -> dict:
+        return {"last_step": self.last_step, "current_sparsity": self.current_sparsity}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_step = int(state["last_step"])
+        self.current_sparsity = float(state["current_sparsity"])
+
+
+# ---- reports --------------------------------------------------------------------------------------------
+
+@dataclass
+class LayerSparsity:
+    name: str
+    elements: int
+    pruned: int
+    d: int
+
+    @property
+    def sparsity(self) -> float:
+        return self.pruned / self.elements if self.elements else 0.0
+
+    @property
+    def params(self) -> int:
+        return self.elements * self.d
+
+    @property
+    def nonzero_params(self) -> int:
+        return (self.elements - self.pruned) * self.d
+
+
+def sparsity_report(model: nn.Module) -> list[LayerSparsity]:
+    """Per algebra layer: elements, pruned elements (mask off, or exactly zero), sparsity."""
+    out = []
+    for name, m in prunable_layers(model):
+        with torch.no_grad():
+            w = m.weight
+        zero = (w == 0).all(-1)
+        mask = get_mask(m)
+        if mask is not None:
+            zero = zero | ~mask
+        d = load_algebra(m.algebra).dim
+        out.append(LayerSparsity(name or type(m).__name__, zero.numel(), int(zero.sum()), d))
+    return out
+
+
+def format_report(model_or_report) -> str:
+    rep = sparsity_report(model_or_report) if isinstance(model_or_report, nn.Module) else model_or_report
+    rows = [("layer", "elements", "pruned", "sparsity")]
+    for r in rep:
+        rows.append((r.name, str(r.elements), str(r.pruned), f"{100 * r.sparsity:.2f}%"))
+    tot = sum(r.elements for r in rep)
+    pr = sum(r.pruned for r in rep)
+    rows.append(("total", str(tot), str(pr), f"{100 * pr / tot:.2f}%" if tot else "-"))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)) for r in rows)
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def remove_pruning_(model: nn.Module) -> nn.Module:
+    """Make pruning permanent: the weight parameters hold the masked values, the masks go away."""
+    for _, m in prunable_layers(model):
+        if is_pruned(m):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return model
+
+
+def load_pruned_state_dict(model: nn.Module, state_dict: dict, strict: bool = True):
+    """Load a checkpoint saved from a pruned model into `model`, installing the saved masks first."""
+    suffix = ".parametrizations.weight.0.mask"
+    for name, m in prunable_layers(model):
+        key = (name + suffix) if name else suffix[1:]
+        if key in state_dict:
+            set_mask_(m, state_dict[key])
+    return model.load_state_dict(state_dict, strict=strict)
+
+
+# ---- block-CSR inference form ---------------------------------------------------------------------------
+
+def block_csr(weight: torch.Tensor, mask: torch.Tensor | None = None):
+    """(crow_indices, col_indices, values) of a (rows, ..., d) weight: rows = dim 0, columns = the rest.
+
+    Elements that are masked off or exactly zero are dropped; columns are ascending within a row.
+    """
+    w = weight.detach().reshape(weight.shape[0], -1, weight.shape[-1])
+    keep = (w != 0).any(-1)
+    if mask is not None:
+        keep = keep & mask.reshape(keep.shape).to(keep.device)
+    rows, cols = keep.nonzero(as_tuple=True)                 # row-major order
+    counts = torch.bincount(rows, minlength=w.shape[0])
+    crow = torch.zeros(w.shape[0] + 1, dtype=torch.int64, device=w.device)
+    crow[1:] = torch.cumsum(counts, 0)
+    return crow, cols.to(torch.int64), w[rows, cols].clone()
+
+
+class _BlockSparseBase(nn.Module):
+    def _init_csr(self, algebra, crow, col, values, bias):
+        self.algebra = load_algebra(algebra)
+        self.register_buffer("crow_indices", crow)
+        self.register_buffer("col_indices", col)
+        self.values = nn.Parameter(values)
+        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+        rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow[1:] - crow[:-1])
+        self.register_buffer("_rows", rows, persistent=False)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.col_indices.numel())
+
+    def _spmm(self, X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """X (B, n_cols, d) -> (B, rows, d)."""
+        prod = self.algebra.mul(self.values.to(X.dtype), X[:, cols])            # (B, nnz, d), weight left
+        out = X.new_zeros(X.shape[0], self.crow_indices.numel() - 1, X.shape[-1])
+        out = out.index_add(1, self._rows, prod)
+        if self.bias is not None:
+            out = out + self.bias.to(X.dtype)
+        return out
+
+
+class BlockSparseAlgebraLinear(_BlockSparseBase):
+    """Element-sparse AlgebraLinear for inference: (..., in*d) -> (..., out*d)."""
+
+    def __init__(self, in_features, out_features, algebra, crow_indices, col_indices, values, bias=None):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self._init_csr(algebra, crow_indices, col_indices, values, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.algebra.dim
+        lead = x.shape[:-1]
+        X = x.reshape(-1, self.in_features, d)
+        return self._spmm(X, self.col_indices).reshape(lead + (self.out_features * d,))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, algebra={self.algebra.name}, nnz={self.nnz}, "
+                f"density={self.nnz / max(1, self.in_features * self.out_features):.3f}")
+
+
+def _tuple(v, n):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+
+
+class BlockSparseAlgebraConv(_BlockSparseBase):
+    """Element-sparse AlgebraConv{1,2,3}d for inference (im2col over whole elements + block-CSR)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, algebra, crow_indices, col_indices, values,
+                 bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+        super().__init__()
+        self.kernel_size = tuple(kernel_size)
+        nd = len(self.kernel_size)
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.stride, self.dilation = _tuple(stride, nd), _tuple(dilation, nd)
+        self.padding, self.padding_mode = padding, padding_mode
+        self._init_csr(algebra, crow_indices, col_indices, values, bias)
+        K = math.prod(self.kernel_size)
+        cg, og = self.in_channels // self.groups, self.out_channels // self.groups
+        group_of_row = torch.arange(self.out_channels, device=col_indices.device) // og
+        self.register_buffer("_gcols", col_indices + group_of_row[self._rows] * cg * K, persistent=False)
+
+    def _pads(self) -> list[tuple[int, int]]:
+        nd = len(self.kernel_size)
+        if isinstance(self.padding, str):
+            if self.padding == "valid":
+                return [(0, 0)] * nd
+            if self.padding == "same":
+                out = []
+                for k, dl in zip(self.kernel_size, self.dilation):
+                    total = dl * (k - 1)
+                    out.append((total // 2, total - total // 2))
+                return out
+            raise ValueError(f"unknown padding {self.padding!r}")
+        return [(p, p) for p in _tuple(self.padding, nd)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d, nd = self.algebra.dim, len(self.kernel_size)
+        N = x.shape[0]
+        pads = self._pads()
+        flat = [p for pair in reversed(pads) for p in pair]
+        if any(flat):
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, flat, mode=mode)
+        xs = x.unflatten(1, (self.in_channels, d))                  # (N, C, d, *S)
+        for i, (k, s, dl) in enumerate(zip(self.kernel_size, self.stride, self.dilation)):
+            xs = xs.unfold(3 + i, dl * (k - 1) + 1, s)              # window appended last
+            if dl > 1:
+                xs = xs[..., ::dl]
+        # (N, C, d, *O, *k) -> (N, *O, C, *k, d)
+        out_sp = xs.shape[3:3 + nd]
+        perm = [0] + list(range(3, 3 + nd)) + [1] + list(range(3 + nd, 3 + 2 * nd)) + [2]
+        X = xs.permute(perm).reshape(N * math.prod(out_sp), -1, d)
+        y = self._spmm(X, self._gcols)                              # (N*L, out, d)
+        y = y.reshape((N,) + tuple(out_sp) + (self.out_channels, d))
+        y = y.permute([0, nd + 1, nd + 2] + list(range(1, nd + 1)))
+        return y.reshape((N, self.out_channels * d) + tuple(out_sp))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"algebra={self.algebra.name}, nnz={self.nnz}")
+
+
+@torch.no_grad()
+def to_block_sparse(layer: nn.Module) -> nn.Module:
+    """The element-sparse inference form of a (pruned) algebra Linear or Conv layer; same outputs."""
+    w = layer.weight.detach()
+    crow, col, values = block_csr(w, get_mask(layer))
+    bias = getattr(layer, "bias", None)
+    if w.dim() == 3:
+        return BlockSparseAlgebraLinear(w.shape[1], w.shape[0], layer.algebra, crow, col, values, bias)
+    groups = int(getattr(layer, "groups", 1))
+    return BlockSparseAlgebraConv(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:-1]), layer.algebra, crow, col,
+                                  values, bias, getattr(layer, "stride", 1), getattr(layer, "padding", 0),
+                                  getattr(layer, "dilation", 1), groups, getattr(layer, "padding_mode", "zeros"))
+
+
+def convert_to_block_sparse(model: nn.Module, min_sparsity: float = 0.0) -> nn.Module:
+    """Replace (in place) every algebra layer whose element sparsity is >= min_sparsity by its sparse form."""
+    targets = [(n, m) for n, m in prunable_layers(model)
+               if n and (w := m.weight.detach()).numel() and float((w == 0).all(-1).float().mean()) >= min_sparsity]
+    for name, m in targets:
+        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        setattr(parent, name.rpartition(".")[2], to_block_sparse(m))
+    return model
