@@ -324,6 +324,15 @@ def block_csr(weight: torch.Tensor, mask: torch.Tensor | None = None):
     return crow, cols.to(torch.int64), w[rows, cols].clone()
 
 
+def _cuda_bsr():
+    """runtime.cuda (generated kernels, same block-CSR format) when importable, else None."""
+    try:
+        from . import cuda
+    except Exception:
+        return None
+    return cuda
+
+
 class _BlockSparseBase(nn.Module):
     def _init_csr(self, algebra, crow, col, values, bias):
         self.algebra = load_algebra(algebra)
@@ -359,6 +368,10 @@ class BlockSparseAlgebraLinear(_BlockSparseBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.algebra.dim
         lead = x.shape[:-1]
+        if x.is_cuda:
+            fast = _cuda_bsr()
+            if fast is not None and fast.kernels_available(x):     # generated element-sparse kernel
+                return fast.bsr_linear(self.algebra, self.crow_indices, self.col_indices, self.values, x, self.bias)
         X = x.reshape(-1, self.in_features, d)
         return self._spmm(X, self.col_indices).reshape(lead + (self.out_features * d,))
 

@@ -3,3 +3,11 @@
 Features are counted in algebra elements; tensors use the element-major layout of DESIGN.md (component k
 of element c at index c*d + k), and weights are the left factor.
 """
+from .norm import AlgebraBatchNorm1d, AlgebraBatchNorm2d, AlgebraBatchNorm3d, AlgebraLayerNorm  # noqa: E402
+from .activation import ModReLU, NormGatedActivation, SplitActivation  # noqa: E402
+from .dropout import AlgebraDropout  # noqa: E402
+from .lift import AlgebraLift, AlgebraReadout  # noqa: E402
+from .pool import (AlgebraAdaptiveAvgPool1d, AlgebraAdaptiveAvgPool2d, AlgebraAdaptiveAvgPool3d,  # noqa: E402
+                   AlgebraAdaptiveMaxPool1d, AlgebraAdaptiveMaxPool2d, AlgebraAdaptiveMaxPool3d,
+                   AlgebraAvgPool1d, AlgebraAvgPool2d, AlgebraAvgPool3d,
+                   AlgebraMaxPool1d, AlgebraMaxPool2d, AlgebraMaxPool3d)
