@@ -131,14 +131,9 @@ def _own_params(m: nn.Module) -> list[torch.Tensor]:
 
 
 def _is_algebra_layer(m: nn.Module) -> bool:
-    w = getattr(m, "weight", None)
-    alg = getattr(m, "algebra", None)
-    if alg is None or not isinstance(w, torch.Tensor) or w.dim() < 3:
-        return False
-    try:
-        return w.shape[-1] == load_algebra(alg).dim
-    except Exception:
-        return False
+    from .init import is_algebra_layer
+
+    return is_algebra_layer(m)
 
 
 def _shape(t: Any):
@@ -221,15 +216,17 @@ def count(model: nn.Module, *inputs, dtype: torch.dtype | None = None, **kwargs)
                 rec[3] += 1
 
         hooks.append(m.register_forward_hook(hook))
+    modes = {m: m.training for m in model.modules()}
     try:
         if inputs or kwargs:
-            was = model.training
+            model.eval()                      # no running-statistics updates while counting
             with torch.no_grad():
                 model(*inputs, **kwargs)
-            model.train(was)
     finally:
         for h in hooks:
             h.remove()
+        for m, was in modes.items():
+            m.training = was
 
     layers = []
     for name, m in model.named_modules():

@@ -34,7 +34,7 @@ from .registry import Algebra, load_algebra
 __all__ = [
     "structure_second_moments", "variance_profile", "algebra_fans", "component_std",
     "kaiming_normal_", "kaiming_uniform_", "xavier_normal_", "xavier_uniform_",
-    "init_weight_", "init_model_", "algebra_layers",
+    "init_weight_", "init_model_", "algebra_layers", "is_algebra_layer",
 ]
 
 _profiles: dict[int, np.ndarray] = {}
@@ -183,18 +183,25 @@ def init_weight_(weight: torch.Tensor, algebra, scheme: str = "he", distribution
     return _fill(weight, component_std(A, fan, g), distribution, generator)
 
 
+def is_algebra_layer(m: nn.Module) -> bool:
+    """A layer whose `weight` (out, in, *kernel, d) multiplies algebra elements (AlgebraLinear, AlgebraConv*d
+    and anything shaped like them with an `algebra` attribute); norms, whose affine weights may also end in
+    d, are not."""
+    alg = getattr(m, "algebra", None)
+    w = getattr(m, "weight", None)
+    if alg is None or not isinstance(w, torch.Tensor) or w.dim() < 3 or getattr(m, "_not_an_algebra_layer", False):
+        return False
+    try:
+        A = _alg(alg)
+    except Exception:
+        return False
+    return w.shape[-1] == A.dim
+
+
 def algebra_layers(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
-    """(name, module) for every module with an `algebra` attribute and an algebra-shaped `weight`."""
+    """(name, module) for every algebra layer (`is_algebra_layer`) in `model`, itself included."""
     for name, m in model.named_modules():
-        alg = getattr(m, "algebra", None)
-        w = getattr(m, "weight", None)
-        if alg is None or not isinstance(w, torch.Tensor) or w.dim() < 3:
-            continue
-        try:
-            A = _alg(alg)
-        except Exception:
-            continue
-        if w.shape[-1] == A.dim:
+        if is_algebra_layer(m):
             yield name, m
 
 

@@ -77,7 +77,7 @@ def inv_sqrtm_psd(V: torch.Tensor, eps: float = 0.0, compute_dtype: torch.dtype 
 
 
 class _AlgebraBatchNorm(nn.Module):
-    _spatial: tuple[int, ...] = ()
+    _not_an_algebra_layer = True          # its (C, d, d) whitening weight is not a layer weight
 
     def __init__(self, num_features: int, algebra="R", mode: str = "component", eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
@@ -268,6 +268,8 @@ class AlgebraLayerNorm(nn.Module):
     ``mode="norm"``: subtract the mean element (per component, ``center=True``), divide by
     sqrt(mean_c ||x_c||^2 / d + eps); affine weight (C,) real scale per element, bias (C, d).
     """
+
+    _not_an_algebra_layer = True
 
     def __init__(self, num_elements: int, algebra="R", mode: str = "component", eps: float = 1e-5,
                  elementwise_affine: bool = True, bias: bool = True, center: bool = True,
