@@ -1,0 +1,212 @@
+"""Model builders: ResNet and Transformer LM per algebra, width matching, conversion of real models."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runtime import counting, load_algebra
+from runtime.layers import AlgebraConv2d, AlgebraLinear
+from runtime.layers.lift import AlgebraLift, AlgebraReadout
+from runtime.layers.norm import AlgebraBatchNorm2d, AlgebraLayerNorm
+from runtime.models import (AlgebraSelfAttention, TransformerLM, convert, macs_per_pair, match_width,
+                            matched_width, matched_widths, resnet)
+
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def train(model, loss_fn, steps, lr):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+CONFIGS = {  # vary block, stem and norm across algebras to cover them all
+    "R": ("basic", "cifar", "component"), "C": ("basic", "imagenet", "whitening"),
+    "H": ("bottleneck", "cifar", "norm"), "Dual": ("basic", "cifar", "whitening"),
+    "Cross3": ("basic", "cifar", "component"), "M2R": ("bottleneck", "imagenet", "component"),
+    "M3R": ("basic", "cifar", "norm"), "M4R": ("basic", "cifar", "component"),
+    "M2C": ("basic", "cifar", "component"),
+}
+
+
+@pytest.mark.parametrize("name", ALGEBRAS)
+def test_resnet_trains_on_random_data(name):
+    block, stem, norm = CONFIGS[name]
+    torch.manual_seed(0)
+    model = resnet(name, block, layers=(1, 1), widths=(3, 4), stem=stem, num_classes=4, norm=norm)
+    x = torch.randn(16, 3, 8, 8)
+    y = torch.randint(0, 4, (16,))
+    losses = train(model, lambda: F.cross_entropy(model(x), y), 8, 1e-2)
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 6, losses
+    model.eval()
+    assert model(x[:2]).shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", ALGEBRAS)
+def test_transformer_lm_trains_on_random_data(name):
+    torch.manual_seed(0)
+    lm = TransformerLM(32, d_model=4, n_layers=1, n_heads=2, max_len=16, algebra=name)
+    tokens = torch.randint(0, 32, (8, 16))
+    losses = train(lm, lambda: lm.loss(tokens), 8, 3e-3)
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.97 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 6, losses
+    assert lm(tokens).shape == (8, 16, 32)
+
+
+def test_transformer_is_causal_and_uses_algebra_layers():
+    torch.manual_seed(0)
+    lm = TransformerLM(20, d_model=4, n_layers=2, n_heads=2, max_len=10, algebra="H", dropout=0.1)
+    lm.eval()
+    a = torch.randint(0, 20, (1, 10))
+    b = a.clone()
+    b[0, 6:] = (b[0, 6:] + 1) % 20
+    la, lb = lm(a), lm(b)
+    assert torch.allclose(la[0, :6], lb[0, :6], atol=1e-5)
+    assert not torch.allclose(la[0, 6:], lb[0, 6:])
+    blk = lm.blocks[0]
+    for lin in (blk.attn.q, blk.attn.k, blk.attn.v, blk.attn.o, blk.mlp.fc1, blk.mlp.fc2):
+        assert isinstance(lin, AlgebraLinear) and lin.weight.shape[-1] == 4
+    with pytest.raises(ValueError):
+        lm(torch.randint(0, 20, (1, 11)))
+
+
+def test_attention_logits_are_real_inner_products_over_all_components():
+    name, dm, H = "C", 4, 2
+    d = 2
+    attn = AlgebraSelfAttention(dm, H, algebra=name)
+    x = torch.randn(2, 5, dm * d)
+    q, k, v = attn.q(x), attn.k(x), attn.v(x)
+    hd = dm // H * d
+    out = []
+    for h in range(H):
+        sl = slice(h * hd, (h + 1) * hd)                     # whole elements of head h
+        logits = q[..., sl] @ k[..., sl].transpose(1, 2) / math.sqrt(hd)
+        logits = logits.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
+        out.append(torch.softmax(logits, -1) @ v[..., sl])
+    expect = attn.o(torch.cat(out, -1))
+    assert torch.allclose(attn(x), expect, atol=1e-5)
+
+
+# ---- width matching --------------------------------------------------------------------------------
+
+def test_width_table_matches_reference():
+    # REFERENCE.md section 7: N/C at equal parameters and at equal (naive) MACs
+    params = {"R": 1, "C": .707, "Dual": .707, "Cross3": .577, "H": .5, "M2R": .5, "M2C": .354, "M3R": .333,
+              "M4R": .25}
+    macs = {"R": 1, "C": .5, "Dual": .577, "Cross3": .408, "H": .25, "M2R": .354, "M2C": .177, "M3R": .192,
+            "M4R": .125}
+    C = 10_000
+    for name in ALGEBRAS:
+        assert matched_width(C, name, "params") / C == pytest.approx(params[name], abs=1e-3)
+        assert matched_width(C, name, "macs") / C == pytest.approx(macs[name], abs=1e-3)
+    assert macs_per_pair("M3R", "fold") == 27 and macs_per_pair("M2C", "fold") == 32
+    assert macs_per_pair("H", "bilinear") == load_algebra("H").rank and macs_per_pair("H", "block") == 16
+    assert matched_width(64, "H", "width") == 16 and matched_width(64, "H", None) == 64
+    assert matched_widths((64, 128), "H", "params", multiple_of=4) == (32, 64)
+    with pytest.raises(ValueError):
+        matched_width(64, "H", "flops")
+
+
+@pytest.mark.parametrize("name,match", [("H", "params"), ("M2R", "params"), ("M4R", "params"),
+                                        ("C", "macs"), ("H", "macs"), ("M4R", "macs")])
+def test_matched_layer_equals_real_layer(name, match):
+    """Where C / sqrt(d) or C / sqrt(k) is an integer, the matched layer has exactly the real count."""
+    C = 64
+    real = counting.count(nn.Linear(C, C, bias=False), torch.randn(3, C))
+    n = matched_width(C, name, match)
+    d = load_algebra(name).dim
+    alg = counting.count(AlgebraLinear(n, n, algebra=name, bias=False), torch.randn(3, n * d))
+    if match == "params":
+        assert alg.params == real.params
+    else:
+        assert alg.total_macs("naive") == real.total_macs("naive")
+
+
+def test_match_width_search_for_a_resnet():
+    x = torch.randn(1, 3, 8, 8)
+    base = counting.count(resnet("R", widths=(16, 32), layers=(1, 1)), x)
+    for match in ("params", "macs"):
+        target = base.params if match == "params" else base.total_macs("naive")
+        measure = ((lambda m: counting.count(m).params) if match == "params"
+                   else (lambda m: counting.count(m, x).total_macs("naive")))
+        w, model = match_width(lambda w: resnet("H", widths=(w, 2 * w), layers=(1, 1)), target, measure,
+                               range(2, 17))
+        got = measure(model)
+        for other in (w - 1, w + 1):
+            assert abs(got - target) <= abs(measure(resnet("H", widths=(other, 2 * other), layers=(1, 1))) - target)
+        assert abs(got - target) / target < 0.3
+
+
+# ---- convert --------------------------------------------------------------------------------------
+
+class RealCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(16, 32)
+        self.ln = nn.LayerNorm(32)
+        self.fc2 = nn.Linear(32, 5)
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = F.relu(self.bn2(self.conv2(h)) + h)              # residual add must still line up
+        h = self.pool(h).mean(dim=(2, 3))
+        return self.fc2(F.relu(self.ln(self.fc1(h))))
+
+
+@pytest.mark.parametrize("name,match", [("H", "params"), ("M2R", "macs"), ("C", "width"), ("Dual", None)])
+def test_convert_real_cnn(name, match):
+    torch.manual_seed(0)
+    real = RealCNN()
+    model = convert(real, name, match=match)
+    assert isinstance(real.conv2, nn.Conv2d)                 # the original is untouched
+    A = load_algebra(name)
+    n16, n32 = matched_width(16, A, match), matched_width(32, A, match)
+    assert isinstance(model.conv1, nn.Sequential) and isinstance(model.conv1[0], AlgebraLift)
+    assert isinstance(model.conv1[1], AlgebraConv2d) and model.conv1[1].weight.shape[:2] == (n16, 3)
+    assert isinstance(model.conv2, AlgebraConv2d) and model.conv2.weight.shape[:2] == (n16, n16)
+    assert isinstance(model.bn2, AlgebraBatchNorm2d) and model.bn2.num_features == n16
+    assert isinstance(model.fc1, AlgebraLinear) and model.fc1.weight.shape == (n32, n16, A.dim)
+    assert isinstance(model.ln, AlgebraLayerNorm)
+    assert isinstance(model.fc2, AlgebraReadout) and model.fc2.out_features == 5
+    x = torch.randn(8, 3, 8, 8)
+    y = torch.randint(0, 5, (8,))
+    losses = train(model, lambda: F.cross_entropy(model(x), y), 6, 1e-2)
+    assert losses[-1] < losses[0]
+
+
+def test_convert_params_roughly_match_and_mlp():
+    real = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
+    model = convert(real, "H", match="params")
+    inner_real = 64 * 64 + 64
+    inner = model[2]
+    assert isinstance(inner, AlgebraLinear) and inner.weight.shape == (32, 32, 4)
+    assert inner.weight.numel() == 64 * 64 and inner.bias.numel() == 32 * 4
+    assert model(torch.randn(5, 10)).shape == (5, 3)
+    with pytest.raises(ValueError):
+        convert(nn.Sequential(nn.ReLU()), "H")
