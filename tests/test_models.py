@@ -12,7 +12,7 @@ from runtime import counting, load_algebra
 from runtime.layers import AlgebraConv2d, AlgebraLinear
 from runtime.layers.lift import AlgebraLift, AlgebraReadout
 from runtime.layers.norm import AlgebraBatchNorm2d, AlgebraLayerNorm
-from runtime.models import (AlgebraSelfAttention, TransformerLM, convert, macs_per_pair, match_width,
+from runtime.models import (AlgebraSelfAttention, TransformerLM, convert, macs_per_pair, match_model,
                             matched_width, matched_widths, resnet)
 
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
@@ -143,19 +143,33 @@ def test_matched_layer_equals_real_layer(name, match):
         assert alg.total_macs("naive") == real.total_macs("naive")
 
 
-def test_match_width_search_for_a_resnet():
+def test_match_model_resnet_and_transformer():
+    """match_model picks the width whose model is closest to the real baseline (neighbours are worse)."""
     x = torch.randn(1, 3, 8, 8)
-    base = counting.count(resnet("R", widths=(16, 32), layers=(1, 1)), x)
+    baseline = resnet("R", widths=(16, 32), layers=(1, 1))
+    build = lambda w: resnet("H", widths=(w, 2 * w), layers=(1, 1))
     for match in ("params", "macs"):
-        target = base.params if match == "params" else base.total_macs("naive")
-        measure = ((lambda m: counting.count(m).params) if match == "params"
-                   else (lambda m: counting.count(m, x).total_macs("naive")))
-        w, model = match_width(lambda w: resnet("H", widths=(w, 2 * w), layers=(1, 1)), target, measure,
-                               range(2, 17))
+        if match == "params":
+            measure = lambda m: counting.count(m).params
+        else:
+            measure = lambda m: counting.count(m, x).total_macs("naive")
+        target = measure(baseline)
+        w, model = match_model(build, baseline, match, example_input=x, candidates=range(1, 33))
         got = measure(model)
         for other in (w - 1, w + 1):
-            assert abs(got - target) <= abs(measure(resnet("H", widths=(other, 2 * other), layers=(1, 1))) - target)
-        assert abs(got - target) / target < 0.3
+            assert abs(got - target) <= abs(measure(build(other)) - target)
+        assert abs(got - target) / target < 0.25
+    # the closed form agrees with the search for the bulk of the network
+    assert match_model(build, baseline, "params", candidates=range(1, 33))[0] in (7, 8, 9)
+    tokens = torch.randint(0, 50, (2, 12))
+    real_lm = TransformerLM(50, d_model=32, n_layers=1, n_heads=2, max_len=16)
+    w, lm = match_model(lambda w: TransformerLM(50, d_model=w, n_layers=1, n_heads=2, max_len=16, algebra="C"),
+                        real_lm, "macs", example_input=tokens, method="bilinear", candidates=range(2, 65, 2))
+    target = counting.count(real_lm, tokens).total_macs("bilinear")
+    got = counting.count(lm, tokens).total_macs("bilinear")
+    assert w % 2 == 0 and abs(got - target) / target < 0.2
+    with pytest.raises(ValueError):
+        match_model(build, baseline, "macs")
 
 
 # ---- convert --------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 from .convert import convert
 from .resnet import AlgebraResNet, BasicBlock, Bottleneck, resnet, resnet18, resnet50
 from .transformer import AlgebraMLP, AlgebraSelfAttention, TransformerBlock, TransformerLM
-from .width import macs_per_pair, match_width, matched_width, matched_widths
+from .width import macs_per_pair, match_model, match_width, matched_width, matched_widths
 
 __all__ = ["convert", "AlgebraResNet", "BasicBlock", "Bottleneck", "resnet", "resnet18", "resnet50",
            "AlgebraMLP", "AlgebraSelfAttention", "TransformerBlock", "TransformerLM", "macs_per_pair",
-           "match_width", "matched_width", "matched_widths"]
+           "match_model", "match_width", "matched_width", "matched_widths"]
