@@ -1,0 +1,101 @@
+"""Bilinear schemes of the built-in algebras: target ranks, exact verification, composition, stored files,
+addition counts and float32 accuracy."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from codegen import scheme as sch
+from codegen.build import DEFAULT_SPEC_DIR, build
+from codegen.discover import discover
+from codegen.errors import SpecError
+from codegen.resolve import SchemeResolver
+from runtime import load_algebra
+
+TARGETS = {"R": 1, "C": 3, "Dual": 3, "Cross3": 5, "H": 8, "M2R": 7, "M3R": 23, "M2C": 21, "M4R": 49}
+
+
+@pytest.fixture(scope="module")
+def resolved():
+    algebras = discover(DEFAULT_SPEC_DIR)
+    resolver = SchemeResolver(algebras, DEFAULT_SPEC_DIR)
+    return {name: (A, resolver.best(A)) for name, A in algebras.items()}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_target_rank_reached_and_verified_exactly(resolved, name):
+    A, s = resolved[name]
+    assert s.rank <= TARGETS[name], f"{name}: rank {s.rank} ({s.provenance})"
+    assert s.verify(A.T)
+    # independent exact check: sum_s U[s,i] V[s,j] W[s,k] entry by entry
+    for i in range(A.dim):
+        for j in range(A.dim):
+            for k in range(A.dim):
+                assert sum((s.U[t, i] * s.V[t, j] * s.W[t, k] for t in range(s.rank)), Fraction(0)) == A.T[i, j, k]
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_runtime_exposes_the_scheme(resolved, name):
+    A = load_algebra(name)
+    _, s = resolved[name]
+    assert A.rank == s.rank
+    np.testing.assert_array_equal(A.scheme.U, np.array(s.U, dtype=float))
+    T = np.einsum("si,sj,sk->ijk", A.scheme.U, A.scheme.V, A.scheme.W)
+    np.testing.assert_allclose(T, A.structure, atol=1e-12)
+    adds = A.scheme.additions
+    assert set(adds) == {"naive", "optimised"}
+    for part in ("weight", "activation", "post"):
+        assert adds["optimised"][part] <= adds["naive"][part]
+
+
+def test_composition_provenance(resolved):
+    assert resolved["M2C"][1].provenance.startswith("composed: M2R (7) x C (3)")
+    assert "M2R (7) x M2R (7)" in resolved["M4R"][1].provenance
+
+
+def test_winograd_additions_at_most_15():
+    M2R = load_algebra("M2R")
+    assert sum(M2R.scheme.additions["optimised"].values()) <= 15
+
+
+def test_naive_scheme_is_the_reference(resolved):
+    for name, (A, _) in resolved.items():
+        n = sch.naive(A.T)
+        assert n.verify(A.T)
+        assert n.rank == load_algebra(name).naive_multiplications
+
+
+def test_stored_scheme_file_is_verified(tmp_path):
+    specs = tmp_path / "specs"
+    (specs / "schemes").mkdir(parents=True)
+    (specs / "c.py").write_text('from codegen.spec import algebra\n'
+                                'C2 = algebra("C2", basis=["1", "i"], products={"i*i": "-1"}, unit="1")\n')
+    gauss = sch.Scheme(*(np.array([[Fraction(v) for v in r] for r in M], dtype=object) for M in
+                         ([[1, 0], [-1, 1], [1, 1]], [[1, 1], [1, 0], [0, 1]], [[1, 1], [0, 1], [-1, 0]])),
+                       provenance="test")
+    path = specs / "schemes" / "C2.json"
+    sch.save_file(gauss, path, algebra="C2")
+    built = build(specs, tmp_path / "out")
+    assert built[0].scheme.rank == 3
+    data = json.loads(path.read_text())
+    data["W"][0][0] = "2"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match=r"C2.json: algebra C2: stored scheme is wrong: it gives T\[0,0,0\]"):
+        build(specs, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_float32_relative_error_of_scheme(name):
+    """The scheme in float32 stays close to the float64 product (normwise relative error per element)."""
+    A = load_algebra(name)
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn(4096, A.dim, generator=g, dtype=torch.float64)
+    y = torch.randn(4096, A.dim, generator=g, dtype=torch.float64)
+    ref = A.mul(x, y)
+    got = A.mul_scheme(x.float(), y.float()).double()
+    rel = ((got - ref).norm(dim=-1) / (x.norm(dim=-1) * y.norm(dim=-1))).max().item()
+    assert rel < 1e-5, f"{name}: normwise relative error {rel:.2e}"
