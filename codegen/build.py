@@ -16,7 +16,7 @@ from typing import Callable
 import jinja2
 import numpy as np
 
-from . import __version__, digest, exact, formulas
+from . import __version__, cuda_emit, digest, exact, formulas
 from . import properties as props
 from .discover import discover
 from .errors import BuildError, SpecError
@@ -87,10 +87,12 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
     naive_mults = int(sum(1 for i in range(A.dim) for j in range(A.dim) if any(v != 0 for v in A.T[i, j, :])))
     ctx = dict(version=__version__, spec_file=spec_file, name=A.name, title=A.title, dim=A.dim, basis=A.basis,
                rank=s.rank, naive_mults=naive_mults, scheme_provenance=s.provenance)
+    cuda = cuda_emit.context(A.T, s, A.name)
     files = {
         "ops.py": _env.get_template("ops.py.j2").render(**ctx, naive=f.naive["py"], scheme=f.scheme["py"]).encode(),
-        f"{A.name}.cu": _env.get_template("kernels.cu.j2").render(**ctx, naive=f.naive["cu"],
-                                                                  scheme=f.scheme["cu"]).encode(),
+        f"{A.name}.cu": _env.get_template("kernels.cu.j2").render(**ctx, naive=f.naive["cu"], scheme=f.scheme["cu"],
+                                                                  cuda=cuda).encode(),
+        "kernels.json": (json.dumps(cuda["kernel_table"], indent=1, sort_keys=True) + "\n").encode(),
     }
     structure = [[i, j, k, exact.fraction_str(A.T[i, j, k])] for i, j, k in zip(*np.nonzero(
         np.vectorize(lambda v: v != 0, otypes=[bool])(A.T)))]

@@ -1,0 +1,157 @@
+"""Context for the CUDA templates: per-algebra straight-line code and the kernel table.
+
+`context(T, scheme, name)` returns what `kernels.cu.j2` renders into `generated/<Name>/<Name>.cu` and the
+kernel table written to `generated/<Name>/kernels.json`, which the runtime (`runtime.cuda`) reads to know
+which kernels exist and how to launch them.  Everything here is exact and deterministic.
+
+Kernels emitted per algebra (S = storage: f32, f16, bf16, plus f64 for the elementwise product;
+arithmetic is float32, or float64 for f64):
+
+* ``<N>_mul_fwd_<S>``, ``<N>_mul_bwd_<S>``          elementwise product and its two gradients (grid-stride)
+* ``<N>_premap_<P>_<S>``, ``<N>_postmap_<P>_<S>``   the scheme's linear maps, P in U, V, W, as single passes:
+  premap (n, d) -> (r, n) planar with o_s = sum_j P[s, j] x_j; postmap (r, n) -> (n, d) with
+  z_j = sum_s P[s, j] m_s (+ bias).  V premap and W postmap are the bilinear forward; the others are
+  its backward (premap_P and postmap_P are adjoint).
+* ``<N>_gemv_<S>_b<B>``                             y = W * x for up to B batch rows, compact weights
+* ``<N>_bsr_<S>_b<B>``                              element-sparse (block-CSR) weights x dense activations
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from .additions import LinearProgram, optimise
+from .formulas import combination, literal
+from .scheme import Scheme
+
+#: storage suffix -> C++ storage type, accumulation type, bytes
+STORAGE = {
+    "f32": ("float", "float", 4),
+    "f64": ("double", "double", 8),
+    "f16": ("an_half", "float", 2),
+    "bf16": ("an_bfloat", "float", 2),
+}
+#: storages for the elementwise and map kernels, and for the gemv / block-sparse kernels
+ELEMENTWISE_STORAGE = ("f32", "f64", "f16", "bf16")
+MAP_STORAGE = ("f32", "f16", "bf16")
+MATRIX_STORAGE = ("f32", "f16", "bf16")
+#: batch tiles of the gemv / block-sparse kernels; a tile B is emitted when B*d <= MAX_ACC registers
+TILES = (1, 2, 4, 8, 16)
+MAX_ACC = 64
+#: threads per block of every kernel; gemv/bsr use BLOCK // 32 warps per block
+BLOCK = 256
+#: largest group (bytes) one lane loads at once in gemv; groups are whole elements and 16-byte multiples
+MAX_GROUP_BYTES = 144
+
+
+def _lines(prog, lang="cu"):
+    return [(n, combination(t, lang)) for n, t in prog.steps] + [(n, combination(t, lang)) for n, t in prog.outputs]
+
+
+def _prefix(prog, prefix):
+    mapping = {name: f"{prefix}{name}" for name, _ in prog.steps}
+    ren = (lambda terms: tuple((c, mapping.get(n, n)) for c, n in terms))
+    return LinearProgram(inputs=prog.inputs, steps=tuple((mapping[n], ren(t)) for n, t in prog.steps),
+                         outputs=tuple((n, ren(t)) for n, t in prog.outputs))
+
+
+def _naive_contraction(T: np.ndarray, out_axis: int, a_axis: int, b_axis: int, a: str, b: str, out: str):
+    """out_o = sum T[...] a_p b_q with (o, p, q) on the given axes of T: list of (target, expr)."""
+    d = T.shape[0]
+    lines = []
+    for o in range(d):
+        terms = []
+        for p in range(d):
+            for q in range(d):
+                idx = [0, 0, 0]
+                idx[out_axis], idx[a_axis], idx[b_axis] = o, p, q
+                c = T[tuple(idx)]
+                if c != 0:
+                    terms.append((Fraction(c), f"{a}{p}*{b}{q}"))
+        lines.append((f"{out}{o}", combination(terms, "cu")))
+    return lines
+
+
+def _mac_lines(T: np.ndarray):
+    """acc_k += c * w_i * x_j, one statement per nonzero constant (the compiler fuses each into an FMA)."""
+    d = T.shape[0]
+    out = []
+    for k in range(d):
+        for i in range(d):
+            for j in range(d):
+                c = Fraction(T[i, j, k])
+                if c == 0:
+                    continue
+                if c == 1:
+                    out.append(f"acc[{k}] += w[{i}] * x[{j}];")
+                elif c == -1:
+                    out.append(f"acc[{k}] -= w[{i}] * x[{j}];")
+                else:
+                    out.append(f"acc[{k}] += ({literal(c, 'cu')} * w[{i}]) * x[{j}];")
+    return out
+
+
+def group_elements(d: int, nbytes: int) -> int:
+    """Elements per gemv lane group: the fewest whole elements filling a multiple of 16 bytes (1 if too big)."""
+    from math import gcd
+    g = 16 // gcd(16, d * nbytes)
+    return g if g * d * nbytes <= MAX_GROUP_BYTES else 1
+
+
+def tiles(d: int) -> list[int]:
+    return [b for b in TILES if b * d <= MAX_ACC]
+
+
+def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
+    d, r = scheme.dim, scheme.rank
+    xs, ms = [f"x{i}" for i in range(d)], [f"m{s}" for s in range(r)]
+    os_, zs = [f"o{s}" for s in range(r)], [f"z{k}" for k in range(d)]
+    maps = {}
+    for P, M in (("U", scheme.U), ("V", scheme.V), ("W", scheme.W)):
+        pre = _prefix(optimise(M, xs, os_), "p")
+        post = _prefix(optimise(M.T, ms, zs), "q")
+        maps[P] = {"pre": _lines(pre), "post": _lines(post),
+                   "pre_additions": pre.additions, "post_additions": post.additions}
+    # gradients of z = x*y: gx_i = sum_jk T[i,j,k] y_j g_k, gy_j = sum_ik T[i,j,k] x_i g_k
+    grad_left = _naive_contraction(T, 0, 1, 2, "y", "g", "z")
+    grad_right = _naive_contraction(T, 1, 0, 2, "x", "g", "z")
+    storages = {s: {"type": STORAGE[s][0], "acc": STORAGE[s][1], "bytes": STORAGE[s][2]} for s in STORAGE}
+    groups = {s: group_elements(d, STORAGE[s][2]) for s in MATRIX_STORAGE}
+    kernels = []
+
+    def add(kind, storage, params, host, **extra):
+        suffix = f"_b{extra['tile']}" if "tile" in extra else ""
+        kname = {"mul_fwd": f"{name}_mul_fwd_{storage}", "mul_bwd": f"{name}_mul_bwd_{storage}",
+                 "premap": f"{name}_premap_{extra.get('map')}_{storage}",
+                 "postmap": f"{name}_postmap_{extra.get('map')}_{storage}",
+                 "gemv": f"{name}_gemv_{storage}{suffix}", "bsr": f"{name}_bsr_{storage}{suffix}"}[kind]
+        kernels.append({"name": kname, "kind": kind, "storage": storage, "params": params, "host_shim": host,
+                        **extra})
+
+    for s in ELEMENTWISE_STORAGE:
+        add("mul_fwd", s, ["ptr x", "ptr y", "ptr z", "i64 n"], True)
+        add("mul_bwd", s, ["ptr x", "ptr y", "ptr gz", "ptr gx", "ptr gy", "i64 n"], True)
+        for P in ("UVW" if s in MAP_STORAGE else ""):
+            add("premap", s, ["ptr x", "ptr out", "i64 n"], True, map=P)
+            add("postmap", s, ["ptr m", "ptr bias", "ptr z", "i64 n", "i64 nbias"], True, map=P)
+    for s in MATRIX_STORAGE:
+        for b in tiles(d):
+            add("gemv", s, ["ptr w", "ptr x", "ptr bias", "ptr y", "i64 out", "i64 in", "i64 batch", "i64 splits"],
+                False, tile=b, group=groups[s])
+        for b in tiles(d):
+            add("bsr", s, ["ptr crow", "ptr col", "ptr values", "ptr x", "ptr bias", "ptr y", "i64 out", "i64 in",
+                           "i64 batch"], False, tile=b)
+    table = {"algebra": name, "dim": d, "rank": r, "source": f"{name}.cu", "block": BLOCK,
+             "elementwise_storage": list(ELEMENTWISE_STORAGE), "map_storage": list(MAP_STORAGE),
+             "matrix_storage": list(MATRIX_STORAGE),
+             "tiles": tiles(d), "groups": groups,
+             "map_additions": {P: {"pre": maps[P]["pre_additions"], "post": maps[P]["post_additions"]}
+                               for P in "UVW"},
+             "host_shim": {"define": "ALGEBRANETS_HOST_SHIM", "suffix": "_host"},
+             "kernels": kernels}
+    return {"maps": maps, "grad_left": grad_left, "grad_right": grad_right, "mac": _mac_lines(T),
+            "storages": storages, "elementwise_storage": ELEMENTWISE_STORAGE, "map_storage": MAP_STORAGE,
+            "matrix_storage": MATRIX_STORAGE,
+            "tiles": tiles(d), "groups": groups, "block": BLOCK, "warps": BLOCK // 32, "kernels": kernels,
+            "kernel_table": table}
