@@ -40,7 +40,9 @@ def run_search(args) -> int:
             last[0] = now
             print(f"\r  best rank {best_rank:>3}  elapsed {elapsed:6.1f}s  {message[:60]:<60}", end="", flush=True)
 
-    U, V, W, how = find_scheme(A.T, budget_s=args.budget, seed=args.seed, prime=args.field, progress=progress)
+    start_scheme = None if current.provenance == "naive" else (current.U, current.V, current.W)
+    U, V, W, how = find_scheme(A.T, budget_s=args.budget, seed=args.seed, prime=args.field, progress=progress,
+                               start=start_scheme)
     elapsed = time.perf_counter() - start
     print()
     found = sch.Scheme(U, V, W, provenance=f"searched: {how} (seed {args.seed}, {elapsed:.0f}s)")
