@@ -11,3 +11,5 @@ from .pool import (AlgebraAdaptiveAvgPool1d, AlgebraAdaptiveAvgPool2d, AlgebraAd
                    AlgebraAdaptiveMaxPool1d, AlgebraAdaptiveMaxPool2d, AlgebraAdaptiveMaxPool3d,
                    AlgebraAvgPool1d, AlgebraAvgPool2d, AlgebraAvgPool3d,
                    AlgebraMaxPool1d, AlgebraMaxPool2d, AlgebraMaxPool3d)
+from .linear import AlgebraLinear  # noqa: E402
+from .conv import AlgebraConv1d, AlgebraConv2d, AlgebraConv3d  # noqa: E402

@@ -1,0 +1,299 @@
+"""The bilinear (rank-r scheme) path: r real GEMMs / convs per algebra layer, forward and backward.
+
+Scheme: T[i,j,k] = sum_s U[s,i] V[s,j] W[s,k], weight = left factor.  For a layer y_o = sum_i w_oi * x_i:
+
+    forward   Wc[s] = U_s . w   (cached)     Xc[s] = V_s . x      M[s] = Xc[s] Wc[s]^T    y = sum_s W_s M[s]
+    grad x    (roles U, W, V):  Gc[s] = W_s . g    dXc[s] = Gc[s] Wc[s]       dx = sum_s V_s dXc[s]
+    grad w    (roles V, W, U):  dWc[s] = Gc[s]^T Xc[s]                        dw = sum_s U_s dWc[s]
+
+so training pays r (not d^2) real multiplications per element pair in all three passes, and the gradient
+GEMMs share the forward's weight combinations Wc and activation combinations Xc.  Every linear map (the
+V, W and U combinations) is ONE batched op over all r terms and all elements; the r GEMMs are one `bmm`
+(linear) or one grouped convolution with r*groups groups (conv).
+
+Half-precision inputs (autocast) run the GEMMs in half precision; the W and U maps (post-additions, weight
+gradient) accumulate in float32.
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _workspace as ws
+
+__all__ = ["BilinearLinearFn", "BilinearConvFn", "cached_weight", "mix_in", "mix_out"]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+# ----------------------------------------------------------------------------------------- weight cache
+# id(weight) -> (weakref to weight, {key: (stamp, value)}).  (A WeakKeyDictionary cannot hold tensors: it
+# compares keys with ==.)  The stamp is (version counter, data_ptr, dtype, device, shape, strides): in-place
+# updates under torch.no_grad (optimizer steps, load_state_dict's copy_) bump the version counter; `.to()` /
+# `param.data = ...` change data_ptr or dtype.  Entries die with their weight.
+_weight_cache: dict[int, tuple] = {}
+
+
+def _stamp(weight: torch.Tensor):
+    try:
+        version = weight._version
+    except Exception:           # inference tensors have no version counter: never cache them
+        return None
+    return (version, weight.data_ptr(), weight.dtype, weight.device, tuple(weight.shape), weight.stride())
+
+
+def _forget(key: int, ref) -> None:
+    hit = _weight_cache.get(key)
+    if hit is not None and hit[0] is ref:
+        del _weight_cache[key]
+
+
+def _entries(weight: torch.Tensor) -> dict | None:
+    key = id(weight)
+    hit = _weight_cache.get(key)
+    if hit is not None and hit[0]() is weight:
+        return hit[1]
+    try:
+        ref = weakref.ref(weight, lambda r, key=key: _forget(key, r))
+    except TypeError:           # not weak-referenceable
+        return None
+    entries: dict = {}
+    _weight_cache[key] = (ref, entries)
+    return entries
+
+
+def cached_weight(weight: torch.Tensor, key, make):
+    """make() (a tensor derived from `weight` without autograd), cached until `weight` changes.
+
+    Not cached while compiling (the compiled graph owns its intermediates) or for inference tensors.
+    """
+    if torch.compiler.is_compiling():
+        return make()
+    stamp = _stamp(weight)
+    entries = None if stamp is None else _entries(weight)
+    if entries is None:
+        return make()
+    hit = entries.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    value = make()
+    entries[key] = (stamp, value)
+    return value
+
+
+def clear_weight_cache() -> None:
+    _weight_cache.clear()
+
+
+# ------------------------------------------------------------------------------------ component maps
+def mix_in(x: torch.Tensor, A: torch.Tensor, pool: bool = False) -> torch.Tensor:
+    """(N, C, d, S) -> (N, r, C, S): out[n,s,c,:] = sum_j A[s,j] x[n,c,j,:]  (one batched matmul).
+
+    pool=True takes the result (and the transposed copy of x it needs) from the scratch pool."""
+    N, C, d, S = x.shape
+    r = A.shape[0]
+    if not pool:
+        return torch.matmul(A, x.transpose(1, 2).reshape(N, d, C * S)).view(N, r, C, S)
+    xt = ws.take(N * d * C * S, x.dtype, x.device)
+    xt.view(N, d, C, S).copy_(x.transpose(1, 2))
+    out = ws.take(N * r * C * S, x.dtype, x.device).view(N, r, C * S)
+    torch.matmul(A, xt.view(N, d, C * S), out=out)
+    ws.give(xt)
+    return out.view(N, r, C, S)
+
+
+def mix_out(m: torch.Tensor, A: torch.Tensor, pool: bool = False) -> torch.Tensor:
+    """(N, r, C, S) -> (N, C, d, S) (fresh): out[n,c,k,:] = sum_s A[s,k] m[n,s,c,:]  (one batched matmul).
+
+    Half-precision m accumulates in float32."""
+    N, r, C, S = m.shape
+    d = A.shape[1]
+    half = m.dtype in _HALF
+    cdtype = torch.float32 if half else m.dtype
+    if not pool:
+        out = torch.matmul(A.t().to(cdtype), m.transpose(1, 2).to(cdtype))
+        return out.to(m.dtype) if half else out
+    mt = ws.take(N * C * r * S, cdtype, m.device).view(N, C, r, S)
+    mt.copy_(m.transpose(1, 2))
+    out = torch.empty((N, C, d, S), dtype=cdtype, device=m.device)
+    torch.matmul(A.t().to(cdtype), mt, out=out)
+    ws.give(mt)
+    return out.to(m.dtype) if half else out
+
+
+def _post(m: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """(r, R) -> (R, d) (fresh): out[n, k] = sum_s A[s,k] m[s,n], accumulated in float32 for half inputs."""
+    if m.dtype in _HALF:
+        return torch.matmul(m.t().float(), A.float()).to(m.dtype)
+    return torch.matmul(m.t(), A)
+
+
+def _pre(A: torch.Tensor, x: torch.Tensor, pool: bool) -> torch.Tensor:
+    """(R, d) -> (r, R): out[s, n] = sum_j A[s,j] x[n,j]."""
+    if not pool:
+        return torch.matmul(A, x.t())
+    out = ws.take(A.shape[0] * x.shape[0], x.dtype, x.device).view(A.shape[0], x.shape[0])
+    return torch.mm(A, x.t(), out=out)
+
+
+# ------------------------------------------------------------------------------------------- linear
+class BilinearLinearFn(torch.autograd.Function):
+    """y (N, out*d) from x (N, in*d), weight (out, in, d), bias (out, d) or None, with weight combinations
+    wc (r, out, in) = U . weight in the compute dtype.  Internal temporaries come from the scratch pool."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, wc, U, V, Wm):
+        N = x.shape[0]
+        r, d = V.shape
+        out, inn = wc.shape[1], wc.shape[2]
+        pool = ws.pooled(x.device)
+        xc = _pre(V, x.view(N * inn, d), pool).view(r, N, inn)                  # V-combos of activations
+        m = ws.take(r * N * out, x.dtype, x.device).view(r, N, out) if pool else None
+        m = torch.bmm(xc, wc.transpose(1, 2), out=m) if pool else torch.bmm(xc, wc.transpose(1, 2))  # r GEMMs
+        y = _post(m.view(r, N * out), Wm).view(N, out, d)                      # W map
+        if pool:
+            ws.give(m)
+        if bias is not None:
+            y.add_(bias.to(y.dtype))
+        ctx.weight_dtype = weight.dtype
+        ctx.has_bias = bias is not None
+        ctx.pooled = pool
+        if pool:
+            # the pooled xc is kept as an attribute (not save_for_backward) and given back after the first
+            # backward; a second backward (retain_graph=True) recomputes it from x.
+            ctx.save_for_backward(x, wc, U, V, Wm)
+            ctx.xc = xc if ctx.needs_input_grad[1] else None
+            if ctx.xc is None:
+                ws.give(xc)
+        else:
+            ctx.save_for_backward(x, wc, U, V, Wm, xc)
+        return y.view(N, out * d)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        pool = ctx.pooled
+        if pool:
+            x, wc, U, V, Wm = ctx.saved_tensors
+            xc = getattr(ctx, "xc", None)
+        else:
+            x, wc, U, V, Wm, xc = ctx.saved_tensors
+        r, d = V.shape
+        N = x.shape[0]
+        out, inn = wc.shape[1], wc.shape[2]
+        g = g.contiguous().view(N * out, d)
+        gc = _pre(Wm, g, pool).view(r, N, out)                                  # W-combos of the gradient
+        dx = dw = db = None
+        if ctx.needs_input_grad[1]:
+            if xc is None:
+                xc = _pre(V, x.view(N * inn, d), pool).view(r, N, inn)
+            dwc = torch.bmm(gc.transpose(1, 2), xc)                            # (r, out, in)
+            if pool:
+                ws.give(xc)
+                ctx.xc = None
+            flat = dwc.view(r, out * inn).t()
+            if flat.dtype in _HALF:
+                dw = torch.matmul(flat.float(), U.float())
+            else:
+                dw = torch.matmul(flat, U)
+            dw = dw.view(out, inn, d).to(ctx.weight_dtype)
+        if ctx.needs_input_grad[0]:
+            dxc = ws.take(r * N * inn, g.dtype, g.device).view(r, N, inn) if pool else None
+            dxc = torch.bmm(gc, wc, out=dxc) if pool else torch.bmm(gc, wc)   # (r, N, in)
+            dx = _post(dxc.view(r, N * inn), V).view(N, inn * d)
+            if pool:
+                ws.give(dxc)
+        if pool:
+            ws.give(gc)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = g.view(N, out, d).sum(0, dtype=torch.float32 if g.dtype in _HALF else None).to(ctx.weight_dtype)
+        return dx, dw, db, None, None, None, None
+
+
+# --------------------------------------------------------------------------------------------- conv
+class BilinearConvFn(torch.autograd.Function):
+    """y (N, C_out*d, *sp') from x (N, C_in*d, *sp); wc (r*C_out, C_in/groups, *k) = U . weight, stacked
+    term-major so that the r convolutions are one convolution with r*groups groups."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, wc, U, V, Wm, stride, padding, dilation, groups):
+        N = x.shape[0]
+        sp = x.shape[2:]
+        r, d = V.shape
+        cin = x.shape[1] // d
+        cout = wc.shape[0] // r
+        S = 1
+        for v in sp:
+            S *= v
+        pool = ws.pooled(x.device)
+        xc = mix_in(x.reshape(N, cin, d, S), V, pool).view(N, r * cin, *sp)
+        nd = len(sp)
+        m = torch.ops.aten.convolution(xc, wc, None, stride, padding, dilation, False, [0] * nd, groups * r)
+        sp_out = m.shape[2:]
+        So = m[0, 0].numel()
+        y = mix_out(m.view(N, r, cout, So), Wm, pool).view(N, cout * d, *sp_out)
+        del m
+        if bias is not None:
+            y = y.add_(bias.to(y.dtype).reshape(1, cout * d, *([1] * nd)))
+        ctx.conv = (list(stride), list(padding), list(dilation), groups)
+        ctx.weight_shape = weight.shape
+        ctx.weight_dtype = weight.dtype
+        ctx.has_bias = bias is not None
+        ctx.pooled = pool
+        if pool:
+            ctx.save_for_backward(x, wc, U, V, Wm)
+            ctx.xc = xc if ctx.needs_input_grad[1] else None
+            if ctx.xc is None:
+                ws.give(xc)
+        else:
+            ctx.save_for_backward(x, wc, U, V, Wm, xc)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        pool = ctx.pooled
+        if pool:
+            x, wc, U, V, Wm = ctx.saved_tensors
+            xc = getattr(ctx, "xc", None)
+        else:
+            x, wc, U, V, Wm, xc = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        r, d = V.shape
+        N = g.shape[0]
+        cout = g.shape[1] // d
+        sp_out = g.shape[2:]
+        So = g[0, 0].numel()
+        nd = len(sp_out)
+        cin = x.shape[1] // d
+        sp = x.shape[2:]
+        S = x[0, 0].numel()
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dx = dw = db = None
+        if need_x or need_w:
+            if xc is None:
+                if need_w:
+                    xc = mix_in(x.reshape(N, cin, d, S), V, pool).view(N, r * cin, *sp)
+                else:                        # only its shape matters
+                    xc = ws.take(N * r * cin * S, x.dtype, x.device).view(N, r * cin, *sp)
+            gc = mix_in(g.contiguous().view(N, cout, d, So), Wm, pool).view(N, r * cout, *sp_out)
+            dxc, dwc, _ = torch.ops.aten.convolution_backward(
+                gc, xc, wc, None, stride, padding, dilation, False, [0] * nd, groups * r, [need_x, need_w, False])
+            if pool:
+                ws.give(gc)
+                ws.give(xc)
+                ctx.xc = None
+            if need_x:
+                dx = mix_out(dxc.view(N, r, cin, S), V, pool).reshape(x.shape)
+            if need_w:
+                flat = dwc.reshape(r, -1).t()
+                if flat.dtype in _HALF:
+                    dw = torch.matmul(flat.float(), U.float())
+                else:
+                    dw = torch.matmul(flat, U)
+                dw = dw.view(ctx.weight_shape).to(ctx.weight_dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gs = g.reshape(N, cout, d, So)
+            db = gs.sum((0, 3), dtype=torch.float32 if g.dtype in _HALF else None).to(ctx.weight_dtype)
+        return dx, dw, db, None, None, None, None, None, None, None, None

@@ -1,0 +1,513 @@
+"""Functional algebra layers: `algebra_linear` and `algebra_conv1d/2d/3d`.
+
+Layout (DESIGN.md): an algebra tensor is a real tensor whose feature / channel dimension has size C*d,
+element-major (component k of element c at index c*d + k).  The weight is the LEFT factor:
+
+    algebra_linear:  x (..., in*d), weight (out, in, d), bias (out, d)        -> (..., out*d)
+                     y_o = sum_i w_oi * x_i + b_o
+    algebra_convNd:  x (N, C_in*d, *spatial) (or unbatched (C_in*d, *spatial)),
+                     weight (C_out, C_in // groups, *kernel, d), bias (C_out, d)  -> (N, C_out*d, *spatial')
+
+Methods (all give the same result up to rounding):
+
+    block     the reference path: expand the weight to the real matrix of left-multiplication blocks
+              L(w) ((out*d) x (in*d)); one GEMM / conv, d^2 MACs per element pair.
+    fold      when the left-regular representation splits into m identical blocks (detected from the
+              structure tensor, see runtime/_fold.py; M_n(R): m = n), fold the m blocks of each activation
+              into the batch: one GEMM / conv with d^2/m MACs per pair.  With m = 1 this IS the block path.
+    bilinear  the verified rank-r scheme: r real GEMMs (one bmm / one grouped conv) on cached weight
+              combinations and activation combinations, backward through the mode-permuted schemes
+              (runtime/_bilinear.py): r MACs per pair in every pass.
+    auto      the cheapest of the three by a cost model (`method_costs`): GEMM MACs scaled by a
+              shape-efficiency factor, plus the memory traffic each method adds (fold's permute copies,
+              bilinear's combination passes), in MAC-equivalents.
+
+Choosing: a per-call / per-layer `method=` wins over the global default (`set_default_method`,
+`default_method(...)` context manager; initially "auto"); `force_method(...)` overrides both (e.g. to run
+a whole model on the block reference path).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight
+from ._fold import FoldConvFn, FoldLinearFn, FoldPlan, fold_plan
+from .registry import Algebra, AlgebraNotBuiltError, load_algebra
+
+__all__ = [
+    "METHODS", "algebra_linear", "algebra_conv1d", "algebra_conv2d", "algebra_conv3d",
+    "set_default_method", "get_default_method", "default_method", "force_method",
+    "method_costs", "choose_method", "fold_info", "structure_scale",
+]
+
+METHODS = ("auto", "block", "fold", "bilinear")
+
+# ------------------------------------------------------------------------------------ method choice
+_default = {"method": "auto"}
+_local = threading.local()          # forced method (context manager), per thread
+
+
+def _check_method(method: str, who: str = "method") -> str:
+    if method not in METHODS:
+        raise ValueError(f"{who}: unknown method {method!r}; choose one of {', '.join(map(repr, METHODS))}")
+    return method
+
+
+def set_default_method(method: str) -> None:
+    """Method used by calls and layers that do not name one (method=None).  Initially "auto"."""
+    _default["method"] = _check_method(method, "set_default_method")
+
+
+def get_default_method() -> str:
+    return _default["method"]
+
+
+@contextlib.contextmanager
+def default_method(method: str):
+    """Temporarily change the default method (layers with an explicit method= keep theirs)."""
+    old = _default["method"]
+    set_default_method(method)
+    try:
+        yield
+    finally:
+        _default["method"] = old
+
+
+@contextlib.contextmanager
+def force_method(method: str):
+    """Use `method` for every algebra layer call in this thread, overriding per-layer choices."""
+    _check_method(method, "force_method")
+    old = getattr(_local, "forced", None)
+    _local.forced = method
+    try:
+        yield
+    finally:
+        _local.forced = old
+
+
+# Cost model constants (MAC-equivalents).  _BETA: cost of moving one float through memory (read or write)
+# relative to one GEMM MAC at full speed; _EDGE: dimension at which a GEMM runs at half efficiency along
+# that axis; _OP: fixed cost of one op.  Tuned on the benchmark machine (docs/benchmarks.md); only the
+# ratios matter.
+_BETA = 24.0
+_EDGE = 24.0
+_OP = 2.0e5
+
+
+def _gemm(M: float, K: float, N: float, batch: float = 1.0) -> float:
+    eff = 1.0 / (1.0 + _EDGE / max(M, 1) + _EDGE / max(K, 1) + _EDGE / max(N, 1))
+    return batch * (M * K * N / eff + _OP)
+
+
+def method_costs(algebra, *, rows: int, in_elems: int, out_elems: int, groups: int = 1, kernel: int = 1,
+                 in_positions: int | None = None, weight_grad: bool = True) -> dict[str, float]:
+    """Modelled cost (MAC-equivalents) of one forward pass for each method.
+
+    rows: GEMM rows (batch for linear, batch * output positions for conv); in_elems / out_elems: channels in
+    algebra elements; kernel: taps per output; in_positions: batch * input positions (conv; default rows);
+    weight_grad: the weight expansion / combinations are recomputed per call (training) rather than cached.
+    """
+    A = load_algebra(algebra)
+    d, r = A.dim, A.rank
+    plan = _plan(A)
+    g = max(groups, 1)
+    kin = in_elems // g * kernel
+    nout = out_elems // g
+    act_in = (rows if in_positions is None else in_positions) * in_elems
+    act_out = rows * out_elems
+    wsize = out_elems * (in_elems // g) * kernel
+    wfac = 1.0 if weight_grad else 0.0
+    costs = {}
+    costs["block"] = (_gemm(rows, kin * d, nout * d, g) + _BETA * d * (act_in + act_out)
+                      + wfac * wsize * d * d * (d / 4 + 2 * _BETA) + 2 * _OP)
+    if plan.m > 1:
+        m, p = plan.m, plan.p
+        costs["fold"] = (_gemm(rows * m, kin * p, nout * p, g) + _BETA * d * 3 * (act_in + act_out)
+                         + wfac * wsize * p * p * (d / 4 + 2 * _BETA) + 5 * _OP)
+    else:
+        costs["fold"] = costs["block"]
+    costs["bilinear"] = (_gemm(rows, kin, nout, g * r) + _BETA * (act_in * (d + 2 * r) + act_out * (2 * r + d))
+                         + wfac * wsize * r * (d / 4 + 2 * _BETA) + 5 * _OP)
+    return costs
+
+
+def choose_method(algebra, **shape) -> str:
+    """The method `auto` picks for these sizes (see `method_costs`); ties go to block, then fold."""
+    costs = method_costs(algebra, **shape)
+    return min(("block", "fold", "bilinear"), key=lambda k: costs[k])
+
+
+def _resolve_method(method, A: Algebra, who: str, **shape) -> str:
+    forced = getattr(_local, "forced", None)
+    if forced is not None:
+        method = forced
+    elif method is None:
+        method = _default["method"]
+    _check_method(method, who)
+    if method == "auto":
+        method = _auto_cached(A, tuple(sorted(shape.items())))
+    return method
+
+
+_auto_memo: dict = {}
+
+
+def _auto_cached(A: Algebra, key) -> str:
+    k = (id(A), key)
+    hit = _auto_memo.get(k)
+    if hit is None:
+        hit = choose_method(A, **dict(key))
+        if len(_auto_memo) > 4096:
+            _auto_memo.clear()
+        _auto_memo[k] = hit
+    return hit
+
+
+# ----------------------------------------------------------------------------------------- constants
+_plans: dict[int, tuple[Algebra, FoldPlan]] = {}
+
+
+def _plan(A: Algebra) -> FoldPlan:
+    hit = _plans.get(id(A))
+    if hit is None or hit[0] is not A:
+        hit = (A, fold_plan(A.structure))
+        _plans[id(A)] = hit
+    return hit[1]
+
+
+def fold_info(algebra) -> FoldPlan:
+    """The fold plan detected for an algebra (m identical blocks of size p; m == 1: no folding)."""
+    return _plan(load_algebra(algebra))
+
+
+def structure_scale(algebra) -> float:
+    """s = mean_k sum_ij T[i,j,k]^2: Var(y_k) = fan_in * s * Var(w) * Var(x) for independent components."""
+    T = load_algebra(algebra).structure
+    return float(np.mean(np.einsum("ijk,ijk->k", T, T)))
+
+
+class Consts(NamedTuple):
+    """Per-algebra constant tensors: scheme U, V, W (r, d); block (d, d, d) with L(w)[t, s] = sum_a
+    block[a,t,s] w_a; fold (d, p, p) the same for one folded block."""
+
+    U: torch.Tensor
+    V: torch.Tensor
+    W: torch.Tensor
+    block: torch.Tensor
+    fold: torch.Tensor
+
+
+def constant_arrays(A: Algebra) -> dict[str, np.ndarray]:
+    plan = _plan(A)
+    return {"U": A.scheme.U, "V": A.scheme.V, "W": A.scheme.W,
+            "block": np.ascontiguousarray(A.structure.transpose(0, 2, 1)), "fold": plan.block}
+
+
+_consts: dict = {}
+
+
+def constants(A: Algebra, dtype: torch.dtype, device) -> Consts:
+    device = torch.device(device)
+    key = (id(A), dtype, device)
+    hit = _consts.get(key)
+    if hit is None or hit[0] is not A:
+        arrays = constant_arrays(A)
+        hit = (A, Consts(*(torch.as_tensor(arrays[k], dtype=dtype, device=device) for k in Consts._fields)))
+        _consts[key] = hit
+    return hit[1]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def resolve_algebra(algebra, who: str) -> Algebra:
+    if algebra is None:
+        raise TypeError(f"{who}: pass algebra= (a name such as 'H' or an Algebra from runtime.load_algebra)")
+    if isinstance(algebra, Algebra):
+        return algebra
+    if not isinstance(algebra, str):
+        raise TypeError(f"{who}: algebra must be a name such as 'H' or an Algebra, got {type(algebra).__name__} "
+                        f"{algebra!r}")
+    try:
+        return load_algebra(algebra)
+    except AlgebraNotBuiltError as e:
+        raise AlgebraNotBuiltError(f"{who}: {e}") from e
+
+
+def _autocast_dtype(device_type: str):
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    except (TypeError, RuntimeError):
+        pass
+    return None
+
+
+def _check_tensors(who: str, x: torch.Tensor, weight: torch.Tensor, bias, allow_autocast: bool = True) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{who}: input must be a torch.Tensor, got {type(x).__name__}")
+    if x.device != weight.device:
+        raise RuntimeError(f"{who}: input is on {x.device} but the weight is on {weight.device}; move one of them "
+                           f"(e.g. layer.to({str(x.device)!r}) or x.to({str(weight.device)!r}))")
+    if bias is not None and bias.device != weight.device:
+        raise RuntimeError(f"{who}: bias is on {bias.device} but the weight is on {weight.device}")
+    if not x.is_floating_point():
+        raise TypeError(f"{who}: input must be a floating-point tensor, got {x.dtype}; cast it with x.float()")
+    if x.dtype != weight.dtype and not (allow_autocast and _autocast_dtype(x.device.type) is not None):
+        raise TypeError(f"{who}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; cast the input "
+                        f"(x.to({weight.dtype})) or the layer (layer.to({x.dtype})), or run under torch.autocast")
+
+
+def _expand(w: torch.Tensor, Tb: torch.Tensor) -> torch.Tensor:
+    """w (O, I, *k, d), Tb (d, p, p) -> (O*p, I*p, *k): the real weight of blocks B(w_oi)[t,s] = sum_a Tb[a,t,s] w_a."""
+    O, I = w.shape[0], w.shape[1]
+    k = w.shape[2:-1]
+    d = w.shape[-1]
+    p = Tb.shape[1]
+    K = math.prod(k)
+    B = torch.matmul(w.reshape(O * I * K, d), Tb.to(w.dtype).reshape(d, p * p)).view(O, I, K, p, p)
+    return B.permute(0, 3, 1, 4, 2).reshape(O * p, I * p, *k)
+
+
+def _expanded_weight(weight: torch.Tensor, Tb: torch.Tensor, tag, A: Algebra) -> torch.Tensor:
+    if torch.is_grad_enabled() and weight.requires_grad:
+        return _expand(weight, Tb)
+    return cached_weight(weight, (tag, id(A), weight.dtype), lambda: _expand(weight.detach(), Tb))
+
+
+def _fold_forward(x, weight, bias, A, plan, Tb, conv):
+    """Block (plan.m == 1: one real GEMM / conv with autograd, the reference path) or folded path (plan.m > 1:
+    FoldLinearFn / FoldConvFn).  `conv` is None (linear, x 2-D) or (nd, stride, padding, dilation, groups)."""
+    d = A.dim
+    tag = "block" if plan.m == 1 else "fold"
+    B = _expanded_weight(weight, Tb, tag, A)
+    if plan.m == 1:
+        b = None if bias is None else bias.reshape(-1)
+        if conv is None:
+            return F.linear(x, B, b)
+        nd, stride, padding, dilation, groups = conv
+        return (F.conv1d, F.conv2d, F.conv3d)[nd - 1](x, B, b, stride, padding, dilation, groups)
+    C_out = weight.shape[0]
+    C_in = x.shape[1] // d
+    dev = x.device.type
+    ac = _autocast_dtype(dev)
+    if ac is not None:
+        x, B = x.to(ac), B.to(ac)
+    ctx = torch.autocast(dev, enabled=False) if ac is not None else contextlib.nullcontext()
+    with ctx:
+        if conv is None:
+            return FoldLinearFn.apply(x.contiguous(), B, bias, plan, C_in, C_out)
+        nd, stride, padding, dilation, groups = conv
+        return FoldConvFn.apply(x.contiguous(), B, bias, plan, C_in, C_out, stride, padding, dilation, groups)
+
+
+def _bilinear_forward(x, weight, bias, A, consts: Consts, conv):
+    d = A.dim
+    dev = x.device.type
+    ac = _autocast_dtype(dev)
+    cdtype = ac if ac is not None else x.dtype
+    U, V, Wm = (t.to(cdtype) for t in (consts.U, consts.V, consts.W))
+    Uw = consts.U.to(weight.dtype)
+    r = U.shape[0]
+
+    def make():
+        w = weight.detach()
+        wc = torch.matmul(Uw, w.reshape(-1, d).t())                       # (r, O*I*K)
+        if conv is None:
+            wc = wc.view(r, w.shape[0], w.shape[1])
+        else:
+            wc = wc.view(r * w.shape[0], *w.shape[1:-1])
+        return wc.to(cdtype).contiguous()
+
+    if torch.is_grad_enabled() and weight.requires_grad:
+        wc = make()         # training: the weight changes every step (and gradcheck perturbs .data)
+    else:
+        wc = cached_weight(weight, ("bilinear", id(A), cdtype), make)
+    if x.dtype != cdtype:
+        x = x.to(cdtype)
+    ctx = torch.autocast(dev, enabled=False) if ac is not None else contextlib.nullcontext()
+    with ctx:
+        if conv is None:
+            return BilinearLinearFn.apply(x.contiguous(), weight, bias, wc, U, V, Wm)
+        nd, stride, padding, dilation, groups = conv
+        return BilinearConvFn.apply(x.contiguous(), weight, bias, wc, U, V, Wm, stride, padding, dilation, groups)
+
+
+# ------------------------------------------------------------------------------------------- linear
+def linear_impl(x, weight, bias, A: Algebra, method, consts: Consts | None, who: str):
+    """algebra_linear with the algebra resolved; `consts` (e.g. a layer's buffers) or None for the shared ones."""
+    d = A.dim
+    _check_tensors(who, x, weight, bias)
+    if weight.dim() != 3 or weight.shape[-1] != d:
+        raise ValueError(f"{who}: weight must have shape (out_features, in_features, d={d}) for algebra {A.name}, "
+                         f"got {tuple(weight.shape)}")
+    out, inn = weight.shape[0], weight.shape[1]
+    if bias is not None and tuple(bias.shape) != (out, d):
+        raise ValueError(f"{who}: bias must have shape (out_features, d) = ({out}, {d}), got {tuple(bias.shape)}")
+    if x.dim() == 0 or x.shape[-1] != inn * d:
+        n = x.shape[-1] if x.dim() else None
+        if n is not None and n % d:
+            raise ValueError(f"{who}: input has {n} features in its last dimension, which is not a multiple of the "
+                             f"algebra dimension d={d} ({A.name}); inputs are (..., in_features*d) = "
+                             f"(..., {inn * d}) with component k of element c at index c*d+k")
+        raise ValueError(f"{who}: expected {inn * d} input features ({inn} elements x d={d}), got "
+                         f"{n} ({'no feature dimension' if n is None else f'{n // d} elements'}); make the input's last "
+                         f"dimension {inn * d}, or build the layer with in_features={n // d if n else '...'}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, inn * d)
+    N = x2.shape[0]
+    if consts is None:
+        consts = constants(A, weight.dtype, weight.device)
+    wg = torch.is_grad_enabled() and weight.requires_grad
+    method = _resolve_method(method, A, who, rows=N, in_elems=inn, out_elems=out, weight_grad=wg)
+    if method == "bilinear":
+        y = _bilinear_forward(x2, weight, bias, A, consts, None)
+    elif method == "fold":
+        y = _fold_forward(x2, weight, bias, A, _plan(A), consts.fold, None)
+    else:
+        y = _fold_forward(x2, weight, bias, A, _identity_plan(A), consts.block, None)
+    return y.reshape(*lead, out * d)
+
+
+_ident: dict = {}
+
+
+def _identity_plan(A: Algebra) -> FoldPlan:
+    d = A.dim
+    hit = _ident.get(d)
+    if hit is None:
+        hit = FoldPlan(1, d, tuple(range(d)), None, None, None, None)
+        _ident[d] = hit
+    return hit
+
+
+def algebra_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, algebra=None,
+                   method: str | None = None) -> torch.Tensor:
+    """y_o = sum_i weight_oi * x_i + bias_o over the algebra (weight on the left).
+
+    x (..., in*d), weight (out, in, d), bias (out, d) or None -> (..., out*d).
+    method: "auto" | "block" | "fold" | "bilinear" | None (the global default).
+    """
+    A = resolve_algebra(algebra, "algebra_linear")
+    return linear_impl(x, weight, bias, A, method, None, f"algebra_linear({A.name})")
+
+
+# --------------------------------------------------------------------------------------------- conv
+def _ntuple(v, n: int, name: str, who: str) -> tuple[int, ...]:
+    if isinstance(v, int):
+        return (v,) * n
+    t = tuple(v)
+    if len(t) == 1:
+        t = t * n
+    if len(t) != n or not all(isinstance(i, int) for i in t):
+        raise ValueError(f"{who}: {name} must be an int or a tuple of {n} ints, got {v!r}")
+    return t
+
+
+_PAD_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, groups, padding_mode, method,
+              consts: Consts | None, who: str):
+    d = A.dim
+    _check_tensors(who, x, weight, bias)
+    if weight.dim() != nd + 3 or weight.shape[-1] != d:
+        raise ValueError(f"{who}: weight must have shape (C_out, C_in // groups, *kernel_size ({nd}), d={d}) for "
+                         f"algebra {A.name}, got {tuple(weight.shape)}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
+    cout, cin_g = weight.shape[0], weight.shape[1]
+    cin = cin_g * groups
+    if cout % groups:
+        raise ValueError(f"{who}: out_channels={cout} must be divisible by groups={groups}")
+    if bias is not None and tuple(bias.shape) != (cout, d):
+        raise ValueError(f"{who}: bias must have shape (out_channels, d) = ({cout}, {d}), got {tuple(bias.shape)}")
+    if x.dim() not in (nd + 1, nd + 2):
+        raise ValueError(f"{who}: input must be (N, C_in*d, *spatial) with {nd} spatial dims (or unbatched), "
+                         f"got shape {tuple(x.shape)}")
+    unbatched = x.dim() == nd + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    c = x.shape[1]
+    if c != cin * d:
+        if c % d:
+            raise ValueError(f"{who}: input has {c} channels, which is not a multiple of the algebra dimension d={d} "
+                             f"({A.name}); inputs are (N, in_channels*d, *spatial) = (N, {cin * d}, ...) with "
+                             f"component k of element c at channel c*d+k")
+        raise ValueError(f"{who}: expected {cin * d} input channels ({cin} elements x d={d}), got {c} "
+                         f"({c // d} elements); make the input's channel dimension {cin * d}, or build the layer "
+                         f"with in_channels={c // d}")
+    if padding_mode not in _PAD_MODES:
+        raise ValueError(f"{who}: padding_mode must be one of {_PAD_MODES}, got {padding_mode!r}")
+    stride = _ntuple(stride, nd, "stride", who)
+    dilation = _ntuple(dilation, nd, "dilation", who)
+    ksize = tuple(weight.shape[2:-1])
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = [(0, 0)] * nd
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{who}: padding='same' is not supported for strided convolutions")
+            pads = []
+            for kk, dl in zip(ksize, dilation):
+                total = dl * (kk - 1)
+                pads.append((total // 2, total - total // 2))
+        else:
+            raise ValueError(f"{who}: padding must be 'valid', 'same', an int or a tuple, got {padding!r}")
+    else:
+        pads = [(p, p) for p in _ntuple(padding, nd, "padding", who)]
+    if padding_mode == "zeros" and all(a == b for a, b in pads):
+        padding = tuple(a for a, _ in pads)
+    else:
+        flat = [v for pair in reversed(pads) for v in pair]
+        x = F.pad(x, flat, mode="constant" if padding_mode == "zeros" else padding_mode)
+        padding = (0,) * nd
+    if consts is None:
+        consts = constants(A, weight.dtype, weight.device)
+    N = x.shape[0]
+    sp_in = x.shape[2:]
+    sp_out = [(s + 2 * p - dl * (kk - 1) - 1) // st + 1
+              for s, p, dl, kk, st in zip(sp_in, padding, dilation, ksize, stride)]
+    if any(s <= 0 for s in sp_out):
+        raise ValueError(f"{who}: input spatial size {tuple(sp_in)} is too small for kernel {ksize} with "
+                         f"padding {padding} and dilation {dilation}")
+    wg = torch.is_grad_enabled() and weight.requires_grad
+    method = _resolve_method(method, A, who, rows=N * math.prod(sp_out), in_elems=cin, out_elems=cout,
+                             groups=groups, kernel=math.prod(ksize), in_positions=N * math.prod(sp_in),
+                             weight_grad=wg)
+    spec = (nd, stride, padding, dilation, groups)
+    if method == "bilinear":
+        y = _bilinear_forward(x, weight, bias, A, consts, spec)
+    elif method == "fold":
+        y = _fold_forward(x, weight, bias, A, _plan(A), consts.fold, spec)
+    else:
+        y = _fold_forward(x, weight, bias, A, _identity_plan(A), consts.block, spec)
+    return y.squeeze(0) if unbatched else y
+
+
+def _conv_fn(nd: int):
+    def fn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, algebra=None,
+           stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+           dilation: int | Sequence[int] = 1, groups: int = 1, method: str | None = None, *,
+           padding_mode: str = "zeros") -> torch.Tensor:
+        A = resolve_algebra(algebra, f"algebra_conv{nd}d")
+        return conv_impl(x, weight, bias, A, nd, stride, padding, dilation, groups, padding_mode, method, None,
+                         f"algebra_conv{nd}d({A.name})")
+
+    fn.__name__ = fn.__qualname__ = f"algebra_conv{nd}d"
+    fn.__doc__ = (f"{nd}-D algebra convolution, weight left per tap.\n\n"
+                  f"    x (N, C_in*d, *spatial[{nd}]) or unbatched, weight (C_out, C_in // groups, *kernel[{nd}], d),\n"
+                  f"    bias (C_out, d) or None -> (N, C_out*d, *spatial').\n"
+                  f"    stride / padding (int, tuple, 'same', 'valid') / dilation / groups as in torch; padding_mode\n"
+                  f"    'zeros' | 'reflect' | 'replicate' | 'circular'; method as in algebra_linear.")
+    return fn
+
+
+algebra_conv1d = _conv_fn(1)
+algebra_conv2d = _conv_fn(2)
+algebra_conv3d = _conv_fn(3)

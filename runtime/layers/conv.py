@@ -1,0 +1,118 @@
+"""`AlgebraConv1d/2d/3d`: convolutions over an algebra, weight on the left at every tap.
+
+    conv = AlgebraConv2d(in_channels, out_channels, kernel_size, algebra="M2R", stride=1, padding=0,
+                         dilation=1, groups=1, bias=True, padding_mode="zeros", method=None)
+    y = conv(x)             # x (N, in_channels * d, H, W) -> (N, out_channels * d, H', W')
+
+Channels are counted in algebra elements; weight (out_channels, in_channels // groups, *kernel_size, d),
+bias (out_channels, d).  The other arguments mirror torch.nn.ConvNd (padding may be an int, a tuple,
+'valid' or 'same'; padding_mode 'zeros', 'reflect', 'replicate' or 'circular').
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import functional as AF
+from .linear import AlgebraLayerMixin, default_init_
+
+__all__ = ["AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d"]
+
+
+class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
+    _nd = 0
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, algebra, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", method: str | None = None,
+                 device=None, dtype=None, init: Callable | None = None) -> None:
+        super().__init__()
+        nd = self._nd
+        cls = type(self).__name__
+        for label, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{cls}: {label} must be a positive int (channels count algebra elements), got {v!r}")
+        if isinstance(algebra, (int, tuple, list)) and not isinstance(algebra, bool):
+            raise TypeError(f"{cls}: the 4th argument is the algebra (a name such as 'H' or an Algebra), got "
+                            f"{algebra!r}; pass stride etc. by keyword, e.g. {cls}(4, 8, 3, algebra='H', stride=2)")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{cls}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                             f"divisible by groups ({groups})")
+        if padding_mode not in AF._PAD_MODES:
+            raise ValueError(f"{cls}: padding_mode must be one of {AF._PAD_MODES}, got {padding_mode!r}")
+        A = self._setup_algebra(algebra, method, device, dtype, cls)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = AF._ntuple(kernel_size, nd, "kernel_size", cls)
+        self.stride = AF._ntuple(stride, nd, "stride", cls)
+        self.dilation = AF._ntuple(dilation, nd, "dilation", cls)
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"{cls}: padding must be 'valid', 'same', an int or a tuple, got {padding!r}")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"{cls}: padding='same' is not supported for strided convolutions")
+            self.padding = padding
+        else:
+            self.padding = AF._ntuple(padding, nd, "padding", cls)
+        self.groups = groups
+        self.padding_mode = padding_mode
+        self.init = init
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, A.dim,
+                                               **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, A.dim, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self._who = (f"{cls}(in_channels={in_channels}, out_channels={out_channels}, "
+                     f"kernel_size={self.kernel_size}, algebra={A.name})")
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.init is not None:
+            self.init(self.weight, self.algebra)
+            if self.bias is not None:
+                with torch.no_grad():
+                    self.bias.zero_()
+        else:
+            fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+            default_init_(self.weight, self.bias, self.algebra, fan_in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return AF.conv_impl(x, self.weight, self.bias, self.algebra, self._nd, self.stride, self.padding,
+                            self.dilation, self.groups, self.padding_mode, self.method, self._consts(), self._who)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"algebra={self.algebra.name}, method={self.method or 'default (' + AF.get_default_method() + ')'}")
+        if self.padding != (0,) * self._nd:
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * self._nd:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
+        return s
+
+
+class AlgebraConv1d(_AlgebraConvNd):
+    """1-D algebra convolution: (N, in_channels*d, L) -> (N, out_channels*d, L'); see the module docstring."""
+
+    _nd = 1
+
+
+class AlgebraConv2d(_AlgebraConvNd):
+    """2-D algebra convolution: (N, in_channels*d, H, W) -> (N, out_channels*d, H', W'); see the module docstring."""
+
+    _nd = 2
+
+
+class AlgebraConv3d(_AlgebraConvNd):
+    """3-D algebra convolution: (N, in_channels*d, D, H, W) -> (N, out_channels*d, D', H', W')."""
+
+    _nd = 3

@@ -1,0 +1,131 @@
+"""`AlgebraLinear`: a fully connected layer over an algebra, weight on the left.
+
+    layer = AlgebraLinear(in_features, out_features, algebra="H", bias=True, method=None)
+    y = layer(x)            # x (..., in_features * d) -> (..., out_features * d)
+
+Parameters: weight (out_features, in_features, d), bias (out_features, d);  y_o = sum_i w_oi * x_i + b_o.
+`method` ("auto" | "block" | "fold" | "bilinear", None = the global default of runtime.functional) picks how
+the product is computed (see runtime/functional.py); all give the same result up to rounding.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import functional as AF
+from ..registry import Algebra, load_algebra
+
+__all__ = ["AlgebraLinear", "AlgebraLayerMixin", "default_init_"]
+
+
+def default_init_(weight: torch.Tensor, bias: torch.Tensor | None, algebra: Algebra, fan_in: int) -> None:
+    """Variance-preserving default: each weight component uniform with variance 1 / (fan_in * s), where
+    s = mean_k sum_ij T[i,j,k]^2 (so Var(y_k) ~ Var(x) for independent zero-mean components); bias zero.
+
+    fan_in counts algebra elements (in_features, or in_channels // groups * prod(kernel_size)).  For a
+    per-component profile (e.g. Dual numbers) or He/Glorot gains use runtime.init via `init=`."""
+    s = AF.structure_scale(algebra)
+    bound = math.sqrt(3.0 / (max(fan_in, 1) * s))
+    with torch.no_grad():
+        weight.uniform_(-bound, bound)
+        if bias is not None:
+            bias.zero_()
+
+
+class AlgebraLayerMixin:
+    """Algebra bookkeeping shared by the linear and conv layers: the Algebra, per-layer constant buffers
+    (scheme and block tensors; non-persistent, so they follow .to() but stay out of state_dict), pickling
+    (the Algebra is stored by name and reloaded), and the method setting."""
+
+    _CONST_NAMES = ("_alg_U", "_alg_V", "_alg_W", "_alg_block", "_alg_fold")
+
+    def _setup_algebra(self, algebra, method, device, dtype, who: str) -> Algebra:
+        A = AF.resolve_algebra(algebra, who)
+        if method is not None:
+            AF._check_method(method, who)
+        self.algebra = A
+        self.method = method
+        arrays = AF.constant_arrays(A)
+        fdtype = dtype if dtype is not None else torch.get_default_dtype()
+        for name, key in zip(self._CONST_NAMES, AF.Consts._fields):
+            self.register_buffer(name, torch.as_tensor(arrays[key], dtype=fdtype, device=device), persistent=False)
+        return A
+
+    def _consts(self) -> AF.Consts:
+        return AF.Consts(self._alg_U, self._alg_V, self._alg_W, self._alg_block, self._alg_fold)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        A = state.get("algebra")
+        if isinstance(A, Algebra):
+            state["algebra"] = ("__algebra__", A.name, str(A.path.parent))
+        return state
+
+    def __setstate__(self, state):
+        ref = state.get("algebra")
+        if isinstance(ref, tuple) and len(ref) == 3 and ref[0] == "__algebra__":
+            try:
+                state["algebra"] = load_algebra(ref[1], ref[2])
+            except Exception:
+                state["algebra"] = load_algebra(ref[1])
+        super().__setstate__(state)
+
+    @property
+    def effective_method(self) -> str:
+        """The method setting in force for this layer (before `auto` resolves it per call)."""
+        return self.method if self.method is not None else AF.get_default_method()
+
+
+class AlgebraLinear(AlgebraLayerMixin, nn.Module):
+    """y_o = sum_i w_oi * x_i + b_o over an algebra (weight left); features counted in algebra elements.
+
+    Args:
+        in_features, out_features: numbers of algebra elements.
+        algebra: a name such as "H" or an Algebra (runtime.load_algebra).
+        bias: learn a bias (out_features, d).
+        method: "auto" | "block" | "fold" | "bilinear" | None (use runtime.functional's default).
+        device, dtype: factory arguments as in torch.nn.Linear.
+        init: optional callable init(weight, algebra) replacing the default weight initialisation
+            (e.g. runtime.init.kaiming_normal_); the bias is then zeroed.
+
+    Shapes: input (..., in_features * d) element-major, output (..., out_features * d).
+    """
+
+    def __init__(self, in_features: int, out_features: int, algebra, bias: bool = True, method: str | None = None,
+                 device=None, dtype=None, init: Callable | None = None) -> None:
+        super().__init__()
+        for label, v in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"AlgebraLinear: {label} must be a positive int (a number of algebra elements), "
+                                 f"got {v!r}")
+        A = self._setup_algebra(algebra, method, device, dtype, "AlgebraLinear")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.init = init
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, A.dim, **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features, A.dim, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self._who = f"AlgebraLinear(in_features={in_features}, out_features={out_features}, algebra={A.name})"
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.init is not None:
+            self.init(self.weight, self.algebra)
+            if self.bias is not None:
+                with torch.no_grad():
+                    self.bias.zero_()
+        else:
+            default_init_(self.weight, self.bias, self.algebra, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return AF.linear_impl(x, self.weight, self.bias, self.algebra, self.method, self._consts(), self._who)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, algebra={self.algebra.name}, "
+                f"method={self.method or 'default (' + AF.get_default_method() + ')'}, bias={self.bias is not None}")

@@ -1,0 +1,128 @@
+"""Algebra layers with torch.compile (fullgraph), CPU autocast (bfloat16) and DistributedDataParallel (gloo)."""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from runtime.layers import AlgebraConv1d, AlgebraConv2d, AlgebraLinear
+
+from test_functional import oracle_linear
+
+
+# ---------------------------------------------------------------------------------------- compile
+@pytest.mark.slow
+@pytest.mark.parametrize("name,method", [("H", "bilinear"), ("M2R", "fold")])
+def test_torch_compile_fullgraph(name, method):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(AlgebraConv1d(2, 3, 3, name, padding=1, method=method), nn.Flatten(),
+                          AlgebraLinear(3 * 5, 2, name, method=method))
+    d = model[0].algebra.dim
+    ref = copy.deepcopy(model)
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    x = torch.randn(4, 2 * d, 5)
+    y = compiled(x)
+    y_ref = ref(x)
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-4)
+    # the compiled graph sees weight updates (no stale cached combinations)
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), ref.parameters()):
+            p.mul_(0.5)
+            q.mul_(0.5)
+    assert torch.allclose(compiled(x), ref(x), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------- autocast
+@pytest.mark.parametrize("method", ["block", "fold", "bilinear", "auto"])
+@pytest.mark.parametrize("name", ["C", "H", "M2R"])
+def test_cpu_autocast_bfloat16(name, method):
+    torch.manual_seed(1)
+    lin = AlgebraLinear(32, 16, name, method=method)
+    conv = AlgebraConv2d(4, 4, 3, name, padding=1, method=method)
+    d = lin.algebra.dim
+    x = torch.randn(8, 32 * d, requires_grad=True)
+    xi = torch.randn(2, 4 * d, 6, 6, requires_grad=True)
+    ref = oracle_linear(x.detach(), lin.weight.detach(), lin.bias.detach(), lin.algebra)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = lin(x)
+        yc = conv(xi)
+        assert y.dtype == torch.bfloat16 and yc.dtype == torch.bfloat16
+    err = (y.double() - ref).abs().max() / ref.abs().max()
+    assert err < 3e-2, err
+    with torch.no_grad():
+        ref_c = conv(xi)
+    errc = (yc.float() - ref_c).abs().max() / ref_c.abs().max()
+    assert errc < 3e-2, errc
+    (y.float().sum() + yc.float().sum()).backward()
+    for p in list(lin.parameters()) + list(conv.parameters()):
+        assert p.grad is not None and p.grad.dtype == torch.float32
+    assert x.grad.dtype == torch.float32 and xi.grad.dtype == torch.float32
+    # bf16 gradients agree with the float32 ones
+    g_bf16 = lin.weight.grad.clone()
+    lin.weight.grad = None
+    lin(x).sum().backward()
+    assert (g_bf16 - lin.weight.grad).abs().max() < 3e-2 * lin.weight.grad.abs().max()
+
+
+# --------------------------------------------------------------------------------------------- DDP
+def _make_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(AlgebraConv1d(2, 3, 3, "H", padding=1, method="bilinear", dtype=torch.float64),
+                         nn.Tanh(), nn.Flatten(),
+                         AlgebraLinear(3 * 6, 2, "M2R", method="fold", dtype=torch.float64),
+                         nn.Tanh(),
+                         AlgebraLinear(2, 1, "M2R", method="auto", dtype=torch.float64))
+
+
+def _data():
+    g = torch.Generator().manual_seed(123)
+    return torch.randn(8, 8, 6, generator=g, dtype=torch.float64), torch.randn(8, 4, generator=g,
+                                                                                dtype=torch.float64)
+
+
+def _train(model, x, y, steps=3):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (model(x) - y).square().mean()
+        loss.backward()
+        opt.step()
+    return model
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        model = _make_model(seed=rank)                  # different init per rank: DDP broadcasts rank 0's
+        ddp = nn.parallel.DistributedDataParallel(model)
+        x, y = _data()
+        per = x.shape[0] // world
+        _train(ddp, x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
+        torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo_matches_one_process():
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "init")
+        mp.spawn(_ddp_worker, args=(2, init_file, tmp), nprocs=2, join=True)
+        states = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(2)]
+    single = _train(_make_model(seed=0), *_data())
+    for key, v in single.state_dict().items():
+        assert torch.allclose(states[0][key], states[1][key], atol=0, rtol=0), key
+        assert torch.allclose(states[0][key], v, atol=1e-10), key
