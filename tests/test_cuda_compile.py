@@ -112,7 +112,8 @@ def _nvrtc_compile(src: str, options: tuple[str, ...], arch: str) -> tuple[bool,
 
     prog = nvrtc.createProgram(src, "algebranets.cu", (), ())
     try:
-        nvrtc.compileProgram(prog, options + (f"--gpu-architecture={arch}",))
+        # CuPy's RawModule adds --device-as-default-execution-space; compile the way it will
+        nvrtc.compileProgram(prog, options + ("--device-as-default-execution-space", f"--gpu-architecture={arch}"))
         return len(nvrtc.getCUBIN(prog)) > 0, nvrtc.getProgramLog(prog)
     except nvrtc.NVRTCError:
         return False, nvrtc.getProgramLog(prog)

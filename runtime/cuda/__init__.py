@@ -20,11 +20,12 @@ from torch import Tensor
 from ..registry import Algebra, load_algebra
 from . import _backend, ops, reference
 from ._backend import BackendUnavailable, nvrtc_options
+from ._launch import launches, warmup
 from .ops import key_of
 
 __all__ = ["kernels_available", "backend_name", "backend_error", "mul", "premap", "postmap", "gemv",
            "bsr_linear", "bilinear_linear", "max_gemv_batch", "to_cupy", "from_cupy", "key_of", "ops",
-           "reference", "nvrtc_options", "BackendUnavailable"]
+           "reference", "nvrtc_options", "BackendUnavailable", "warmup", "launches"]
 
 
 def kernels_available(tensor: Tensor | None = None) -> bool:

@@ -22,6 +22,7 @@ import hashlib
 import os
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import torch
@@ -47,6 +48,15 @@ class BackendUnavailable(RuntimeError):
     pass
 
 
+def _entry(modules: dict, key) -> dict:
+    """The cache slot of one module (created empty, with its own lock, under the global lock)."""
+    with _lock:
+        e = modules.get(key)
+        if e is None:
+            e = modules[key] = {"lock": threading.Lock(), "module": None, "functions": {}}
+        return e
+
+
 # ------------------------------------------------------------------------------------------- CuPy
 class CupyBackend:
     name = "cupy"
@@ -59,31 +69,39 @@ class CupyBackend:
         self._streams: dict = {}
 
     def _stream(self, device: int):
-        ptr = torch.cuda.current_stream(device).cuda_stream
-        key = (device, ptr)
+        """A CuPy view of torch's current stream on `device` (cached per stream)."""
+        ts = torch.cuda.current_stream(device)
+        key = (device, ts.cuda_stream)
         s = self._streams.get(key)
         if s is None:
-            s = self._streams[key] = self.cupy.cuda.ExternalStream(ptr, device)
+            cs = self.cupy.cuda.Stream
+            try:
+                s = cs.from_external(ts)            # CUDA stream protocol (CuPy >= 14)
+            except (AttributeError, TypeError, ValueError):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    s = self.cupy.cuda.ExternalStream(ts.cuda_stream, device)
+            self._streams[key] = s
         return s
 
     def function(self, source: str, group: str | None, name: str, device: int):
         cp = self.cupy
         cc = torch.cuda.get_device_capability(device)
         opts = nvrtc_options(group)
-        key = (_sha(source), group, device, cc, opts)
-        with _lock:
-            mod = self._modules.get(key)
-            if mod is None:
-                mod = self._modules[key] = {"module": cp.RawModule(code=source, options=opts, backend="nvrtc"),
-                                            "functions": {}}
-            fn = mod["functions"].get(name)
-            if fn is None:
-                with cp.cuda.Device(device):
-                    fn = mod["functions"][name] = mod["module"].get_function(name)
+        entry = _entry(self._modules, (_sha(source), group, device, cc, opts))
+        fn = entry["functions"].get(name)
+        if fn is None:
+            with entry["lock"]:                     # one compile per module; other modules compile in parallel
+                if entry["module"] is None:
+                    entry["module"] = cp.RawModule(code=source, options=opts, backend="nvrtc")
+                fn = entry["functions"].get(name)
+                if fn is None:
+                    with cp.cuda.Device(device):
+                        fn = entry["functions"][name] = entry["module"].get_function(name)
 
         def launch(grid, block, args):
-            with cp.cuda.Device(device):
-                fn(tuple(grid), tuple(block), tuple(args), stream=self._stream(device))
+            with cp.cuda.Device(device), self._stream(device):
+                fn(tuple(grid), tuple(block), tuple(args))
 
         return launch
 
@@ -164,10 +182,9 @@ class NvrtcBackend:
     def function(self, source: str, group: str | None, name: str, device: int):
         cc = torch.cuda.get_device_capability(device)
         opts = nvrtc_options(group)
-        key = (_sha(source), group, device, cc, opts)
-        with _lock:
-            mod = self._modules.get(key)
-            if mod is None:
+        mod = _entry(self._modules, (_sha(source), group, device, cc, opts))
+        with mod["lock"]:
+            if mod["module"] is None:
                 ver_major, ver_minor = ctypes.c_int(), ctypes.c_int()
                 self.nvrtc.nvrtcVersion(ctypes.byref(ver_major), ctypes.byref(ver_minor))
                 arch = f"sm_{cc[0]}{cc[1]}"
@@ -175,11 +192,10 @@ class NvrtcBackend:
                     arch = "sm_90"
                 cubin = self.compile(source, opts, arch)
                 with torch.cuda.device(device):
-                    torch.cuda.current_stream(device)  # make torch's primary context current
-                    torch.empty(1, device=f"cuda:{device}")
+                    torch.empty(1, device=f"cuda:{device}")   # torch's primary context is current
                     handle = ctypes.c_void_p()
                     self._check_cu(self.cuda.cuModuleLoadData(ctypes.byref(handle), cubin), "cuModuleLoadData")
-                mod = self._modules[key] = {"module": handle, "cubin": cubin, "functions": {}}
+                mod["module"], mod["cubin"] = handle, cubin
             fn = mod["functions"].get(name)
             if fn is None:
                 fn = ctypes.c_void_p()

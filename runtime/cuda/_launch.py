@@ -6,12 +6,15 @@ generated `kernels.json`.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import json
+import os
 import threading
 
 import torch
 
-from ..registry import Algebra
+from ..registry import Algebra, load_algebra
 from . import _backend
 
 SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
@@ -56,11 +59,49 @@ def sm_count(device: int) -> int:
     return _props[device]
 
 
+#: launches per kernel name in this process (the GPU tests use it to check that kernels really ran)
+launches: collections.Counter = collections.Counter()
+
+
 def _fn(alg: Algebra, group: str, name: str, device: int):
     be = _backend.get_backend()
     if be is None:
         raise _backend.BackendUnavailable(_backend.backend_error() or "no CUDA kernel backend")
-    return be.function(table(alg).source, group, name, device)
+    launch = be.function(table(alg).source, group, name, device)
+
+    def counted(grid, block, args):
+        launches[name] += 1
+        launch(grid, block, args)
+
+    return counted
+
+
+def groups_for(alg: Algebra, dtypes=(torch.float32, torch.float16, torch.bfloat16), kinds=("ew", "mat")):
+    """(group, one kernel name) pairs covering the kernels of these storage dtypes."""
+    t = table(alg)
+    out = []
+    for dt in dtypes:
+        s = SUFFIX[dt]
+        if "ew" in kinds and s in t.data["elementwise_storage"]:
+            out.append((f"ew_{s}", f"{alg.name}_mul_fwd_{s}"))
+        if "mat" in kinds and s in t.data["matrix_storage"]:
+            out.append((f"mat_{s}", f"{alg.name}_gemv_{s}_b{t.tiles[0]}"))
+    return out
+
+
+def warmup(algebras, device: int | None = None, dtypes=(torch.float32, torch.float16, torch.bfloat16),
+           kinds=("ew", "mat"), workers: int | None = None) -> int:
+    """Compile (in parallel) the kernel groups these algebras need; returns how many modules were prepared."""
+    be = _backend.get_backend()
+    if be is None:
+        raise _backend.BackendUnavailable(_backend.backend_error() or "no CUDA kernel backend")
+    dev = torch.cuda.current_device() if device is None else device
+    algebras = [load_algebra(a) for a in algebras]
+    jobs = [(alg, g, n) for alg in algebras for g, n in groups_for(alg, dtypes, kinds)]
+    workers = workers or max(1, min(len(jobs), os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda j: be.function(table(j[0]).source, j[1], j[2], dev), jobs))
+    return len(jobs)
 
 
 def _ptr(t: torch.Tensor | None) -> int:
