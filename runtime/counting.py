@@ -253,6 +253,9 @@ def count(model: nn.Module, *inputs, dtype: torch.dtype | None = None, **kwargs)
             mm, calls = rec[2], rec[3]
         alg = getattr(m, "algebra", None)
         alg_name = getattr(alg, "name", alg) if isinstance(alg, str) or hasattr(alg, "name") else None
-        layers.append(LayerCount(name or type(m).__name__, type(m).__name__, alg_name, params, nonzero, nbytes,
+        cls = type(m)
+        if cls.__name__.startswith("Parametrized") and len(cls.__bases__) == 1:
+            cls = cls.__bases__[0]                  # a pruned layer: report its own class
+        layers.append(LayerCount(name or cls.__name__, cls.__name__, alg_name, params, nonzero, nbytes,
                                  macs, adds, mm, calls))
     return CountReport(layers)

@@ -224,3 +224,31 @@ def test_convert_params_roughly_match_and_mlp():
     assert model(torch.randn(5, 10)).shape == (5, 3)
     with pytest.raises(ValueError):
         convert(nn.Sequential(nn.ReLU()), "H")
+
+
+def test_models_deepcopy_pickle_and_pruned_copies():
+    """Modules hold an Algebra (with its generated module): copies and pickles must still work."""
+    import copy
+    import io
+
+    from runtime import sparsity as sp
+
+    torch.manual_seed(0)
+    net = resnet("H", "basic", layers=(1,), widths=(2,), norm="whitening", num_classes=3, stem="imagenet")
+    lm = TransformerLM(16, d_model=4, n_layers=1, n_heads=2, max_len=8, algebra="Dual", activation="modrelu")
+    x, t = torch.randn(2, 3, 8, 8), torch.randint(0, 16, (2, 8))
+    net.eval()
+    for model, inp in ((net, x), (lm, t)):
+        twin = copy.deepcopy(model)
+        assert twin.algebra is model.algebra                     # shared, reloaded from the registry
+        assert torch.allclose(twin(inp), model(inp), atol=1e-6)
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        buf.seek(0)
+        again = torch.load(buf, weights_only=False)
+        assert torch.allclose(again(inp), model(inp), atol=1e-6)
+    sp.prune_elements_(net, 0.5)
+    twin = copy.deepcopy(net)                                    # parametrized layers copy too
+    assert torch.allclose(twin(x), net(x), atol=1e-6)
+    assert sp.sparsity_report(twin)[0].pruned == sp.sparsity_report(net)[0].pruned
+    assert counting.count(twin, x)["stem.0"].kind == "AlgebraConv2d"

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import load_algebra
+from .norm import AlgebraStateMixin
 
 __all__ = ["AlgebraLift", "AlgebraReadout"]
 
@@ -35,7 +36,7 @@ def _linear_along(x: torch.Tensor, weight: torch.Tensor, bias, dim: int) -> torc
     return F.linear(x.movedim(dim, -1), weight, bias).movedim(-1, dim)
 
 
-class AlgebraLift(nn.Module):
+class AlgebraLift(AlgebraStateMixin, nn.Module):
     def __init__(self, in_features: int, algebra="R", out_features: int | None = None, mode: str = "embed",
                  dim: int = 1, bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -85,7 +86,7 @@ class AlgebraLift(nn.Module):
                 f"dim={self.dim}")
 
 
-class AlgebraReadout(nn.Module):
+class AlgebraReadout(AlgebraStateMixin, nn.Module):
     def __init__(self, in_features: int, out_features: int, algebra="R", mode: str = "linear", dim: int = -1,
                  bias: bool = True, device=None, dtype=None):
         super().__init__()

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import load_algebra
+from .norm import AlgebraStateMixin
 
 __all__ = ["AlgebraMaxPool1d", "AlgebraMaxPool2d", "AlgebraMaxPool3d",
            "AlgebraAdaptiveMaxPool1d", "AlgebraAdaptiveMaxPool2d", "AlgebraAdaptiveMaxPool3d",
@@ -39,7 +40,7 @@ def element_max_pool(x: torch.Tensor, d: int, nd: int, pool) -> torch.Tensor:
     return gathered.reshape((N, Cd) + tuple(out_sp))
 
 
-class _MaxPool(nn.Module):
+class _MaxPool(AlgebraStateMixin, nn.Module):
     nd = 0
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, algebra="R"):
@@ -59,7 +60,7 @@ class _MaxPool(nn.Module):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}, algebra={self.algebra.name}")
 
 
-class _AdaptiveMaxPool(nn.Module):
+class _AdaptiveMaxPool(AlgebraStateMixin, nn.Module):
     nd = 0
 
     def __init__(self, output_size, algebra="R"):
@@ -100,7 +101,7 @@ class AlgebraAdaptiveMaxPool3d(_AdaptiveMaxPool):
 
 
 def _with_algebra(base):
-    class Pool(base):
+    class Pool(AlgebraStateMixin, base):
         def __init__(self, *args, algebra="R", **kwargs):
             super().__init__(*args, **kwargs)
             self.algebra = load_algebra(algebra)

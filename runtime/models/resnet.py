@@ -20,7 +20,7 @@ from ..registry import load_algebra
 from ..init import init_model_
 from ..layers.activation import ModReLU, SplitActivation
 from ..layers.lift import AlgebraLift, AlgebraReadout
-from ..layers.norm import AlgebraBatchNorm2d
+from ..layers.norm import AlgebraBatchNorm2d, AlgebraStateMixin
 from ..layers.pool import AlgebraAdaptiveAvgPool2d, AlgebraMaxPool2d
 
 __all__ = ["resnet", "AlgebraResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet50"]
@@ -98,7 +98,7 @@ class Bottleneck(nn.Module):
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class AlgebraResNet(nn.Module):
+class AlgebraResNet(AlgebraStateMixin, nn.Module):
     def __init__(self, algebra="R", block="basic", layers: Sequence[int] = (2, 2, 2, 2),
                  widths: Sequence[int] = (64, 128, 256, 512), stem: str = "cifar", in_channels: int = 3,
                  num_classes: int = 10, stem_width: int | None = None, norm: str = "component",
