@@ -99,7 +99,7 @@ _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class AlgebraResNet(AlgebraStateMixin, nn.Module):
-    def __init__(self, algebra="R", block="basic", layers: Sequence[int] = (2, 2, 2, 2),
+    def __init__(self, algebra="R", block="basic", layers: Sequence[int] | None = None,
                  widths: Sequence[int] = (64, 128, 256, 512), stem: str = "cifar", in_channels: int = 3,
                  num_classes: int = 10, stem_width: int | None = None, norm: str = "component",
                  activation: str = "relu", method: str | None = None, lift: str = "embed",
@@ -109,6 +109,8 @@ class AlgebraResNet(AlgebraStateMixin, nn.Module):
         self.algebra = A
         if block not in _BLOCKS:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+        if layers is None:
+            layers = (2,) * len(widths)
         if len(layers) != len(widths):
             raise ValueError("layers and widths need one entry per stage")
         Block = _BLOCKS[block]
@@ -154,10 +156,11 @@ class AlgebraResNet(AlgebraStateMixin, nn.Module):
         return self.head(self.pool(x).flatten(1))
 
 
-def resnet(algebra="R", block="basic", layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), stem="cifar",
+def resnet(algebra="R", block="basic", layers=None, widths=(64, 128, 256, 512), stem="cifar",
            **kwargs) -> AlgebraResNet:
-    """Build a ResNet over `algebra`; see `AlgebraResNet` for the keyword arguments."""
-    return AlgebraResNet(algebra, block, tuple(layers), tuple(widths), stem, **kwargs)
+    """Build a ResNet over `algebra` (layers: blocks per stage, default 2 per entry of `widths`); see
+    `AlgebraResNet` for the keyword arguments."""
+    return AlgebraResNet(algebra, block, None if layers is None else tuple(layers), tuple(widths), stem, **kwargs)
 
 
 def resnet18(algebra="R", widths=(64, 128, 256, 512), stem="imagenet", **kwargs) -> AlgebraResNet:
