@@ -363,6 +363,9 @@ def linear_impl(x, weight, bias, A: Algebra, method, consts: Consts | None, who:
     N = x2.shape[0]
     if consts is None:
         consts = constants(A, weight.dtype, weight.device)
+    if _gemv_kernel_applies(method, A, x2, weight, bias, N):      # auto, CUDA, small batch: generated kernel
+        from . import cuda as _cuda
+        return _cuda.gemv(A, weight, x2, bias).reshape(*lead, out * d)
     wg = torch.is_grad_enabled() and weight.requires_grad
     method = _resolve_method(method, A, who, rows=N, in_elems=inn, out_elems=out, weight_grad=wg)
     if method == "bilinear":
@@ -372,6 +375,21 @@ def linear_impl(x, weight, bias, A: Algebra, method, consts: Consts | None, who:
     else:
         y = _fold_forward(x2, weight, bias, A, _identity_plan(A), consts.block, None)
     return y.reshape(*lead, out * d)
+
+
+def _gemv_kernel_applies(method, A: Algebra, x2, weight, bias, N: int) -> bool:
+    """`auto` on CUDA tensors with the generated kernels available (runtime.cuda, needs CuPy): batches that
+    the gemv kernel serves in one pass over the compact weights go to it (memory-bound case)."""
+    if not x2.is_cuda:
+        return False
+    forced = getattr(_local, "forced", None)
+    requested = forced if forced is not None else (method if method is not None else _default["method"])
+    if requested != "auto" or torch.is_autocast_enabled("cuda"):
+        return False
+    from . import cuda as _cuda
+    return (_cuda.kernels_available(x2) and x2.dtype == weight.dtype and weight.device == x2.device
+            and weight.dtype in (torch.float32, torch.float16, torch.bfloat16)
+            and (bias is None or bias.dtype == weight.dtype) and 0 < N <= _cuda.max_gemv_batch(A))
 
 
 _ident: dict = {}

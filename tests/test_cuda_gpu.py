@@ -286,3 +286,20 @@ def test_nvrtc_ctypes_backend(monkeypatch):
     finally:
         monkeypatch.delenv(_backend.ENV_BACKEND)
         _backend.reset()
+
+
+def test_auto_linear_uses_the_gemv_kernel():
+    from runtime.functional import algebra_linear
+
+    alg = load_algebra("H")
+    w, b = _rand(64, 96, 4, dtype=torch.float32), _rand(64, 4, dtype=torch.float32, seed=1)
+    x = _rand(2, 96 * 4, dtype=torch.float32, seed=2)
+    with launched("_gemv_"):
+        y = algebra_linear(x, w, b, algebra=alg)                      # method auto (the default)
+    want = cpu64(lambda a, xx, c: reference.gemv(alg, a, xx.reshape(2, 96, 4), c).reshape(2, -1), w, x, b,
+                 dtype=torch.float32)
+    close(y, want, "auto linear")
+    before = sum(v for k, v in _launch.launches.items() if "_gemv_" in k)
+    y2 = algebra_linear(x, w, b, algebra=alg, method="block")
+    assert sum(v for k, v in _launch.launches.items() if "_gemv_" in k) == before
+    torch.testing.assert_close(y2, y, rtol=1e-4, atol=1e-4)

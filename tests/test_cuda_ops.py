@@ -190,3 +190,13 @@ def test_cupy_backend_constructs_without_a_gpu(fresh_backend):
 def test_nvrtc_options_select_groups():
     assert ac.nvrtc_options(None) == ("-std=c++17",)
     assert ac.nvrtc_options("mat_bf16") == ("-std=c++17", "-DALGEBRANETS_SELECT", "-DALGEBRANETS_SELECT_MAT_BF16")
+
+
+def test_auto_linear_hook_stays_off_on_cpu():
+    from runtime import functional as F
+
+    alg = load_algebra("H")
+    w, x = torch.randn(3, 2, 4), torch.randn(1, 8)
+    assert not F._gemv_kernel_applies("auto", alg, x, w, None, 1)
+    assert not F._gemv_kernel_applies("block", alg, x, w, None, 1)
+    torch.testing.assert_close(F.algebra_linear(x, w, algebra=alg), ac.gemv(alg, w, x))

@@ -35,6 +35,8 @@ def kernels_available(tensor: Tensor | None = None) -> bool:
     """
     if tensor is not None and not (isinstance(tensor, Tensor) and tensor.is_cuda):
         return False
+    if torch.compiler.is_compiling():
+        return _backend.active_cached()
     try:
         return _backend.get_backend() is not None and torch.cuda.is_available()
     except Exception:  # pragma: no cover - defensive: a broken CUDA install means "no kernels"

@@ -228,6 +228,7 @@ def get_backend():
     """The active backend object, or None (CuPy missing / backend off).  Decided once per process."""
     req = backend_name_requested()
     if req in _state:
+        _state["last"] = _state[req]
         return _state[req]
     be = None
     err = None
@@ -242,7 +243,13 @@ def get_backend():
         err = f"{type(e).__name__}: {e}"
     _state[req] = be
     _state[f"error:{req}"] = err
+    _state["last"] = be
     return be
+
+
+def active_cached() -> bool:
+    """Whether the last backend decision found one (no environment lookups: safe inside torch.compile)."""
+    return _state.get("last") is not None
 
 
 def backend_error() -> str | None:
