@@ -139,6 +139,19 @@ def test_gemv_every_tile_and_split(name):
                   f"{name} tile {tile} splits {splits}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gemv_persistent_row_groups(dtype):
+    """More row groups than resident blocks: every block strides over several of them."""
+    alg = load_algebra("H")
+    w = _rand(12000, 24, 4, dtype=dtype)
+    x = _rand(3, 24, 4, dtype=dtype, seed=1)
+    bias = _rand(12000, 4, dtype=dtype, seed=2)
+    for splits in (1, 2):
+        got = _launch.gemv(alg, w, x, bias, splits=splits)
+        want = torch.einsum("oip,bij,pjk->bok", w.double(), x.double(), alg.structure_tensor(torch.float64, "cuda"))
+        close(got, (want + bias.double()).to(dtype), f"persistent splits={splits}")
+
+
 def random_bsr(out, inn, sparsity, seed=0, device="cuda"):
     g = torch.Generator().manual_seed(seed)
     mask = torch.rand(out, inn, generator=g) >= sparsity

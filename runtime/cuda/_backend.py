@@ -48,6 +48,18 @@ class BackendUnavailable(RuntimeError):
     pass
 
 
+def blocks_per_sm(device: int, block: int, regs: int, smem: int) -> int:
+    """Resident blocks per SM from a kernel's registers per thread and static shared memory."""
+    p = torch.cuda.get_device_properties(device)
+    max_threads = getattr(p, "max_threads_per_multi_processor", 2048)
+    regs_sm = getattr(p, "regs_per_multiprocessor", 65536)
+    smem_sm = getattr(p, "shared_memory_per_multiprocessor", 228 * 1024)
+    by_threads = max_threads // block
+    by_regs = regs_sm // max(1, ((regs + 7) // 8 * 8) * block)
+    by_smem = smem_sm // smem if smem else by_threads
+    return max(1, min(by_threads, by_regs, by_smem, 32))
+
+
 def _entry(modules: dict, key) -> dict:
     """The cache slot of one module (created empty, with its own lock, under the global lock)."""
     with _lock:
@@ -103,6 +115,13 @@ class CupyBackend:
             with cp.cuda.Device(device), self._stream(device):
                 fn(tuple(grid), tuple(block), tuple(args))
 
+        def occupancy(block: int) -> int:
+            """Blocks of `block` threads resident per SM (registers and static shared memory)."""
+            with cp.cuda.Device(device):
+                attrs = fn.attributes
+            return blocks_per_sm(device, block, int(attrs.get("num_regs", 64)), int(attrs.get("shared_size_bytes", 0)))
+
+        launch.occupancy = occupancy
         return launch
 
     def to_cupy(self, t: torch.Tensor):
@@ -203,6 +222,13 @@ class NvrtcBackend:
                                f"cuModuleGetFunction({name})")
                 mod["functions"][name] = fn
 
+        def occupancy(block: int) -> int:
+            n = ctypes.c_int()
+            with torch.cuda.device(device):
+                res = self.cuda.cuOccupancyMaxActiveBlocksPerMultiprocessor(ctypes.byref(n), fn, ctypes.c_int(block),
+                                                                            ctypes.c_size_t(0))
+            return n.value if res == 0 and n.value > 0 else 4
+
         def launch(grid, block, args):
             vals = [ctypes.c_int64(int(a) if a is not None else 0) for a in args]
             ptrs = (ctypes.c_void_p * len(vals))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in vals])
@@ -210,6 +236,7 @@ class NvrtcBackend:
             with torch.cuda.device(device):
                 self._check_cu(self.cuda.cuLaunchKernel(fn, *grid, *block, 0, stream, ptrs, None), f"launch {name}")
 
+        launch.occupancy = occupancy
         return launch
 
     def to_cupy(self, t):  # pragma: no cover - needs CuPy

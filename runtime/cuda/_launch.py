@@ -73,7 +73,20 @@ def _fn(alg: Algebra, group: str, name: str, device: int):
         launches[name] += 1
         launch(grid, block, args)
 
+    counted.occupancy = getattr(launch, "occupancy", None)
     return counted
+
+
+def _resident_blocks(fn, block: int, device) -> int:
+    """Blocks that run at once on the whole device (grid size of the persistent gemv kernels)."""
+    occ = getattr(fn, "occupancy", None)
+    per_sm = 4
+    if occ is not None:
+        try:
+            per_sm = max(1, int(occ(block)))
+        except Exception:  # pragma: no cover - attribute queries are best effort
+            per_sm = 4
+    return sm_count(device) * per_sm
 
 
 def groups_for(alg: Algebra, dtypes=(torch.float32, torch.float16, torch.bfloat16), kinds=("ew", "mat")):
@@ -207,10 +220,12 @@ def gemv(alg: Algebra, w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | No
     k = splits or pick_splits(alg, out, inn, dev)
     rows = t.warps // k
     fn = _fn(alg, f"mat_{s}", f"{alg.name}_gemv_{s}_b{b}", dev)
+    row_groups = (out + rows - 1) // rows
+    gx = min(row_groups, _resident_blocks(fn, t.block, dev))
     chunk = MAX_GRID_Y * b
     for start in range(0, batch, chunk):
         nb = min(chunk, batch - start)
-        grid = ((out + rows - 1) // rows, (nb + b - 1) // b, 1)
+        grid = (gx, (nb + b - 1) // b, 1)
         fn(grid, (t.block, 1, 1), (w.data_ptr(), x[start].data_ptr(), _ptr(bias), y[start].data_ptr(), out, inn, nb, k))
     return y
 
