@@ -197,24 +197,36 @@ def _folded_view(x: torch.Tensor, plan: FoldPlan, C: int) -> torch.Tensor:
     return x.reshape(N, C, *plan.view_shape, *sp).permute(_fold_dims(plan, len(sp)))
 
 
-def fold_in(x: torch.Tensor, plan: FoldPlan, C: int, pool: bool = False) -> torch.Tensor:
+def fold_in(x: torch.Tensor, plan: FoldPlan, C: int, pool: bool = False, channels_last: bool = False) -> torch.Tensor:
     """(N, C*d, *sp) -> (N*m, C*p, *sp): the m blocks of every element go to the batch (one copy).
 
-    pool=True takes the result from the scratch pool (the caller gives it back)."""
+    pool=True takes the result from the scratch pool (the caller gives it back); channels_last=True (with
+    pool, 1 or more spatial dims) lays the result out channels-last (the copy is needed anyway, and oneDNN
+    convolutions run faster on that layout)."""
     N = x.shape[0]
     sp = tuple(x.shape[2:])
+    ns = len(sp)
     m, p = plan.m, plan.p
     shape = (N * m, C * p, *sp)
     if plan.view_shape is not None:
         src = _folded_view(x, plan, C)
+        a = plan.split
     else:
         idx = torch.as_tensor(plan.perm, device=x.device)
         src = x.reshape(N, C, m * p, *sp).index_select(2, idx).view(N, C, m, p, *sp).transpose(1, 2)
+        a = 1
     if not pool:
         return src.reshape(shape)
     out = ws.take(math.prod(shape), x.dtype, x.device)
-    out.view(src.shape).copy_(src)
-    return out.view(shape)
+    if not (channels_last and ns):
+        out.view(src.shape).copy_(src)
+        return out.view(shape)
+    nsrc = src.dim()
+    order = [0] + list(range(1, a + 1)) + list(range(nsrc - ns, nsrc)) + list(range(a + 1, nsrc - ns))
+    phys = out.view([src.shape[i] for i in order])
+    inverse = [order.index(i) for i in range(nsrc)]
+    phys.permute(inverse).copy_(src)
+    return out.view(N * m, *sp, C * p).movedim(-1, 1)
 
 
 def _unfolded_view(yf: torch.Tensor, plan: FoldPlan, C: int) -> torch.Tensor:
@@ -324,7 +336,8 @@ class FoldConvFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, B, bias, plan, C_in, C_out, stride, padding, dilation, groups):
         pool = ws.pooled(x.device)
-        xf = fold_in(x, plan, C_in, pool=pool)
+        cl = x.dim() in (4, 5)
+        xf = fold_in(x, plan, C_in, pool=pool, channels_last=cl)
         nd = x.dim() - 2
         yf = torch.ops.aten.convolution(xf, B, None, stride, padding, dilation, False, [0] * nd, groups)
         y = unfold_out(yf, plan, C_out, None if bias is None else bias.to(yf.dtype))
@@ -332,6 +345,7 @@ class FoldConvFn(torch.autograd.Function):
         ctx.conv = (list(stride), list(padding), list(dilation), groups)
         ctx.has_bias = bias is not None
         ctx.pooled = pool
+        ctx.cl = cl
         if pool:
             ctx.save_for_backward(x, B)
             ctx.xf = xf if ctx.needs_input_grad[1] else None
@@ -344,6 +358,7 @@ class FoldConvFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         plan, (C_in, C_out) = ctx.plan, ctx.C
+        cl = ctx.cl
         stride, padding, dilation, groups = ctx.conv
         pool = ctx.pooled
         if pool:
@@ -356,13 +371,15 @@ class FoldConvFn(torch.autograd.Function):
         dx = dB = db = None
         if xf is None:
             if need_w:                      # a second backward (retain_graph): fold again
-                xf = fold_in(x, plan, C_in, pool=pool)
+                xf = fold_in(x, plan, C_in, pool=pool, channels_last=cl)
             else:                           # only its shape matters
                 N = x.shape[0]
                 shape = (N * plan.m, C_in * plan.p, *x.shape[2:])
                 xf = ws.take(math.prod(shape), x.dtype, x.device).view(shape)
+                if cl and pool:
+                    xf = xf.view(shape[0], *shape[2:], shape[1]).movedim(-1, 1)
         if need_x or need_w:
-            gf = fold_in(g, plan, C_out, pool=pool)
+            gf = fold_in(g, plan, C_out, pool=pool, channels_last=cl)
             nd = g.dim() - 2
             dxf, dB, _ = torch.ops.aten.convolution_backward(
                 gf, xf, B, None, stride, padding, dilation, False, [0] * nd, groups, [need_x, need_w, False])

@@ -103,6 +103,11 @@ def _train(model, x, y, steps=3):
 
 
 def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    # the parent session already built and checked these algebras; a child re-checking staleness could
+    # race with edits to the code generator made while the tests run
+    from runtime.registry import load_algebra
+    for name in ("H", "M2R"):
+        load_algebra(name, check_stale=False)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
