@@ -316,3 +316,6 @@ def test_auto_linear_uses_the_gemv_kernel():
     y2 = algebra_linear(x, w, b, algebra=alg, method="block")
     assert sum(v for k, v in _launch.launches.items() if "_gemv_" in k) == before
     torch.testing.assert_close(y2, y, rtol=1e-4, atol=1e-4)
+    with launched("_gemv_"):
+        y3 = torch.compile(lambda t: algebra_linear(t, w, b, algebra=alg))(x)
+    torch.testing.assert_close(y3, y, rtol=1e-5, atol=1e-5)

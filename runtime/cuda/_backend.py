@@ -89,7 +89,7 @@ class CupyBackend:
             cs = self.cupy.cuda.Stream
             try:
                 s = cs.from_external(ts)            # CUDA stream protocol (CuPy >= 14)
-            except (AttributeError, TypeError, ValueError):
+            except Exception:                      # older CuPy, or a stream it cannot query
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
                     s = self.cupy.cuda.ExternalStream(ts.cuda_stream, device)

@@ -20,7 +20,6 @@ from . import _backend
 SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
 MAX_GRID_Y = 65535
 _lock = threading.Lock()
-_tables: dict = {}
 _props: dict = {}
 
 
@@ -45,12 +44,14 @@ class KernelTable:
 
 
 def table(alg: Algebra) -> KernelTable:
-    key = id(alg)
-    with _lock:
-        t = _tables.get(key)
-        if t is None or t[0] is not alg:
-            t = _tables[key] = (alg, KernelTable(alg))
-    return t[1]
+    """The algebra's kernel table (cached on the Algebra: a plain dict lookup, fine inside torch.compile)."""
+    t = alg._cache.get("cuda_kernel_table")
+    if t is None:
+        with _lock:
+            t = alg._cache.get("cuda_kernel_table")
+            if t is None:
+                t = alg._cache["cuda_kernel_table"] = KernelTable(alg)
+    return t
 
 
 def sm_count(device: int) -> int:
