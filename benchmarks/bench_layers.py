@@ -181,7 +181,7 @@ def bare_conv(A, method, N, C_in, C_out, HW, k):
         xs, ws_, groups, n = (N * m, C_in * p, HW, HW), (C_out * p, C_in * p, k, k), 1, N * m
     x, w = torch.randn(xs), torch.randn(ws_)
     g = torch.randn(n, ws_[0], HW, HW)
-    if method == "fold":        # the fold path lays its folded activations out channels-last
+    if method != "block":       # fold and bilinear lay their internal activations out channels-last
         x, g = x.contiguous(memory_format=torch.channels_last), g.contiguous(memory_format=torch.channels_last)
 
     def f():

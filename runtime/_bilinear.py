@@ -16,6 +16,7 @@ gradient) accumulate in float32.
 """
 from __future__ import annotations
 
+import math
 import weakref
 
 import torch
@@ -120,6 +121,42 @@ def mix_out(m: torch.Tensor, A: torch.Tensor, pool: bool = False) -> torch.Tenso
     torch.matmul(A.t().to(cdtype), mt, out=out)
     ws.give(mt)
     return out.to(m.dtype) if half else out
+
+
+def mix_in_cl(x: torch.Tensor, A: torch.Tensor, sp) -> torch.Tensor:
+    """Channels-last variant of mix_in (pooled): (N, C, d, S) -> (N, r*C, *sp) laid out (N, *sp, r, C).
+
+    One transposing copy to (N, S, d, C), then one batched matmul over all N*S pixels."""
+    N, C, d, S = x.shape
+    r = A.shape[0]
+    P = N * S
+    xt = ws.take(P * d * C, x.dtype, x.device).view(N, S, d, C)
+    xt.copy_(x.permute(0, 3, 2, 1))
+    out = ws.take(P * r * C, x.dtype, x.device).view(P, r, C)
+    torch.bmm(A.expand(P, r, d), xt.view(P, d, C), out=out)
+    ws.give(xt)
+    return out.view(N, *sp, r * C).movedim(-1, 1)
+
+
+def mix_out_cl(m: torch.Tensor, A: torch.Tensor, C: int) -> torch.Tensor:
+    """Inverse-direction map for channels-last m (N, r*C, *sp): -> (N, C*d, *sp) contiguous (fresh),
+    out[n, c*d+k] = sum_s A[s,k] m[n, s*C+c].  Half-precision m accumulates in float32."""
+    N = m.shape[0]
+    sp = m.shape[2:]
+    r, d = A.shape
+    S = math.prod(sp)
+    P = N * S
+    half = m.dtype in _HALF
+    cdtype = torch.float32 if half else m.dtype
+    mp = m.movedim(1, -1).reshape(P, r, C)
+    if half:
+        mp = mp.float()
+    t = ws.take(P * d * C, cdtype, m.device).view(P, d, C)
+    torch.bmm(A.t().to(cdtype).expand(P, d, r), mp, out=t)
+    y = torch.empty((N, C, d, S), dtype=m.dtype, device=m.device)
+    y.copy_(t.view(N, S, d, C).permute(0, 3, 2, 1))
+    ws.give(t)
+    return y.view(N, C * d, *sp)
 
 
 def _post(m: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -227,13 +264,21 @@ class BilinearConvFn(torch.autograd.Function):
         for v in sp:
             S *= v
         pool = ws.pooled(x.device)
-        xc = mix_in(x.reshape(N, cin, d, S), V, pool).view(N, r * cin, *sp)
         nd = len(sp)
+        cl = pool and nd in (2, 3)          # channels-last: oneDNN's grouped convolutions run faster on it
+        if cl:
+            xc = mix_in_cl(x.reshape(N, cin, d, S), V, sp)
+        else:
+            xc = mix_in(x.reshape(N, cin, d, S), V, pool).view(N, r * cin, *sp)
         m = torch.ops.aten.convolution(xc, wc, None, stride, padding, dilation, False, [0] * nd, groups * r)
         sp_out = m.shape[2:]
         So = m[0, 0].numel()
-        y = mix_out(m.view(N, r, cout, So), Wm, pool).view(N, cout * d, *sp_out)
+        if cl:
+            y = mix_out_cl(m, Wm, cout)
+        else:
+            y = mix_out(m.view(N, r, cout, So), Wm, pool).view(N, cout * d, *sp_out)
         del m
+        ctx.cl = cl
         if bias is not None:
             y = y.add_(bias.to(y.dtype).reshape(1, cout * d, *([1] * nd)))
         ctx.conv = (list(stride), list(padding), list(dilation), groups)
@@ -271,21 +316,30 @@ class BilinearConvFn(torch.autograd.Function):
         S = x[0, 0].numel()
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dx = dw = db = None
+        cl = ctx.cl
         if need_x or need_w:
             if xc is None:
-                if need_w:
+                if need_w and cl:
+                    xc = mix_in_cl(x.reshape(N, cin, d, S), V, sp)
+                elif need_w:
                     xc = mix_in(x.reshape(N, cin, d, S), V, pool).view(N, r * cin, *sp)
                 else:                        # only its shape matters
-                    xc = ws.take(N * r * cin * S, x.dtype, x.device).view(N, r * cin, *sp)
-            gc = mix_in(g.contiguous().view(N, cout, d, So), Wm, pool).view(N, r * cout, *sp_out)
+                    xc = ws.take(N * r * cin * S, x.dtype, x.device)
+                    xc = xc.view(N, *sp, r * cin).movedim(-1, 1) if cl else xc.view(N, r * cin, *sp)
+            if cl:
+                gc = mix_in_cl(g.contiguous().view(N, cout, d, So), Wm, sp_out)
+            else:
+                gc = mix_in(g.contiguous().view(N, cout, d, So), Wm, pool).view(N, r * cout, *sp_out)
             dxc, dwc, _ = torch.ops.aten.convolution_backward(
                 gc, xc, wc, None, stride, padding, dilation, False, [0] * nd, groups * r, [need_x, need_w, False])
             if pool:
                 ws.give(gc)
                 ws.give(xc)
                 ctx.xc = None
-            if need_x:
-                dx = mix_out(dxc.view(N, r, cin, S), V, pool).reshape(x.shape)
+            if need_x and cl:
+                dx = mix_out_cl(dxc, V, cin)
+            elif need_x:
+                dx = mix_out(dxc.reshape(N, r, cin, S), V, pool).reshape(x.shape)
             if need_w:
                 flat = dwc.reshape(r, -1).t()
                 if flat.dtype in _HALF:
