@@ -1,0 +1,1 @@
+"""Runnable examples: `python -m examples.compare`, `python -m examples.train_resnet`."""
