@@ -272,7 +272,7 @@ class BilinearConvFn(torch.autograd.Function):
             xc = mix_in(x.reshape(N, cin, d, S), V, pool).view(N, r * cin, *sp)
         m = torch.ops.aten.convolution(xc, wc, None, stride, padding, dilation, False, [0] * nd, groups * r)
         sp_out = m.shape[2:]
-        So = m[0, 0].numel()
+        So = math.prod(sp_out)
         if cl:
             y = mix_out_cl(m, Wm, cout)
         else:
@@ -309,11 +309,11 @@ class BilinearConvFn(torch.autograd.Function):
         N = g.shape[0]
         cout = g.shape[1] // d
         sp_out = g.shape[2:]
-        So = g[0, 0].numel()
+        So = math.prod(sp_out)
         nd = len(sp_out)
         cin = x.shape[1] // d
         sp = x.shape[2:]
-        S = x[0, 0].numel()
+        S = math.prod(sp)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dx = dw = db = None
         cl = ctx.cl

@@ -324,7 +324,7 @@ class FoldLinearFn(torch.autograd.Function):
             if pool:
                 ws.give(dxf)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = g.view(g.shape[0], C_out, -1).sum(0, dtype=torch.float32 if g.dtype in _HALF else None)
+            db = g.view(g.shape[0], C_out, plan.m * plan.p).sum(0, dtype=torch.float32 if g.dtype in _HALF else None)
         if pool:
             ws.give(gf)
         return dx, dB, db, None, None, None
@@ -391,6 +391,6 @@ class FoldConvFn(torch.autograd.Function):
             ws.give(xf)
             ctx.xf = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = g.reshape(g.shape[0], C_out, plan.m * plan.p, -1).sum(
+            db = g.reshape(g.shape[0], C_out, plan.m * plan.p, math.prod(g.shape[2:])).sum(
                 (0, 3), dtype=torch.float32 if g.dtype in _HALF else None)
         return dx, dB, db, None, None, None, None, None, None, None

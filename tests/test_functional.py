@@ -466,3 +466,18 @@ def test_functional_errors():
         AF.algebra_conv2d(torch.randn(1, 12, 2, 2), torch.randn(2, 3, 3, 3, 4), None, "H")
     with pytest.raises(ValueError, match="'same' is not supported for strided"):
         AF.algebra_conv1d(torch.randn(1, 12, 5), torch.randn(2, 3, 3, 4), None, "H", stride=2, padding="same")
+
+
+@pytest.mark.parametrize("method", ["block", "fold", "bilinear"])
+@pytest.mark.parametrize("name", ["H", "M2R"])
+def test_empty_batch(name, method):
+    d = load_algebra(name).dim
+    w = torch.randn(3, 2, d, requires_grad=True)
+    b = torch.randn(3, d, requires_grad=True)
+    y = AF.algebra_linear(torch.randn(0, 2 * d, requires_grad=True), w, b, name, method=method)
+    y.sum().backward()
+    assert y.shape == (0, 3 * d) and torch.all(w.grad == 0) and torch.all(b.grad == 0)
+    wc = torch.randn(3, 2, 3, 3, d, requires_grad=True)
+    y = AF.algebra_conv2d(torch.randn(0, 2 * d, 5, 5, requires_grad=True), wc, b, name, padding=1, method=method)
+    y.sum().backward()
+    assert y.shape == (0, 3 * d, 5, 5)
