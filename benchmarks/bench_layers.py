@@ -82,9 +82,9 @@ def peak_mib(fn) -> float:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = []
-    for e in prof.events():
-        if getattr(e, "cpu_memory_usage", 0):
-            events.append((e.time_range.start, e.cpu_memory_usage))
+    for e in prof.events():         # self memory: an op's own allocations (minus frees), children excluded
+        if getattr(e, "self_cpu_memory_usage", 0):
+            events.append((e.time_range.start, e.self_cpu_memory_usage))
     cur = best = 0
     for _, b in sorted(events):
         cur += b
@@ -108,7 +108,9 @@ def bare_linear(A, method, N, I, O):
     from runtime.functional import fold_info
     d, r = A.dim, A.rank
     if method == "bilinear":
-        xc, wc, gc = torch.randn(r, N, I), torch.randn(r, O, I), torch.randn(r, N, O)
+        from runtime._bilinear import _row_split
+        k = _row_split(r, N)        # the same row blocking the layer uses to keep all threads busy
+        xc, wc, gc = torch.randn(r * k, N // k, I), torch.randn(r * k, O, I), torch.randn(r * k, N // k, O)
         return lambda: (torch.bmm(xc, wc.transpose(1, 2)), torch.bmm(gc, wc), torch.bmm(gc.transpose(1, 2), xc))
     plan = fold_info(A)
     m, p = (plan.m, plan.p) if method == "fold" else (1, d)

@@ -174,6 +174,30 @@ def _pre(A: torch.Tensor, x: torch.Tensor, pool: bool) -> torch.Tensor:
     return torch.mm(A, x.t(), out=out)
 
 
+# ------------------------------------------------------------------------------------ balanced bmm
+def _row_split(r: int, rows: int) -> int:
+    """How many row blocks to cut each of the r GEMMs into so that one bmm keeps every CPU thread busy.
+
+    torch.bmm on CPU runs the batch entries in parallel, each single-threaded: with T threads and r terms,
+    ceil(r / T) * T / r of the time is spent (r = 3 on 2 threads: 4/3).  Cutting the rows into k blocks,
+    k * r a multiple of T, removes that idle time for one copy of the (small) weight combinations."""
+    if torch.compiler.is_compiling():
+        return 1
+    T = torch.get_num_threads()
+    if T <= 1 or r % T == 0 or math.ceil(r / T) * T / r <= 1.05:
+        return 1
+    k = T // math.gcd(r, T)
+    return k if rows % k == 0 and rows // k >= 64 else 1
+
+
+def _repeat_terms(w: torch.Tensor, k: int) -> torch.Tensor:
+    """(r, A, B) -> (r*k, A, B), each term repeated k times (adjacent)."""
+    if k == 1:
+        return w
+    r = w.shape[0]
+    return w.unsqueeze(1).expand(r, k, *w.shape[1:]).reshape(r * k, *w.shape[1:])
+
+
 # ------------------------------------------------------------------------------------------- linear
 class BilinearLinearFn(torch.autograd.Function):
     """y (N, out*d) from x (N, in*d), weight (out, in, d), bias (out, d) or None, with weight combinations
@@ -185,9 +209,15 @@ class BilinearLinearFn(torch.autograd.Function):
         r, d = V.shape
         out, inn = wc.shape[1], wc.shape[2]
         pool = ws.pooled(x.device)
+        k = _row_split(r, N)
+        wck = _repeat_terms(wc, k)
         xc = _pre(V, x.view(N * inn, d), pool).view(r, N, inn)                  # V-combos of activations
         m = ws.take(r * N * out, x.dtype, x.device).view(r, N, out) if pool else None
-        m = torch.bmm(xc, wc.transpose(1, 2), out=m) if pool else torch.bmm(xc, wc.transpose(1, 2))  # r GEMMs
+        xk = xc.view(r * k, N // k, inn)
+        if pool:                                                                # r GEMMs (one bmm)
+            torch.bmm(xk, wck.transpose(1, 2), out=m.view(r * k, N // k, out))
+        else:
+            m = torch.bmm(xk, wck.transpose(1, 2)).view(r, N, out)
         y = _post(m.view(r, N * out), Wm).view(N, out, d)                      # W map
         if pool:
             ws.give(m)
@@ -196,15 +226,16 @@ class BilinearLinearFn(torch.autograd.Function):
         ctx.weight_dtype = weight.dtype
         ctx.has_bias = bias is not None
         ctx.pooled = pool
+        ctx.k = k
         if pool:
             # the pooled xc is kept as an attribute (not save_for_backward) and given back after the first
             # backward; a second backward (retain_graph=True) recomputes it from x.
-            ctx.save_for_backward(x, wc, U, V, Wm)
+            ctx.save_for_backward(x, wck, U, V, Wm)
             ctx.xc = xc if ctx.needs_input_grad[1] else None
             if ctx.xc is None:
                 ws.give(xc)
         else:
-            ctx.save_for_backward(x, wc, U, V, Wm, xc)
+            ctx.save_for_backward(x, wck, U, V, Wm, xc)
         return y.view(N, out * d)
 
     @staticmethod
@@ -212,20 +243,24 @@ class BilinearLinearFn(torch.autograd.Function):
     def backward(ctx, g):
         pool = ctx.pooled
         if pool:
-            x, wc, U, V, Wm = ctx.saved_tensors
+            x, wck, U, V, Wm = ctx.saved_tensors
             xc = getattr(ctx, "xc", None)
         else:
-            x, wc, U, V, Wm, xc = ctx.saved_tensors
+            x, wck, U, V, Wm, xc = ctx.saved_tensors
         r, d = V.shape
+        k = ctx.k
         N = x.shape[0]
-        out, inn = wc.shape[1], wc.shape[2]
+        out, inn = wck.shape[1], wck.shape[2]
         g = g.contiguous().view(N * out, d)
         gc = _pre(Wm, g, pool).view(r, N, out)                                  # W-combos of the gradient
+        gk = gc.view(r * k, N // k, out)
         dx = dw = db = None
         if ctx.needs_input_grad[1]:
             if xc is None:
                 xc = _pre(V, x.view(N * inn, d), pool).view(r, N, inn)
-            dwc = torch.bmm(gc.transpose(1, 2), xc)                            # (r, out, in)
+            dwc = torch.bmm(gk.transpose(1, 2), xc.view(r * k, N // k, inn))     # (r*k, out, in)
+            if k > 1:                                                          # partial sums over row blocks
+                dwc = dwc.view(r, k, out, inn).sum(1)
             if pool:
                 ws.give(xc)
                 ctx.xc = None
@@ -236,8 +271,11 @@ class BilinearLinearFn(torch.autograd.Function):
                 dw = torch.matmul(flat, U)
             dw = dw.view(out, inn, d).to(ctx.weight_dtype)
         if ctx.needs_input_grad[0]:
-            dxc = ws.take(r * N * inn, g.dtype, g.device).view(r, N, inn) if pool else None
-            dxc = torch.bmm(gc, wc, out=dxc) if pool else torch.bmm(gc, wc)   # (r, N, in)
+            if pool:                                                           # (r, N, in)
+                dxc = ws.take(r * N * inn, g.dtype, g.device).view(r, N, inn)
+                torch.bmm(gk, wck, out=dxc.view(r * k, N // k, inn))
+            else:
+                dxc = torch.bmm(gk, wck).view(r, N, inn)
             dx = _post(dxc.view(r, N * inn), V).view(N, inn * d)
             if pool:
                 ws.give(dxc)

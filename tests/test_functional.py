@@ -481,3 +481,28 @@ def test_empty_batch(name, method):
     y = AF.algebra_conv2d(torch.randn(0, 2 * d, 5, 5, requires_grad=True), wc, b, name, padding=1, method=method)
     y.sum().backward()
     assert y.shape == (0, 3 * d, 5, 5)
+
+
+@pytest.mark.parametrize("name", ["C", "Cross3", "M2R"])
+def test_bilinear_row_blocks_for_thread_balance(name):
+    """With r not a multiple of the thread count the r GEMMs are cut into row blocks (one bmm keeps every
+    thread busy); results and gradients are unchanged."""
+    from runtime._bilinear import _row_split
+    A = load_algebra(name)
+    d = A.dim
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _row_split(A.rank, 256) == 2
+        torch.manual_seed(9)
+        x = torch.randn(256, 3 * d, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(5, 3, d, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(5, d, dtype=torch.float64, requires_grad=True)
+        y = AF.algebra_linear(x, w, b, A, method="bilinear")
+        ref = oracle_linear(x, w, b, A)
+        close(y, ref, scale=10)
+        g = torch.randn_like(y)
+        for a, r in zip(torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(ref, (x, w, b), g)):
+            close(a, r, scale=300)
+    finally:
+        torch.set_num_threads(old)
