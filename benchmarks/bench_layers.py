@@ -111,7 +111,8 @@ def bare_linear(A, method, N, I, O):
         from runtime._bilinear import _row_split
         k = _row_split(r, N)        # the same row blocking the layer uses to keep all threads busy
         xc, wc, gc = torch.randn(r * k, N // k, I), torch.randn(r * k, O, I), torch.randn(r * k, N // k, O)
-        return lambda: (torch.bmm(xc, wc.transpose(1, 2)), torch.bmm(gc, wc), torch.bmm(gc.transpose(1, 2), xc))
+        wT = wc.transpose(1, 2).contiguous().transpose(1, 2)       # the layer's layout for the dx GEMMs
+        return lambda: (torch.bmm(xc, wc.transpose(1, 2)), torch.bmm(gc, wT), torch.bmm(gc.transpose(1, 2), xc))
     plan = fold_info(A)
     m, p = (plan.m, plan.p) if method == "fold" else (1, d)
     x, B, g = torch.randn(N * m, I * p), torch.randn(O * p, I * p), torch.randn(N * m, O * p)

@@ -271,11 +271,14 @@ class BilinearLinearFn(torch.autograd.Function):
                 dw = torch.matmul(flat, U)
             dw = dw.view(out, inn, d).to(ctx.weight_dtype)
         if ctx.needs_input_grad[0]:
-            if pool:                                                           # (r, N, in)
+            # (r, N, in).  B as a transposed view of a (r*k, in, out) copy: BLAS runs this "NT" form markedly
+            # faster than "NN" with B = wck (measured ~25% on MKL); the copy is weight-sized.
+            wT = wck.transpose(1, 2).contiguous().transpose(1, 2)
+            if pool:
                 dxc = ws.take(r * N * inn, g.dtype, g.device).view(r, N, inn)
-                torch.bmm(gk, wck, out=dxc.view(r * k, N // k, inn))
+                torch.bmm(gk, wT, out=dxc.view(r * k, N // k, inn))
             else:
-                dxc = torch.bmm(gk, wck).view(r, N, inn)
+                dxc = torch.bmm(gk, wT).view(r, N, inn)
             dx = _post(dxc.view(r, N * inn), V).view(N, inn * d)
             if pool:
                 ws.give(dxc)
