@@ -94,11 +94,13 @@ def force_method(method: str):
 
 # Cost model constants (MAC-equivalents).  _BETA: cost of moving one float through memory (read or write)
 # relative to one GEMM MAC at full speed; _EDGE: dimension at which a GEMM runs at half efficiency along
-# that axis; _OP: fixed cost of one op.  Tuned on the benchmark machine (docs/benchmarks.md); only the
-# ratios matter.
+# that axis; _OP: fixed cost of one op (~10 us of dispatch at ~50 GMAC/s).  Set from measurements on the
+# benchmark machine (docs/benchmarks.md); only the ratios matter.  The fold and bilinear paths run a
+# Python autograd.Function and about twice as many ops as block's one native GEMM, hence their op counts.
 _BETA = 24.0
 _EDGE = 24.0
-_OP = 2.0e5
+_OP = 5.0e5
+_OPS = {"block": 5, "fold": 12, "bilinear": 12}
 
 
 def _gemm(M: float, K: float, N: float, batch: float = 1.0) -> float:
@@ -126,15 +128,15 @@ def method_costs(algebra, *, rows: int, in_elems: int, out_elems: int, groups: i
     wfac = 1.0 if weight_grad else 0.0
     costs = {}
     costs["block"] = (_gemm(rows, kin * d, nout * d, g) + _BETA * d * (act_in + act_out)
-                      + wfac * wsize * d * d * (d / 4 + 2 * _BETA) + 2 * _OP)
+                      + wfac * wsize * d * d * (d / 4 + 2 * _BETA) + _OPS["block"] * _OP)
     if plan.m > 1:
         m, p = plan.m, plan.p
         costs["fold"] = (_gemm(rows * m, kin * p, nout * p, g) + _BETA * d * 3 * (act_in + act_out)
-                         + wfac * wsize * p * p * (d / 4 + 2 * _BETA) + 5 * _OP)
+                         + wfac * wsize * p * p * (d / 4 + 2 * _BETA) + _OPS["fold"] * _OP)
     else:
         costs["fold"] = costs["block"]
     costs["bilinear"] = (_gemm(rows, kin, nout, g * r) + _BETA * (act_in * (d + 2 * r) + act_out * (2 * r + d))
-                         + wfac * wsize * r * (d / 4 + 2 * _BETA) + 5 * _OP)
+                         + wfac * wsize * r * (d / 4 + 2 * _BETA) + _OPS["bilinear"] * _OP)
     return costs
 
 
