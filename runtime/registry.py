@@ -119,6 +119,14 @@ class Algebra:
     def __repr__(self) -> str:
         return f"Algebra({self.name!r}, dim={self.dim}, rank={self.rank})"
 
+    # An Algebra holds an imported module, so it is pickled by name and folder and reloaded from the
+    # registry's cache; modules holding one (layers, norms) pickle and deep-copy with no extra code.
+    def __reduce__(self):
+        return (load_algebra, (self.name, str(self.path.parent)))
+
+    def __deepcopy__(self, memo) -> "Algebra":
+        return self
+
 
 _loaded: dict[tuple[str, str], Algebra] = {}
 _lock = threading.Lock()
