@@ -27,6 +27,18 @@ def pytest_configure(config):
     os.environ["ALGEBRANETS_TEST_GENERATED"] = str(out)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a test module with one torch thread (restored afterwards): use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def has_cuda() -> bool:
     try:
         import torch

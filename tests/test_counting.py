@@ -18,12 +18,8 @@ NAIVE_K = {"R": 1, "C": 4, "H": 16, "Dual": 3, "Cross3": 6, "M2R": 8, "M3R": 27,
 FOLD_M = {"M2R": 2, "M3R": 3, "M4R": 4, "M2C": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Small models: one thread is faster than two on a shared 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def per_pair(name):

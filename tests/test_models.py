@@ -18,12 +18,8 @@ from runtime.models import (AlgebraSelfAttention, TransformerLM, convert, macs_p
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Small models: one thread is faster than two on a shared 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(model, loss_fn, steps, lr):
