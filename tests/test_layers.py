@@ -19,6 +19,16 @@ from test_functional import ALGEBRAS, oracle_conv, oracle_linear
 METHODS = ["block", "fold", "bilinear", "auto", None]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster, and on a loaded machine each parallel region of the
+    float64 slow convolution path (one per group) can wait for a time slice."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", ALGEBRAS)
 def test_layers_match_oracle(name, method):
