@@ -357,9 +357,10 @@ def linear_impl(x, weight, bias, A: Algebra, method, consts: Consts | None, who:
             raise ValueError(f"{who}: input has {n} features in its last dimension, which is not a multiple of the "
                              f"algebra dimension d={d} ({A.name}); inputs are (..., in_features*d) = "
                              f"(..., {inn * d}) with component k of element c at index c*d+k")
-        raise ValueError(f"{who}: expected {inn * d} input features ({inn} elements x d={d}), got "
-                         f"{n} ({'no feature dimension' if n is None else f'{n // d} elements'}); make the input's last "
-                         f"dimension {inn * d}, or build the layer with in_features={n // d if n else '...'}")
+        got = "no feature dimension" if n is None else f"{n // d} elements"
+        raise ValueError(f"{who}: expected {inn * d} input features ({inn} elements x d={d}), got {n} ({got}); "
+                         f"make the input's last dimension {inn * d}, or build the layer with "
+                         f"in_features={n // d if n else '...'}")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, inn * d)
     N = x2.shape[0]
