@@ -29,14 +29,9 @@ FAST = settings(max_examples=4, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and on a loaded machine each parallel region of the
-    float64 slow convolution path (one per group) can wait for a time slice."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny tensors: one intra-op thread is faster, and on a loaded machine each parallel region of the float64
+# slow convolution path (one per group) can wait for a time slice.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------ oracles

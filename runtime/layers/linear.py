@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .. import functional as AF
-from ..registry import Algebra, load_algebra
+from ..registry import Algebra
 
 __all__ = ["AlgebraLinear", "AlgebraLayerMixin", "default_init_"]
 
@@ -36,9 +36,9 @@ def default_init_(weight: torch.Tensor, bias: torch.Tensor | None, algebra: Alge
 
 
 class AlgebraLayerMixin:
-    """Algebra bookkeeping shared by the linear and conv layers: the Algebra, per-layer constant buffers
-    (scheme and block tensors; non-persistent, so they follow .to() but stay out of state_dict), pickling
-    (the Algebra is stored by name and reloaded), and the method setting."""
+    """Algebra bookkeeping shared by the linear and conv layers: the Algebra (it pickles and deep-copies by
+    name, see runtime.registry), per-layer constant buffers (scheme and block tensors; non-persistent, so
+    they follow .to() but stay out of state_dict), and the method setting."""
 
     _CONST_NAMES = ("_alg_U", "_alg_V", "_alg_W", "_alg_block", "_alg_fold")
 
@@ -56,22 +56,6 @@ class AlgebraLayerMixin:
 
     def _consts(self) -> AF.Consts:
         return AF.Consts(self._alg_U, self._alg_V, self._alg_W, self._alg_block, self._alg_fold)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        A = state.get("algebra")
-        if isinstance(A, Algebra):
-            state["algebra"] = ("__algebra__", A.name, str(A.path.parent))
-        return state
-
-    def __setstate__(self, state):
-        ref = state.get("algebra")
-        if isinstance(ref, tuple) and len(ref) == 3 and ref[0] == "__algebra__":
-            try:
-                state["algebra"] = load_algebra(ref[1], ref[2])
-            except Exception:
-                state["algebra"] = load_algebra(ref[1])
-        super().__setstate__(state)
 
     @property
     def effective_method(self) -> str:
