@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -179,7 +179,7 @@ def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool
             have = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
             raise AlgebraNotBuiltError(
                 f"algebra {name!r} is not built in {root} (built: {', '.join(have) or 'none'}): {BUILD_HINT}"
-                + (f" (with --spec-dir/--out for your own specs)" if path is not None else ""))
+                + (" (with --spec-dir/--out for your own specs)" if path is not None else ""))
         manifest = json.loads(manifest_path.read_text())
         if check_stale:
             why = staleness(manifest, folder)

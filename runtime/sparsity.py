@@ -19,10 +19,8 @@ flattened (C_in // groups, *kernel) im2col elements of the row's group.
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .init import algebra_layers
-from .layers.norm import AlgebraStateMixin
-from .registry import Algebra, load_algebra
+from .registry import load_algebra
 
 __all__ = [
     "ElementMask", "element_norms", "prunable_layers", "get_mask", "set_mask_", "is_pruned", "raw_weight",
@@ -93,25 +90,6 @@ def raw_weight(m: nn.Module) -> torch.Tensor:
     return m.weight
 
 
-def _deepcopy_sharing_algebras(self, memo):
-    """deepcopy for parametrized layers: torch's default copies __dict__ directly, which would try to
-    copy the (uncopyable, immutable) Algebra; share it instead."""
-    for mod in self.modules():
-        A = mod.__dict__.get("algebra")
-        if isinstance(A, Algebra):
-            memo.setdefault(id(A), A)
-    replica = self.__new__(self.__class__)
-    memo[id(self)] = replica
-    replica.__dict__ = copy.deepcopy(self.__dict__, memo)
-    return replica
-
-
-def _fix_deepcopy(cls) -> None:
-    own = cls.__dict__.get("__deepcopy__")
-    if cls.__name__.startswith("Parametrized") and getattr(own, "__name__", "") == "default_deepcopy":
-        cls.__deepcopy__ = _deepcopy_sharing_algebras
-
-
 def set_mask_(m: nn.Module, mask: torch.Tensor) -> nn.Module:
     """Install or replace the element mask of layer `m` (shape weight.shape[:-1])."""
     w = raw_weight(m)
@@ -120,7 +98,6 @@ def set_mask_(m: nn.Module, mask: torch.Tensor) -> nn.Module:
     pm = _mask_module(m)
     if pm is None:
         parametrize.register_parametrization(m, "weight", ElementMask(mask.to(w.device)))
-        _fix_deepcopy(type(m))
     else:
         pm.mask.copy_(mask.to(pm.mask.device, torch.bool))
     return m
@@ -355,7 +332,7 @@ def _cuda_bsr():
     return cuda
 
 
-class _BlockSparseBase(AlgebraStateMixin, nn.Module):
+class _BlockSparseBase(nn.Module):
     def _init_csr(self, algebra, crow, col, values, bias):
         self.algebra = load_algebra(algebra)
         self.register_buffer("crow_indices", crow)

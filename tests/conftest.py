@@ -7,24 +7,34 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+_created: list[Path] = []
 
 
 def pytest_configure(config):
-    out = Path(os.environ.get("ALGEBRANETS_TEST_GENERATED", ROOT / ".pytest_generated"))
-    if "ALGEBRANETS_TEST_GENERATED" not in os.environ or not (out / "manifest.json").is_file():
+    """Build once per session into a private temporary folder (concurrent sessions never share one).
+
+    Set ALGEBRANETS_TEST_GENERATED to reuse an existing build (subprocesses inherit it)."""
+    given = os.environ.get("ALGEBRANETS_TEST_GENERATED")
+    if given and (Path(given) / "manifest.json").is_file():
+        out = Path(given)
+    else:
         from codegen.build import build
 
-        if out.exists():
-            shutil.rmtree(out)
+        out = Path(tempfile.mkdtemp(prefix="algebranets-generated-"))
+        _created.append(out)
         build(out_dir=out)
     os.environ["ALGEBRANETS_GENERATED"] = str(out)
     os.environ["ALGEBRANETS_TEST_GENERATED"] = str(out)
+
+
+def pytest_unconfigure(config):
+    for out in _created:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

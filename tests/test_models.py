@@ -248,3 +248,12 @@ def test_models_deepcopy_pickle_and_pruned_copies():
     assert torch.allclose(twin(x), net(x), atol=1e-6)
     assert sp.sparsity_report(twin)[0].pruned == sp.sparsity_report(net)[0].pruned
     assert counting.count(twin, x)["stem.0"].kind == "AlgebraConv2d"
+
+
+def test_convert_keeps_dtype():
+    from runtime.models import convert
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).double()
+    converted = convert(model, "H", match="params")
+    assert all(p.dtype == torch.float64 for p in converted.parameters())
+    assert converted(torch.randn(3, 8, dtype=torch.float64)).shape == (3, 4)

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import load_algebra
-from .norm import AlgebraStateMixin
 
 __all__ = ["SplitActivation", "NormGatedActivation", "ModReLU", "real_activation", "element_norm"]
 
@@ -43,7 +42,7 @@ def element_norm(x: torch.Tensor, d: int, dim: int = 1, eps: float = 0.0) -> tor
     return sq.clamp_min(eps * eps).sqrt() if eps else sq.sqrt()
 
 
-class SplitActivation(AlgebraStateMixin, nn.Module):
+class SplitActivation(nn.Module):
     """Apply a real activation to every component: the layout is unchanged, so any shape works."""
 
     def __init__(self, activation="relu", algebra=None):
@@ -63,7 +62,7 @@ class SplitActivation(AlgebraStateMixin, nn.Module):
         return f"{self.name}" + (f", algebra={self.algebra.name}" if self.algebra is not None else "")
 
 
-class NormGatedActivation(AlgebraStateMixin, nn.Module):
+class NormGatedActivation(nn.Module):
     """y = x * g(||x|| + b) / ||x|| per element, b (num_elements,) learnable.
 
     `dim` is the element dimension of size num_elements*d (1 for (N, C*d, ...) tensors, -1 for

@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from ..registry import load_algebra
-from .norm import AlgebraStateMixin
 
 __all__ = ["AlgebraDropout", "algebra_dropout"]
 
@@ -33,7 +32,7 @@ def algebra_dropout(x: torch.Tensor, p: float, d: int, dim: int = 1, training: b
     return (xs * keep / (1.0 - p)).flatten(dim, dim + 1)
 
 
-class AlgebraDropout(AlgebraStateMixin, nn.Module):
+class AlgebraDropout(nn.Module):
     """Like nn.Dropout, but drops whole algebra elements along `dim` (1 for (N, C*d, ...), -1 for (..., C*d))."""
 
     def __init__(self, p: float = 0.5, algebra="R", dim: int = 1):

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import load_algebra
-from .norm import AlgebraStateMixin
 
 __all__ = ["AlgebraLift", "AlgebraReadout"]
 
@@ -36,7 +35,7 @@ def _linear_along(x: torch.Tensor, weight: torch.Tensor, bias, dim: int) -> torc
     return F.linear(x.movedim(dim, -1), weight, bias).movedim(-1, dim)
 
 
-class AlgebraLift(AlgebraStateMixin, nn.Module):
+class AlgebraLift(nn.Module):
     def __init__(self, in_features: int, algebra="R", out_features: int | None = None, mode: str = "embed",
                  dim: int = 1, bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -86,7 +85,7 @@ class AlgebraLift(AlgebraStateMixin, nn.Module):
                 f"dim={self.dim}")
 
 
-class AlgebraReadout(AlgebraStateMixin, nn.Module):
+class AlgebraReadout(nn.Module):
     def __init__(self, in_features: int, out_features: int, algebra="R", mode: str = "linear", dim: int = -1,
                  bias: bool = True, device=None, dtype=None):
         super().__init__()

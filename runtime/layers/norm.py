@@ -29,35 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import Algebra, load_algebra
+from ..registry import load_algebra
 
 __all__ = ["AlgebraBatchNorm1d", "AlgebraBatchNorm2d", "AlgebraBatchNorm3d", "AlgebraLayerNorm",
-           "inv_sqrtm_psd", "NORM_MODES", "AlgebraStateMixin"]
-
-
-class AlgebraStateMixin:
-    """copy.deepcopy / pickle support for modules holding an `algebra`: an Algebra holds its generated
-    Python module, which cannot be copied, so it is stored by name and folder and reloaded (from the
-    registry's cache: the same object) on the way back.  Same convention as the linear/conv layers."""
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        A = state.get("algebra")
-        if isinstance(A, Algebra):
-            state["algebra"] = ("__algebra__", A.name, str(A.path.parent))
-        return state
-
-    def __setstate__(self, state):
-        ref = state.get("algebra")
-        if isinstance(ref, tuple) and len(ref) == 3 and ref[0] == "__algebra__":
-            try:
-                state["algebra"] = load_algebra(ref[1], ref[2])
-            except Exception:
-                state["algebra"] = load_algebra(ref[1])
-        super().__setstate__(state)
+           "inv_sqrtm_psd", "NORM_MODES"]
 
 NORM_MODES = ("component", "whitening", "norm")
-
 
 class _InvSqrtPSD(torch.autograd.Function):
     """V^{-1/2} for symmetric positive (semi)definite V (..., d, d); eigenvalues floored at `floor`."""
@@ -98,7 +75,7 @@ def inv_sqrtm_psd(V: torch.Tensor, eps: float = 0.0, compute_dtype: torch.dtype 
     return _InvSqrtPSD.apply(V, floor, compute_dtype)
 
 
-class _AlgebraBatchNorm(AlgebraStateMixin, nn.Module):
+class _AlgebraBatchNorm(nn.Module):
     _not_an_algebra_layer = True          # its (C, d, d) whitening weight is not a layer weight
 
     def __init__(self, num_features: int, algebra="R", mode: str = "component", eps: float = 1e-5,
@@ -283,7 +260,7 @@ class AlgebraBatchNorm3d(_AlgebraBatchNorm):
             raise ValueError(f"expected 5D input (got {x.dim()}D input)")
 
 
-class AlgebraLayerNorm(AlgebraStateMixin, nn.Module):
+class AlgebraLayerNorm(nn.Module):
     """Layer norm over the last dimension (num_elements * d reals) of each sample.
 
     ``mode="component"``: torch's LayerNorm over all C*d reals, affine weight/bias (C, d).

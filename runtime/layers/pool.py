@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import load_algebra
-from .norm import AlgebraStateMixin
 
 __all__ = ["AlgebraMaxPool1d", "AlgebraMaxPool2d", "AlgebraMaxPool3d",
            "AlgebraAdaptiveMaxPool1d", "AlgebraAdaptiveMaxPool2d", "AlgebraAdaptiveMaxPool3d",
@@ -40,7 +39,7 @@ def element_max_pool(x: torch.Tensor, d: int, nd: int, pool) -> torch.Tensor:
     return gathered.reshape((N, Cd) + tuple(out_sp))
 
 
-class _MaxPool(AlgebraStateMixin, nn.Module):
+class _MaxPool(nn.Module):
     nd = 0
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, algebra="R"):
@@ -60,7 +59,7 @@ class _MaxPool(AlgebraStateMixin, nn.Module):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}, algebra={self.algebra.name}")
 
 
-class _AdaptiveMaxPool(AlgebraStateMixin, nn.Module):
+class _AdaptiveMaxPool(nn.Module):
     nd = 0
 
     def __init__(self, output_size, algebra="R"):
@@ -101,7 +100,7 @@ class AlgebraAdaptiveMaxPool3d(_AdaptiveMaxPool):
 
 
 def _with_algebra(base):
-    class Pool(AlgebraStateMixin, base):
+    class Pool(base):
         def __init__(self, *args, algebra="R", **kwargs):
             super().__init__(*args, **kwargs)
             self.algebra = load_algebra(algebra)

@@ -80,7 +80,6 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
         return matched_width(c, A, match, method_for_macs)
 
     def replace(name: str, old: nn.Module):
-        dev = next(old.parameters(), torch.empty(0)).device
         if isinstance(old, nn.Linear):
             from ..layers import AlgebraLinear
 
@@ -123,6 +122,10 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
     def swap(name: str, new: nn.Module):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
+        old = getattr(parent, child)
+        p = next(old.parameters(), None)
+        if p is not None:  # keep the replaced module's device and floating dtype
+            new = new.to(device=p.device, dtype=p.dtype if p.is_floating_point() else None)
         setattr(parent, child, new)
 
     for name, m in list(model.named_modules()):

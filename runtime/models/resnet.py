@@ -20,7 +20,7 @@ from ..registry import load_algebra
 from ..init import init_model_
 from ..layers.activation import ModReLU, SplitActivation
 from ..layers.lift import AlgebraLift, AlgebraReadout
-from ..layers.norm import AlgebraBatchNorm2d, AlgebraStateMixin
+from ..layers.norm import AlgebraBatchNorm2d
 from ..layers.pool import AlgebraAdaptiveAvgPool2d, AlgebraMaxPool2d
 
 __all__ = ["resnet", "AlgebraResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet50"]
@@ -98,7 +98,7 @@ class Bottleneck(nn.Module):
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class AlgebraResNet(AlgebraStateMixin, nn.Module):
+class AlgebraResNet(nn.Module):
     def __init__(self, algebra="R", block="basic", layers: Sequence[int] | None = None,
                  widths: Sequence[int] = (64, 128, 256, 512), stem: str = "cifar", in_channels: int = 3,
                  num_classes: int = 10, stem_width: int | None = None, norm: str = "component",

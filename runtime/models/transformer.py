@@ -21,7 +21,7 @@ from ..init import init_model_
 from ..layers.activation import ModReLU, SplitActivation
 from ..layers.dropout import AlgebraDropout
 from ..layers.lift import AlgebraReadout
-from ..layers.norm import AlgebraLayerNorm, AlgebraStateMixin
+from ..layers.norm import AlgebraLayerNorm
 from ..registry import load_algebra
 
 __all__ = ["TransformerLM", "AlgebraSelfAttention", "AlgebraMLP", "TransformerBlock"]
@@ -39,7 +39,7 @@ def _apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return layer(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1] + (-1,))
 
 
-class AlgebraSelfAttention(AlgebraStateMixin, nn.Module):
+class AlgebraSelfAttention(nn.Module):
     """Causal multi-head self-attention with algebra Q/K/V/O projections and real logits."""
 
     def __init__(self, d_model: int, n_heads: int, algebra="R", dropout: float = 0.0, bias: bool = True,
@@ -106,7 +106,7 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class TransformerLM(AlgebraStateMixin, nn.Module):
+class TransformerLM(nn.Module):
     def __init__(self, vocab_size: int, d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
                  d_ff: int | None = None, max_len: int = 256, algebra="R", dropout: float = 0.0,
                  norm: str = "component", activation: str = "gelu", method=None, init: str | None = "glorot"):
