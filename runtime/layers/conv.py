@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import functional as AF
-from .linear import AlgebraLayerMixin, default_init_
+from .linear import AlgebraLayerMixin
 
 __all__ = ["AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d"]
 
@@ -71,14 +71,7 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.init is not None:
-            self.init(self.weight, self.algebra)
-            if self.bias is not None:
-                with torch.no_grad():
-                    self.bias.zero_()
-        else:
-            fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
-            default_init_(self.weight, self.bias, self.algebra, fan_in)
+        self._reset_parameters(self.in_channels // self.groups * math.prod(self.kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return AF.conv_impl(x, self.weight, self.bias, self.algebra, self._nd, self.stride, self.padding,

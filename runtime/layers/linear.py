@@ -42,6 +42,16 @@ class AlgebraLayerMixin:
 
     _CONST_NAMES = ("_alg_U", "_alg_V", "_alg_W", "_alg_block", "_alg_fold")
 
+    def _reset_parameters(self, fan_in: int) -> None:
+        """The layer's `init=` initialiser (bias zero), or `default_init_` with fan_in in elements."""
+        if self.init is not None:
+            self.init(self.weight, self.algebra)
+            if self.bias is not None:
+                with torch.no_grad():
+                    self.bias.zero_()
+        else:
+            default_init_(self.weight, self.bias, self.algebra, fan_in)
+
     def _setup_algebra(self, algebra, method, device, dtype, who: str) -> Algebra:
         A = AF.resolve_algebra(algebra, who)
         if method is not None:
@@ -99,13 +109,7 @@ class AlgebraLinear(AlgebraLayerMixin, nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.init is not None:
-            self.init(self.weight, self.algebra)
-            if self.bias is not None:
-                with torch.no_grad():
-                    self.bias.zero_()
-        else:
-            default_init_(self.weight, self.bias, self.algebra, self.in_features)
+        self._reset_parameters(self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return AF.linear_impl(x, self.weight, self.bias, self.algebra, self.method, self._consts(), self._who)
