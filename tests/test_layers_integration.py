@@ -117,6 +117,9 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         per = x.shape[0] // world
         _train(ddp, x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
         torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+        # Both ranks must be done with gloo before either tears it down: a rank leaving early makes the
+        # other abort ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
