@@ -33,6 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .exact import primitive_integer
+
 __all__ = [
     "as_fraction_tensor", "fraction_matrix", "mul", "left_mult_matrix", "find_unit", "centre",
     "is_associative", "radical_dimension", "transform_tensor", "scheme_to_original",
@@ -237,23 +239,6 @@ def inverse(P) -> np.ndarray:
     if len(piv) < d or piv[:d] != list(range(d)):
         raise ValueError("matrix is singular")
     return _obj([r[d:] for r in R])
-
-
-def _primitive_integer(v: Sequence[Fraction]) -> list[Fraction]:
-    """Scale v to a primitive integer vector whose first nonzero entry is positive."""
-    D = 1
-    for x in v:
-        D = lcm(D, x.denominator)
-    ints = [int(x * D) for x in v]
-    g = 0
-    for x in ints:
-        g = gcd(g, x)
-    if g == 0:
-        return list(v)
-    first = next(x for x in ints if x)
-    if first < 0:
-        g = -g
-    return [Fraction(x, g) for x in ints]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -587,14 +572,14 @@ def _content(T: np.ndarray) -> Fraction:
 
 def _short_vectors(images) -> list[list[Fraction]]:
     """The images and their sums and differences as primitive integer vectors, shortest first."""
-    imgs = [_primitive_integer(v) for v in images if any(v)]
+    imgs = [primitive_integer(v) for v in images if any(v)]
     cands = list(imgs)
     for a in range(len(imgs)):
         for b in range(a + 1, len(imgs)):
             for sgn in (1, -1):
                 v = [x + sgn * y for x, y in zip(imgs[a], imgs[b])]
                 if any(v):
-                    cands.append(_primitive_integer(v))
+                    cands.append(primitive_integer(v))
     cands.sort(key=lambda v: (sum(abs(x) for x in v), max(abs(x) for x in v)))
     return cands
 
@@ -627,10 +612,10 @@ def _block_basis(T, e, d) -> list[list[Fraction]]:
     differences, (c) the shortest vectors alone."""
     units = [[Fraction(int(i == j)) for j in range(d)] for i in range(d)]
     images = [mul(T, b, e) for b in units]
-    first = _span_basis([_primitive_integer(v) for v in images if any(v)], d)
+    first = _span_basis([primitive_integer(v) for v in images if any(v)], d)
     m = len(first)
-    short = _short_vectors(list({tuple(_primitive_integer(v)): v for v in images if any(v)}.values()))
-    options = [first, _span_basis([_primitive_integer(e)] + short, d, m), _span_basis(short, d, m)]
+    short = _short_vectors(list({tuple(primitive_integer(v)): v for v in images if any(v)}.values()))
+    options = [first, _span_basis([primitive_integer(e)] + short, d, m), _span_basis(short, d, m)]
     best, best_key = options[0], None
     for basis in options:
         B = _block_tensor(T, basis)
@@ -799,7 +784,7 @@ def matrix_unit_basis(T, *, seed: int = 0, max_tries: int = 400):
         f = next((v for v in (mul(T, mul(T, ej, b), final[0]) for b in units) if any(v)), None)
         if a is None or f is None:
             return None
-        a = _primitive_integer(a)
+        a = primitive_integer(a)
         af = mul(T, a, f)
         p = next(i for i, x in enumerate(final[0]) if x)
         mu = af[p] / final[0][p]

@@ -7,7 +7,7 @@ O(d^4..d^5) run on an integer rescaling of the tensor, so they are exact and fas
 from __future__ import annotations
 
 from fractions import Fraction
-from math import lcm
+from math import gcd, lcm
 from typing import Any, Sequence
 
 import numpy as np
@@ -153,3 +153,20 @@ def change_basis(T: np.ndarray, P: np.ndarray) -> np.ndarray:
     """
     Pinv = inverse(P)
     return np.einsum("ia,jb,ijk,ck->abc", P, P, T, Pinv, optimize=True)
+
+
+def primitive_integer(v: Sequence) -> list[Fraction]:
+    """Scale v to a primitive integer vector whose first nonzero entry is positive."""
+    D = 1
+    for x in v:
+        D = lcm(D, x.denominator)
+    ints = [int(x * D) for x in v]
+    g = 0
+    for x in ints:
+        g = gcd(g, x)
+    if g == 0:
+        return list(v)
+    first = next(x for x in ints if x)
+    if first < 0:
+        g = -g
+    return [Fraction(x, g) for x in ints]

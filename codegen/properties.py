@@ -284,20 +284,5 @@ def find_zero_divisor(T: np.ndarray, max_candidates: int = 2000) -> tuple | None
         null = exact.nullspace(exact.left_regular(T, x))
         if null:
             y = null[0]
-            return tuple(x), tuple(_integral(y))
+            return tuple(x), tuple(exact.primitive_integer(y))
     return None
-
-
-def _integral(v: np.ndarray) -> np.ndarray:
-    """Scale an exact vector to coprime integers (readable witnesses)."""
-    from math import gcd, lcm
-
-    den = 1
-    for c in v:
-        den = lcm(den, c.denominator)
-    ints = [int(c * den) for c in v]
-    g = 0
-    for n in ints:
-        g = gcd(g, n)
-    g = g or 1
-    return np.array([Fraction(n // g) for n in ints], dtype=object)
