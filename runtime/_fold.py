@@ -267,6 +267,27 @@ def unfold_out(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | No
 
 
 # ------------------------------------------------------------------------------------ autograd ops
+def _save_folded(ctx, x: torch.Tensor, B: torch.Tensor, xf: torch.Tensor, pool: bool) -> None:
+    """Keep what the folded backward needs.  A pooled xf is scratch memory: keep it only when the weight
+    gradient needs it, else hand it back now (the backward re-folds it or only needs its shape)."""
+    ctx.pooled = pool
+    if pool:
+        ctx.save_for_backward(x, B)
+        ctx.xf = xf if ctx.needs_input_grad[1] else None
+        if ctx.xf is None:
+            ws.give(xf)
+    else:
+        ctx.save_for_backward(x, B, xf)
+
+
+def _saved_folded(ctx) -> tuple:
+    """(x, B, xf) as stored by `_save_folded`; xf is None when it was handed back."""
+    if ctx.pooled:
+        x, B = ctx.saved_tensors
+        return x, B, getattr(ctx, "xf", None)
+    return ctx.saved_tensors
+
+
 class FoldLinearFn(torch.autograd.Function):
     """y (N, out*d) = unfold(fold(x) @ B^T) + bias with B (out*p, in*p) the folded real weight.
 
@@ -284,25 +305,14 @@ class FoldLinearFn(torch.autograd.Function):
             ws.give(yf)
         ctx.plan, ctx.C = plan, (C_in, C_out)
         ctx.has_bias = bias is not None
-        ctx.pooled = pool
-        if pool:
-            ctx.save_for_backward(x, B)
-            ctx.xf = xf if ctx.needs_input_grad[1] else None
-            if ctx.xf is None:
-                ws.give(xf)
-        else:
-            ctx.save_for_backward(x, B, xf)
+        _save_folded(ctx, x, B, xf, pool)
         return y
 
     @staticmethod
     def backward(ctx, g):
         plan, (C_in, C_out) = ctx.plan, ctx.C
         pool = ctx.pooled
-        if pool:
-            x, B = ctx.saved_tensors
-            xf = getattr(ctx, "xf", None)
-        else:
-            x, B, xf = ctx.saved_tensors
+        x, B, xf = _saved_folded(ctx)
         g = g.contiguous()
         gf = fold_in(g, plan, C_out, pool=pool)
         dx = dB = db = None
@@ -343,15 +353,8 @@ class FoldConvFn(torch.autograd.Function):
         ctx.plan, ctx.C = plan, (C_in, C_out)
         ctx.conv = (list(stride), list(padding), list(dilation), groups)
         ctx.has_bias = bias is not None
-        ctx.pooled = pool
         ctx.cl = cl
-        if pool:
-            ctx.save_for_backward(x, B)
-            ctx.xf = xf if ctx.needs_input_grad[1] else None
-            if ctx.xf is None:
-                ws.give(xf)
-        else:
-            ctx.save_for_backward(x, B, xf)
+        _save_folded(ctx, x, B, xf, pool)
         return y
 
     @staticmethod
@@ -360,11 +363,7 @@ class FoldConvFn(torch.autograd.Function):
         cl = ctx.cl
         stride, padding, dilation, groups = ctx.conv
         pool = ctx.pooled
-        if pool:
-            x, B = ctx.saved_tensors
-            xf = getattr(ctx, "xf", None)
-        else:
-            x, B, xf = ctx.saved_tensors
+        x, B, xf = _saved_folded(ctx)
         g = g.contiguous()
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dx = dB = db = None
