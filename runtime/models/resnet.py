@@ -39,6 +39,14 @@ def _act(activation, algebra, channels):
     return SplitActivation(activation, algebra=algebra)
 
 
+def _shortcut(algebra, cin, cout, stride, norm, method) -> nn.Module:
+    """Identity, or a strided 1x1 algebra conv + norm where the block changes shape."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(_conv(algebra, cin, cout, 1, stride, 0, method),
+                         AlgebraBatchNorm2d(cout, algebra=algebra, mode=norm))
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -51,10 +59,7 @@ class BasicBlock(nn.Module):
         self.conv2 = _conv(algebra, planes, cout, 3, 1, 1, method)
         self.bn2 = AlgebraBatchNorm2d(cout, algebra=algebra, mode=norm)
         self.act2 = _act(activation, algebra, cout)
-        self.shortcut = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(_conv(algebra, cin, cout, 1, stride, 0, method),
-                                          AlgebraBatchNorm2d(cout, algebra=algebra, mode=norm))
+        self.shortcut = _shortcut(algebra, cin, cout, stride, norm, method)
 
     def last_norm(self):
         return self.bn2
@@ -80,10 +85,7 @@ class Bottleneck(nn.Module):
         self.conv3 = _conv(algebra, planes, cout, 1, 1, 0, method)
         self.bn3 = AlgebraBatchNorm2d(cout, algebra=algebra, mode=norm)
         self.act3 = _act(activation, algebra, cout)
-        self.shortcut = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(_conv(algebra, cin, cout, 1, stride, 0, method),
-                                          AlgebraBatchNorm2d(cout, algebra=algebra, mode=norm))
+        self.shortcut = _shortcut(algebra, cin, cout, stride, norm, method)
 
     def last_norm(self):
         return self.bn3
