@@ -1,7 +1,7 @@
 """The cross product on R^3 (the Lie algebra so(3)): e1 x e2 = e3 cyclically, anticommutative."""
 from codegen.spec import algebra
 
-# Optimal 5-multiplication scheme with +-1 coefficients (REFERENCE.md §3).
+# Optimal 5-multiplication scheme with +-1 coefficients (Krishna-Makam; docs/schemes.md).
 Cross3 = algebra(
     "Cross3", basis=["e1", "e2", "e3"], title="cross product on R^3",
     products={"e1*e1": "0", "e2*e2": "0", "e3*e3": "0",

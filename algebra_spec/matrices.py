@@ -1,4 +1,4 @@
-"""Real and complex matrix algebras in the row-major matrix-unit basis (DESIGN.md).
+"""Real and complex matrix algebras in the row-major matrix-unit basis (docs/design.md).
 
 M4R is derived by the builder from M2R (x) M2R with an exact basis permutation, so its scheme is the
 composed 7 x 7 = 49; M2C = M2R (x) C gets 7 x 3 = 21.  M3R's rank-23 scheme is found by
@@ -10,7 +10,7 @@ from .scalars import C
 
 _MATRIX_CLAIMS = {"associative": True, "commutative": False, "unital": True, "alternative": True}
 
-# Winograd's variant of Strassen (REFERENCE.md §3): 7 multiplications, 15 additions after CSE.
+# Winograd's variant of Strassen (docs/schemes.md): 7 multiplications, 15 additions after CSE.
 _WINOGRAD = dict(
     U=[[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, -1, -1], [0, 0, 0, 1], [0, 0, 1, 1], [-1, 0, 1, 1], [1, 0, -1, 0]],
     V=[[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, -1, -1, 1], [-1, 1, 0, 0], [1, -1, 0, 1], [0, -1, 0, 1]],

@@ -1,7 +1,7 @@
 """Hamilton's quaternions, basis (1, i, j, k) with i^2 = j^2 = k^2 = ijk = -1."""
 from codegen.spec import algebra
 
-# Howell-Lafon type 8-multiplication scheme (REFERENCE.md §3); the factor 1/2 of
+# Howell-Lafon type 8-multiplication scheme (docs/schemes.md); the factor 1/2 of
 # s = (t5 + t6 + t7 + t8)/2 is moved onto the weight side (U), where it costs nothing at run time.
 H = algebra(
     "H", basis=["1", "i", "j", "k"], unit="1", title="quaternions",

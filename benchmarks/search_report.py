@@ -9,7 +9,8 @@ import argparse
 import time
 
 from codegen.build import DEFAULT_SPEC_DIR
-from codegen.discover import discover
+from codegen.spec.discover import discover
+from codegen.exact import nonzero_pairs
 from codegen.search import find_scheme
 
 BUDGETS = {"R": 2, "C": 5, "Dual": 5, "Cross3": 10, "H": 20, "M2R": 10, "M3R": 30, "M2C": 30, "M4R": 60}
@@ -34,10 +35,10 @@ def main() -> None:
             first.setdefault(rank, elapsed)
 
         start = time.perf_counter()
-        U, V, W, how = find_scheme(A.T, budget_s=budget, seed=args.seed, progress=progress)
+        found = find_scheme(A.T, budget_s=budget, seed=args.seed, progress=progress)
         total = time.perf_counter() - start
-        rank = U.shape[0]
-        naive = sum(1 for i in range(A.dim) for j in range(A.dim) if any(v != 0 for v in A.T[i, j, :]))
+        rank, how = found.rank, found.provenance
+        naive = len(nonzero_pairs(A.T))
         reached = first.get(rank, total)
         print(f"| {name} | {A.dim} | {naive} | {rank} | {reached:.1f}s | {budget:g}s (ran {total:.0f}s) | {how} |",
               flush=True)

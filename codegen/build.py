@@ -16,20 +16,22 @@ from typing import Callable
 import jinja2
 import numpy as np
 
-from . import __version__, cuda_emit, digest, exact, formulas
-from . import properties as props
-from .discover import discover
-from .errors import BuildError, SpecError
-from .resolve import SchemeResolver
-from .scheme import Scheme
-from .spec import CLAIM_NAMES, Algebra
+from . import __version__
+from .emit import cuda as cuda_emit
+from .emit import digest, formulas
+from .exact import fraction_str, nonzero_pairs
+from .exact import properties as props
+from .exact.fold import fold_plan
+from .schemes import Scheme, SchemeResolver
+from .spec import CLAIM_NAMES, Algebra, BuildError, SpecError
+from .spec.discover import discover
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC_DIR = PROJECT_ROOT / "algebra_spec"
 DEFAULT_OUT_DIR = PROJECT_ROOT / "generated"
 INDEX_NAME = "manifest.json"
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "emit" / "templates")),
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                           keep_trailing_newline=True, autoescape=False)
 
@@ -84,7 +86,7 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
     s = resolver.best(A)
     f = formulas.build(A.T, s)
     spec_file = _rel(A.source, spec_dir.resolve().parent)
-    naive_mults = int(sum(1 for i in range(A.dim) for j in range(A.dim) if any(v != 0 for v in A.T[i, j, :])))
+    naive_mults = len(nonzero_pairs(A.T))
     ctx = dict(version=__version__, spec_file=spec_file, name=A.name, title=A.title, dim=A.dim, basis=A.basis,
                rank=s.rank, naive_mults=naive_mults, scheme_provenance=s.provenance)
     cuda = cuda_emit.context(A.T, s, A.name)
@@ -94,8 +96,7 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
                                                                   cuda=cuda).encode(),
         "kernels.json": (json.dumps(cuda["kernel_table"], indent=1, sort_keys=True) + "\n").encode(),
     }
-    structure = [[i, j, k, exact.fraction_str(A.T[i, j, k])] for i, j, k in zip(*np.nonzero(
-        np.vectorize(lambda v: v != 0, otypes=[bool])(A.T)))]
+    structure = [[i, j, k, fraction_str(A.T[i, j, k])] for i, j, k in np.ndindex(*A.T.shape) if A.T[i, j, k] != 0]
     manifest = {
         "name": A.name, "title": A.title, "dim": A.dim, "basis": list(A.basis), "spec_file": spec_file,
         "tool_version": __version__, "tool_digest": tool_hash,
@@ -105,6 +106,7 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
         "claims": dict(sorted(A.claims.items())),
         "scheme": {**s.to_json(), "naive_multiplications": naive_mults, "additions": f.additions,
                    "unusual_coefficients": s.unusual_coefficients()},
+        "fold": fold_plan(A.T).to_json(),
         "files": {name: digest.sha256_bytes(data) for name, data in sorted(files.items())},
     }
     files["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()

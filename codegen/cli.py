@@ -6,11 +6,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import properties as props
 from .build import DEFAULT_OUT_DIR, DEFAULT_SPEC_DIR, build, check
-from .discover import discover
-from .errors import BuildError, SpecError
-from .resolve import SchemeResolver
+from .exact import nonzero_pairs
+from .exact import properties as props
+from .schemes import SchemeResolver
+from .spec import BuildError, SpecError
+from .spec.discover import discover
 
 
 def _cell(T, i: int, j: int, basis) -> str:
@@ -29,7 +30,7 @@ def multiplication_table(A) -> str:
 
 def scheme_text(A, s) -> str:
     """The scheme as formulas: m1 = (x0 + x1)*y0 ... z0 = m1 - m3."""
-    from .formulas import combination, programs
+    from .emit.formulas import combination, programs
 
     lines = []
     for t in range(s.rank):
@@ -56,8 +57,7 @@ def cmd_list(args) -> int:
     resolver = SchemeResolver(algebras, args.spec_dir)
     print(f"{'name':<8} {'dim':>3} {'naive':>5} {'rank':>4}  title")
     for name, A in algebras.items():
-        naive = sum(1 for i in range(A.dim) for j in range(A.dim) if any(v != 0 for v in A.T[i, j, :]))
-        print(f"{name:<8} {A.dim:>3} {naive:>5} {resolver.best(A).rank:>4}  {A.title}")
+        print(f"{name:<8} {A.dim:>3} {len(nonzero_pairs(A.T)):>5} {resolver.best(A).rank:>4}  {A.title}")
     return 0
 
 
@@ -101,7 +101,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .search_cli import run_search
+    from .search.cli import run_search
 
     return run_search(args)
 

@@ -1,180 +1,24 @@
-"""Column folding: detect, from the structure tensor alone, when left multiplication splits into equal blocks.
-
-For a weight-left layer `y = w * x` only the left-regular representation L(w)[k, j] = sum_i T[i, j, k] w_i
-matters.  If some permutation `perm` of the basis makes every L(w) block-diagonal with m identical p x p
-blocks B(w) (p = d / m), then
+"""Column folding: one real GEMM / conv for a weight-left algebra layer whose left-regular representation splits
+into m identical p x p blocks (the fold plan, found exactly by the build and stored in the manifest; see
+`runtime.registry.FoldPlan`).
 
     (w * x)[perm[c*p + t]] = sum_s B(w)[t, s] x[perm[c*p + s]]          for every block c < m,
 
-so the m blocks of each activation element can be folded into the batch and the whole layer becomes ONE real
-GEMM / conv with a (out*p) x (in*p) weight: p^2 = d^2/m MACs per element pair instead of d^2.  For M_n(R) in
-the row-major basis the blocks are the n columns of the activation matrix (m = n, p = n, n^3 MACs); for
-M_2(C) they are its two complex columns (m = 2, p = 4).  Nothing here looks at algebra names.
-
-Detection:
-1. Connected components of the graph with an edge j - k whenever some T[i, j, k] != 0 (j and k are
-   coupled by left multiplication).  These are the finest blocks any permutation can give.
-2. All components must have the same size p, and for every component c there must be a bijection sigma_c
-   from component 0 with T[:, sigma_c(s), sigma_c(t)] == T[:, s, t] for all s, t (identical blocks); found
-   by backtracking with pruning (p is at most a few dozen).
-If either fails the plan has m = 1 (one block: the block-matrix path).
-
-The permutation is also matched to a strided view when possible (the basis viewed as a small
-multi-dimensional array whose axes are reordered), so that folding costs one permute-copy rather than a
-gather.
+so the m blocks of each activation element are folded into the batch and the layer becomes ONE real GEMM / conv
+with a (out*p) x (in*p) weight: p^2 = d^2/m MACs per element pair instead of d^2.  For M_n(R) the blocks are the
+n columns of the activation matrix (m = n, p = n); for M_2(C) its two complex columns (m = 2, p = 4).
 """
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import _workspace as ws
+from .registry import FoldPlan
 
-__all__ = ["FoldPlan", "fold_plan", "fold_in", "unfold_out", "FoldLinearFn", "FoldConvFn"]
-
-
-@dataclass(frozen=True)
-class FoldPlan:
-    """How to fold one algebra's activations.
-
-    m, p: number of identical blocks and their size (m * p = d; m == 1 means no folding).
-    perm: (d,) basis index of block c, position s at perm[c*p + s].
-    block: (d, p, p) float64, B(w)[t, s] = sum_a block[a, t, s] w_a.
-    view_shape, view_axes, split: when not None, perm == arange(d).reshape(view_shape).transpose(view_axes)
-        .ravel(), and the first `split` reordered axes multiply to m (the block index), the rest to p.
-    """
-
-    m: int
-    p: int
-    perm: tuple[int, ...]
-    block: np.ndarray
-    view_shape: tuple[int, ...] | None
-    view_axes: tuple[int, ...] | None
-    split: int | None
-
-    @property
-    def folds(self) -> bool:
-        return self.m > 1
-
-
-def _components(T: np.ndarray) -> list[list[int]]:
-    d = T.shape[0]
-    coupled = np.any(T != 0, axis=0)            # (j, k)
-    coupled = coupled | coupled.T
-    seen = [False] * d
-    comps = []
-    for start in range(d):
-        if seen[start]:
-            continue
-        stack, comp = [start], []
-        seen[start] = True
-        while stack:
-            j = stack.pop()
-            comp.append(j)
-            for k in np.nonzero(coupled[j])[0]:
-                if not seen[k]:
-                    seen[k] = True
-                    stack.append(int(k))
-        comps.append(sorted(comp))
-    comps.sort(key=lambda c: c[0])
-    return comps
-
-
-def _match(T: np.ndarray, base: list[int], other: list[int]) -> list[int] | None:
-    """A bijection sigma: base -> other (as a list aligned with base) preserving T[:, s, t], or None."""
-    p = len(base)
-    sigma: list[int] = []
-    used = [False] * p
-
-    def consistent(pos: int, cand: int) -> bool:
-        s = base[pos]
-        if not np.array_equal(T[:, s, s], T[:, cand, cand]):
-            return False
-        for q in range(pos):
-            a, b = base[q], sigma[q]
-            if not (np.array_equal(T[:, s, a], T[:, cand, b]) and np.array_equal(T[:, a, s], T[:, b, cand])):
-                return False
-        return True
-
-    def search(pos: int) -> bool:
-        if pos == p:
-            return True
-        for idx in range(p):
-            if used[idx]:
-                continue
-            cand = other[idx]
-            if consistent(pos, cand):
-                used[idx] = True
-                sigma.append(cand)
-                if search(pos + 1):
-                    return True
-                sigma.pop()
-                used[idx] = False
-        return False
-
-    return list(sigma) if search(0) else None
-
-
-def _factorisations(d: int, max_len: int = 4):
-    """Ordered factorisations of d into factors > 1 (at most max_len of them)."""
-    out = []
-
-    def rec(rest, prefix):
-        if rest == 1 and prefix:
-            out.append(tuple(prefix))
-            return
-        if len(prefix) == max_len:
-            return
-        for f in range(2, rest + 1):
-            if rest % f == 0:
-                rec(rest // f, prefix + [f])
-
-    rec(d, [])
-    return sorted(out, key=len)
-
-
-def _strided_view(perm: np.ndarray, m: int):
-    d = len(perm)
-    base = np.arange(d)
-    for shape in _factorisations(d):
-        arr = base.reshape(shape)
-        for axes in itertools.permutations(range(len(shape))):
-            if not np.array_equal(arr.transpose(axes).ravel(), perm):
-                continue
-            sizes = [shape[a] for a in axes]
-            for split in range(1, len(shape)):
-                if math.prod(sizes[:split]) == m:
-                    return tuple(shape), tuple(axes), split
-    return None
-
-
-def fold_plan(T: np.ndarray) -> FoldPlan:
-    """The fold plan of a structure tensor T (d, d, d) with (x*y)_k = sum_ij T[i,j,k] x_i y_j."""
-    T = np.asarray(T, dtype=np.float64)
-    d = T.shape[0]
-    ident = FoldPlan(1, d, tuple(range(d)), np.ascontiguousarray(T.transpose(0, 2, 1)), None, None, None)
-    comps = _components(T)
-    m = len(comps)
-    if m == 1 or any(len(c) != len(comps[0]) for c in comps):
-        return ident
-    base = comps[0]
-    order = [list(base)]
-    for other in comps[1:]:
-        sigma = _match(T, base, other)
-        if sigma is None:
-            return ident
-        order.append(sigma)
-    perm = np.array([i for block in order for i in block])
-    p = d // m
-    block = np.ascontiguousarray(T[:, base][:, :, base].transpose(0, 2, 1))   # block[a, t, s] = T[a, s, t]
-    sv = _strided_view(perm, m)
-    if sv is None:
-        return FoldPlan(m, p, tuple(int(i) for i in perm), block, None, None, None)
-    return FoldPlan(m, p, tuple(int(i) for i in perm), block, *sv)
+__all__ = ["FoldPlan", "fold_in", "unfold_out", "FoldLinearFn", "FoldConvFn"]
 
 
 _HALF = (torch.float16, torch.bfloat16)

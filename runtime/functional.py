@@ -1,6 +1,6 @@
 """Functional algebra layers: `algebra_linear` and `algebra_conv1d/2d/3d`.
 
-Layout (DESIGN.md): an algebra tensor is a real tensor whose feature / channel dimension has size C*d,
+Layout (docs/design.md): an algebra tensor is a real tensor whose feature / channel dimension has size C*d,
 element-major (component k of element c at index c*d + k).  The weight is the LEFT factor:
 
     algebra_linear:  x (..., in*d), weight (out, in, d), bias (out, d)        -> (..., out*d)
@@ -12,7 +12,7 @@ Methods (all give the same result up to rounding):
 
     block     the reference path: expand the weight to the real matrix of left-multiplication blocks
               L(w) ((out*d) x (in*d)); one GEMM / conv, d^2 MACs per element pair.
-    fold      when the left-regular representation splits into m identical blocks (detected from the
+    fold      when the left-regular representation splits into m identical blocks (found by the build from the
               structure tensor, see runtime/_fold.py; M_n(R): m = n), fold the m blocks of each activation
               into the batch: one GEMM / conv with d^2/m MACs per pair.  With m = 1 this IS the block path.
     bilinear  the verified rank-r scheme: r real GEMMs (one bmm / one grouped conv) on cached weight
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight
-from ._fold import FoldConvFn, FoldLinearFn, FoldPlan, fold_plan
-from .registry import Algebra, AlgebraNotBuiltError, load_algebra
+from ._fold import FoldConvFn, FoldLinearFn
+from .registry import Algebra, AlgebraNotBuiltError, FoldPlan, load_algebra
 
 __all__ = [
     "METHODS", "algebra_linear", "algebra_conv1d", "algebra_conv2d", "algebra_conv3d",
@@ -118,7 +118,7 @@ def method_costs(algebra, *, rows: int, in_elems: int, out_elems: int, groups: i
     """
     A = load_algebra(algebra)
     d, r = A.dim, A.rank
-    plan = _plan(A)
+    plan = A.fold
     g = max(groups, 1)
     kin = in_elems // g * kernel
     nout = out_elems // g
@@ -158,35 +158,21 @@ def _resolve_method(method, A: Algebra, who: str, **shape) -> str:
     return method
 
 
-_auto_memo: dict = {}
-
-
 def _auto_cached(A: Algebra, key) -> str:
-    k = (id(A), key)
-    hit = _auto_memo.get(k)
+    memo = A.cache.methods
+    hit = memo.get(key)
     if hit is None:
         hit = choose_method(A, **dict(key))
-        if len(_auto_memo) > 4096:
-            _auto_memo.clear()
-        _auto_memo[k] = hit
+        if len(memo) > 4096:
+            memo.clear()
+        memo[key] = hit
     return hit
 
 
 # ----------------------------------------------------------------------------------------- constants
-_plans: dict[int, tuple[Algebra, FoldPlan]] = {}
-
-
-def _plan(A: Algebra) -> FoldPlan:
-    hit = _plans.get(id(A))
-    if hit is None or hit[0] is not A:
-        hit = (A, fold_plan(A.structure))
-        _plans[id(A)] = hit
-    return hit[1]
-
-
 def fold_info(algebra) -> FoldPlan:
-    """The fold plan detected for an algebra (m identical blocks of size p; m == 1: no folding)."""
-    return _plan(load_algebra(algebra))
+    """The fold plan the build found for an algebra (m identical blocks of size p; m == 1: no folding)."""
+    return load_algebra(algebra).fold
 
 
 def structure_scale(algebra) -> float:
@@ -206,24 +192,9 @@ class Consts(NamedTuple):
     fold: torch.Tensor
 
 
-def constant_arrays(A: Algebra) -> dict[str, np.ndarray]:
-    plan = _plan(A)
-    return {"U": A.scheme.U, "V": A.scheme.V, "W": A.scheme.W,
-            "block": np.ascontiguousarray(A.structure.transpose(0, 2, 1)), "fold": plan.block}
-
-
-_consts: dict = {}
-
-
 def constants(A: Algebra, dtype: torch.dtype, device) -> Consts:
-    device = torch.device(device)
-    key = (id(A), dtype, device)
-    hit = _consts.get(key)
-    if hit is None or hit[0] is not A:
-        arrays = constant_arrays(A)
-        hit = (A, Consts(*(torch.as_tensor(arrays[k], dtype=dtype, device=device) for k in Consts._fields)))
-        _consts[key] = hit
-    return hit[1]
+    """The constants in `dtype` on `device` (each made once from the float64 values, see Algebra.constant)."""
+    return Consts(*(A.constant(k, dtype, device) for k in Consts._fields))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -279,7 +250,10 @@ def _expand(w: torch.Tensor, Tb: torch.Tensor) -> torch.Tensor:
 def _expanded_weight(weight: torch.Tensor, Tb: torch.Tensor, tag, A: Algebra) -> torch.Tensor:
     if torch.is_grad_enabled() and weight.requires_grad:
         return _expand(weight, Tb)
-    return cached_weight(weight, (tag, id(A), weight.dtype), lambda: _expand(weight.detach(), Tb))
+    return cached_weight(weight, (tag, A, weight.dtype), lambda: _expand(weight.detach(), Tb))
+
+
+_BLOCK_PLAN = FoldPlan(1, 0, (), np.zeros(0), None, None, None)    # m == 1: the one-GEMM block path
 
 
 def _fold_forward(x, weight, bias, A, plan, Tb, conv):
@@ -329,7 +303,7 @@ def _bilinear_forward(x, weight, bias, A, consts: Consts, conv):
     if torch.is_grad_enabled() and weight.requires_grad:
         wc = make()         # training: the weight changes every step (and gradcheck perturbs .data)
     else:
-        wc = cached_weight(weight, ("bilinear", id(A), cdtype), make)
+        wc = cached_weight(weight, ("bilinear", A, cdtype), make)
     if x.dtype != cdtype:
         x = x.to(cdtype)
     ctx = torch.autocast(dev, enabled=False) if ac is not None else contextlib.nullcontext()
@@ -341,8 +315,8 @@ def _bilinear_forward(x, weight, bias, A, consts: Consts, conv):
 
 
 # ------------------------------------------------------------------------------------------- linear
-def linear_impl(x, weight, bias, A: Algebra, method, consts: Consts | None, who: str):
-    """algebra_linear with the algebra resolved; `consts` (e.g. a layer's buffers) or None for the shared ones."""
+def linear_impl(x, weight, bias, A: Algebra, method, who: str):
+    """algebra_linear with the algebra resolved; `who` names the caller in error messages."""
     d = A.dim
     _check_tensors(who, x, weight, bias)
     if weight.dim() != 3 or weight.shape[-1] != d:
@@ -364,8 +338,7 @@ def linear_impl(x, weight, bias, A: Algebra, method, consts: Consts | None, who:
     lead = x.shape[:-1]
     x2 = x.reshape(-1, inn * d)
     N = x2.shape[0]
-    if consts is None:
-        consts = constants(A, weight.dtype, weight.device)
+    consts = constants(A, weight.dtype, weight.device)
     if _gemv_kernel_applies(method, A, x2, weight, bias, N):      # auto, CUDA, small batch: generated kernel
         from . import cuda as _cuda
         return _cuda.gemv(A, weight, x2, bias).reshape(*lead, out * d)
@@ -374,9 +347,9 @@ def linear_impl(x, weight, bias, A: Algebra, method, consts: Consts | None, who:
     if method == "bilinear":
         y = _bilinear_forward(x2, weight, bias, A, consts, None)
     elif method == "fold":
-        y = _fold_forward(x2, weight, bias, A, _plan(A), consts.fold, None)
+        y = _fold_forward(x2, weight, bias, A, A.fold, consts.fold, None)
     else:
-        y = _fold_forward(x2, weight, bias, A, _identity_plan(A), consts.block, None)
+        y = _fold_forward(x2, weight, bias, A, _BLOCK_PLAN, consts.block, None)
     return y.reshape(*lead, out * d)
 
 
@@ -395,18 +368,6 @@ def _gemv_kernel_applies(method, A: Algebra, x2, weight, bias, N: int) -> bool:
             and (bias is None or bias.dtype == weight.dtype) and 0 < N <= _cuda.max_gemv_batch(A))
 
 
-_ident: dict = {}
-
-
-def _identity_plan(A: Algebra) -> FoldPlan:
-    d = A.dim
-    hit = _ident.get(d)
-    if hit is None:
-        hit = FoldPlan(1, d, tuple(range(d)), None, None, None, None)
-        _ident[d] = hit
-    return hit
-
-
 def algebra_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, algebra=None,
                    method: str | None = None) -> torch.Tensor:
     """y_o = sum_i weight_oi * x_i + bias_o over the algebra (weight on the left).
@@ -415,7 +376,7 @@ def algebra_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     method: "auto" | "block" | "fold" | "bilinear" | None (the global default).
     """
     A = resolve_algebra(algebra, "algebra_linear")
-    return linear_impl(x, weight, bias, A, method, None, f"algebra_linear({A.name})")
+    return linear_impl(x, weight, bias, A, method, f"algebra_linear({A.name})")
 
 
 # --------------------------------------------------------------------------------------------- conv
@@ -434,7 +395,7 @@ _PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, groups, padding_mode, method,
-              consts: Consts | None, who: str):
+              who: str):
     d = A.dim
     _check_tensors(who, x, weight, bias)
     if weight.dim() != nd + 3 or weight.shape[-1] != d:
@@ -488,8 +449,7 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
         flat = [v for pair in reversed(pads) for v in pair]
         x = F.pad(x, flat, mode="constant" if padding_mode == "zeros" else padding_mode)
         padding = (0,) * nd
-    if consts is None:
-        consts = constants(A, weight.dtype, weight.device)
+    consts = constants(A, weight.dtype, weight.device)
     N = x.shape[0]
     sp_in = x.shape[2:]
     sp_out = [(s + 2 * p - dl * (kk - 1) - 1) // st + 1
@@ -505,9 +465,9 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
     if method == "bilinear":
         y = _bilinear_forward(x, weight, bias, A, consts, spec)
     elif method == "fold":
-        y = _fold_forward(x, weight, bias, A, _plan(A), consts.fold, spec)
+        y = _fold_forward(x, weight, bias, A, A.fold, consts.fold, spec)
     else:
-        y = _fold_forward(x, weight, bias, A, _identity_plan(A), consts.block, spec)
+        y = _fold_forward(x, weight, bias, A, _BLOCK_PLAN, consts.block, spec)
     return y.squeeze(0) if unbatched else y
 
 
@@ -517,7 +477,7 @@ def _conv_fn(nd: int):
            dilation: int | Sequence[int] = 1, groups: int = 1, method: str | None = None, *,
            padding_mode: str = "zeros") -> torch.Tensor:
         A = resolve_algebra(algebra, f"algebra_conv{nd}d")
-        return conv_impl(x, weight, bias, A, nd, stride, padding, dilation, groups, padding_mode, method, None,
+        return conv_impl(x, weight, bias, A, nd, stride, padding, dilation, groups, padding_mode, method,
                          f"algebra_conv{nd}d({A.name})")
 
     fn.__name__ = fn.__qualname__ = f"algebra_conv{nd}d"

@@ -5,7 +5,7 @@ variance sigma_w,i^2 and input components of variance sigma_x^2, output componen
 
     Var(y_k) = fan_in * sigma_x^2 * sum_i S[i, k] sigma_w,i^2,      S[i, k] = sum_j T[i, j, k]^2
 
-(REFERENCE.md section 7).  S counts, per output component, the number and size of the structure
+(docs/design.md, "Initialisation").  S counts, per output component, the number and size of the structure
 constants that feed it.  `variance_profile(A)` solves  sum_i S[i, k] p_i = 1  for every fed output
 component k with p >= 0 (the minimum-norm solution, which is uniform for C, H, Cross3 and MnR), so
 that drawing w_i with variance  gain^2 * p_i / fan  keeps *every* output component at the input variance.
@@ -37,8 +37,6 @@ __all__ = [
     "init_weight_", "init_model_", "algebra_layers", "is_algebra_layer",
 ]
 
-_profiles: dict[int, np.ndarray] = {}
-
 
 def _alg(algebra) -> Algebra:
     return load_algebra(algebra)
@@ -68,9 +66,8 @@ def variance_profile(algebra) -> np.ndarray:
     Multiply by gain^2 / fan to get the variances.  Cached per algebra.
     """
     A = _alg(algebra)
-    key = id(A)
-    if key in _profiles:
-        return _profiles[key]
+    if A.cache.variance_profile is not None:
+        return A.cache.variance_profile
     S = structure_second_moments(A)
     fed = S.sum(axis=0) > 0                      # output components some constant feeds
     M = S[:, fed].T                              # (n_fed, d): rows are the equations
@@ -80,7 +77,7 @@ def variance_profile(algebra) -> np.ndarray:
         p = _nnls(M, b)
     p = np.clip(p, 0.0, None)
     p[np.abs(p) < 1e-12] = 0.0
-    _profiles[key] = p
+    A.cache.variance_profile = p
     return p
 
 

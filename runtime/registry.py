@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from codegen import digest
+from codegen.emit import digest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "ALGEBRANETS_GENERATED"
@@ -35,6 +35,14 @@ def default_generated_dir() -> Path:
 
 def _fractions(values) -> np.ndarray:
     return np.array([float(Fraction(v)) for v in values], dtype=np.float64)
+
+
+def _sparse(entries, shape: tuple[int, ...]) -> np.ndarray:
+    """Manifest sparse form [[i, j, k, "p/q"], ...] -> dense float64 array."""
+    out = np.zeros(shape, dtype=np.float64)
+    for *idx, v in entries:
+        out[tuple(idx)] = float(Fraction(v))
+    return out
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,63 @@ class SchemeData:
         return int(self.U.shape[0])
 
 
+@dataclass(frozen=True)
+class FoldPlan:
+    """How a weight-left layer folds (found exactly by the build, stored in the manifest).
+
+    m, p: number of identical blocks of the left-regular representation and their size (m * p = d; m == 1:
+    no folding).  perm: (d,) basis index of block c, position s at perm[c*p + s].  block: (d, p, p) float64,
+    B(w)[t, s] = sum_a block[a, t, s] w_a.  view_shape, view_axes, split: when not None, perm ==
+    arange(d).reshape(view_shape).transpose(view_axes).ravel() and the first `split` reordered axes multiply
+    to m (the block index), the rest to p, so folding is one permute-copy rather than a gather.
+    """
+
+    m: int
+    p: int
+    perm: tuple[int, ...]
+    block: np.ndarray
+    view_shape: tuple[int, ...] | None
+    view_axes: tuple[int, ...] | None
+    split: int | None
+
+    @property
+    def folds(self) -> bool:
+        return self.m > 1
+
+    @classmethod
+    def identity(cls, structure: np.ndarray) -> "FoldPlan":
+        """The one-block plan: the block is the whole block-expansion tensor (structure transposed)."""
+        d = structure.shape[0]
+        return cls(1, d, tuple(range(d)), np.ascontiguousarray(structure.transpose(0, 2, 1)), None, None, None)
+
+    @classmethod
+    def from_manifest(cls, entry: dict, structure: np.ndarray) -> "FoldPlan":
+        if entry["m"] == 1:
+            return cls.identity(structure)
+        d, p = structure.shape[0], int(entry["p"])
+        view = entry.get("view")
+        return cls(int(entry["m"]), p, tuple(int(i) for i in entry["perm"]), _sparse(entry["block"], (d, p, p)),
+                   None if view is None else tuple(view["shape"]), None if view is None else tuple(view["axes"]),
+                   None if view is None else int(view["split"]))
+
+
+@dataclass
+class AlgebraCache:
+    """Per-algebra data derived at run time, made on first use and kept with the Algebra.
+
+    tensors: (name, dtype, device) -> constant tensor ("T", "U", "V", "W", "block", "fold").
+    methods: the `auto` method chosen per layer shape.  variance_profile: relative weight-component variances
+    (runtime.init).  op_key, kernel_table: the algebra's name in the CUDA ops and its generated kernel table
+    (runtime.cuda).
+    """
+
+    tensors: dict = field(default_factory=dict)
+    methods: dict = field(default_factory=dict)
+    variance_profile: np.ndarray | None = None
+    op_key: str | None = None
+    kernel_table: Any = None
+
+
 @dataclass(frozen=True, eq=False)
 class Algebra:
     """A built algebra.
@@ -74,10 +139,11 @@ class Algebra:
     properties: dict
     unit: np.ndarray | None
     scheme: SchemeData
+    fold: FoldPlan
     naive_multiplications: int
     path: Path
     _ops: ModuleType = field(repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)
+    cache: AlgebraCache = field(default_factory=AlgebraCache, repr=False)
 
     @property
     def rank(self) -> int:
@@ -99,12 +165,26 @@ class Algebra:
                 raise ValueError(f"{self.name}.mul: {label} must have last dimension {self.dim} "
                                  f"(one algebra element), got shape {tuple(t.shape)}")
 
+    def constant(self, name: str, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:
+        """A constant as a torch tensor, made from the float64 values (never from another dtype's copy) and
+        cached per dtype and device.  name: "T" (structure, (d, d, d)); "U", "V", "W" (scheme, (r, d));
+        "block" ((d, d, d), L(w)[t, s] = sum_a block[a, t, s] w_a); "fold" (the fold plan's (d, p, p) block)."""
+        device = torch.device("cpu") if device is None else torch.device(device)
+        key = (name, dtype, device)
+        hit = self.cache.tensors.get(key)
+        if hit is None:
+            arrays = {"T": lambda: self.structure, "U": lambda: self.scheme.U, "V": lambda: self.scheme.V,
+                      "W": lambda: self.scheme.W, "block": lambda: self.structure.transpose(0, 2, 1),
+                      "fold": lambda: self.fold.block}
+            if name not in arrays:
+                raise KeyError(f"unknown constant {name!r}; known: {', '.join(arrays)}")
+            hit = torch.as_tensor(np.ascontiguousarray(arrays[name]()), dtype=dtype, device=device)
+            self.cache.tensors[key] = hit
+        return hit
+
     def structure_tensor(self, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:
-        """The structure tensor as a torch tensor (cached per dtype and device)."""
-        key = ("T", dtype, str(device))
-        if key not in self._cache:
-            self._cache[key] = torch.as_tensor(self.structure, dtype=dtype, device=device)
-        return self._cache[key]
+        """The structure tensor (d, d, d) as a torch tensor (cached per dtype and device)."""
+        return self.constant("T", dtype, device)
 
     def left_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """Left-regular representation L(x) with x*y = L(x) @ y: (..., d) -> (..., d, d)."""
@@ -186,9 +266,7 @@ def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool
             if why:
                 raise AlgebraNotBuiltError(f"generated code for {name!r} is stale: {why}; {BUILD_HINT}")
         d = int(manifest["dim"])
-        T = np.zeros((d, d, d), dtype=np.float64)
-        for i, j, k, v in manifest["structure"]:
-            T[i, j, k] = float(Fraction(v))
+        T = _sparse(manifest["structure"], (d, d, d))
         s = manifest["scheme"]
         scheme = SchemeData(U=np.array([_fractions(r) for r in s["U"]]).reshape(-1, d),
                             V=np.array([_fractions(r) for r in s["V"]]).reshape(-1, d),
@@ -199,7 +277,8 @@ def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool
         alg = Algebra(name=name, title=manifest["title"], dim=d, basis=tuple(manifest["basis"]), structure=T,
                       structure_exact=tuple(tuple(e) for e in manifest["structure"]),
                       properties=manifest["properties"], unit=None if unit is None else _fractions(unit),
-                      scheme=scheme, naive_multiplications=int(s["naive_multiplications"]), path=folder,
+                      scheme=scheme, fold=FoldPlan.from_manifest(manifest["fold"], T),
+                      naive_multiplications=int(s["naive_multiplications"]), path=folder,
                       _ops=_import_ops(folder / "ops.py", name))
         _loaded[key] = alg
         return alg

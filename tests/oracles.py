@@ -1,7 +1,7 @@
 """Independent oracles for the nine algebras: products computed without the structure tensor.
 
 Each oracle maps coordinate vectors (numpy arrays, any numeric dtype including object/Fraction) to the
-product's coordinates in the basis order of DESIGN.md.
+product's coordinates in the basis order of docs/design.md.
 """
 from __future__ import annotations
 

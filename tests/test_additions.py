@@ -1,4 +1,4 @@
-"""Tests for codegen.additions (addition-minimal linear programs)."""
+"""Tests for codegen.emit.additions (addition-minimal linear programs)."""
 
 import os
 import subprocess
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from codegen.additions import (  # noqa: E402
+from codegen.emit.additions import (  # noqa: E402
     LinearProgram,
     naive_program,
     optimise,
@@ -59,7 +59,7 @@ def assert_scheme(U, V, W, T):
                 assert got == T[i, j, k], (i, j, k)
 
 
-# REFERENCE.md §3, "M2R, Winograd variant"; columns (a11, a12, a21, a22).
+# Winograd's variant of Strassen (docs/schemes.md); columns (a11, a12, a21, a22).
 # S1 = a21+a22, S2 = S1-a11, S3 = a11-a21, S4 = a12-S2
 # T1 = b12-b11, T2 = b22-T1, T3 = b22-b12, T4 = T2-b21
 # P1 = a11 b11, P2 = a12 b21, P3 = S4 b22, P4 = a22 T4, P5 = S1 T1, P6 = S2 T2, P7 = S3 T3
@@ -71,7 +71,7 @@ WINO_V = fm([[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, -1, -1, 1],
 WINO_W = fm([[1, 1, 1, 1], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, -1, 0],
              [0, 1, 0, 1], [0, 1, 1, 1], [0, 0, 1, 1]])
 
-# REFERENCE.md §3, "M2R, Strassen".
+# Strassen 1969 (docs/schemes.md).
 STR_U = fm([[1, 0, 0, 1], [0, 0, 1, 1], [1, 0, 0, 0], [0, 0, 0, 1],
             [1, 1, 0, 0], [-1, 0, 1, 0], [0, 1, 0, -1]])
 STR_V = fm([[1, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, -1], [-1, 0, 1, 0],
@@ -224,7 +224,7 @@ def test_deterministic():
 def test_deterministic_across_hash_seeds():
     code = (
         "import sys, numpy as np; sys.path.insert(0, %r)\n"
-        "from codegen.additions import optimise\n"
+        "from codegen.emit.additions import optimise\n"
         "M = np.array([[1,2,0,1,1],[2,4,1,0,1],[1,2,1,1,0],[0,1,1,1,1],"
         "[1,0,-1,1,2],[3,6,0,3,3]], dtype=object)\n"
         "print(optimise(M, list('abcde'), list('uvwxyz'), seed=1).to_text())\n"

@@ -9,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codegen import properties as props
+from codegen.exact import properties as props
 from codegen.build import DEFAULT_SPEC_DIR
-from codegen.discover import discover
+from codegen.spec.discover import discover
 from runtime import load_algebra
 
 from oracles import DIMS, ORACLES, oracle_tensor
@@ -43,7 +43,7 @@ def test_runtime_structure_matches_exact(specs, name):
     assert A.basis == specs[name].basis
 
 
-# Mathematically known properties (REFERENCE.md §1).
+# Mathematically known properties (docs/design.md, "Built-in algebras").
 EXPECTED = {
     #        assoc  comm   anti   alt    flex   jacobi unit           zero divisors
     "R":      (True, True, False, True, True, False, (1,), False),

@@ -113,6 +113,55 @@ def test_runtime_reports_missing_and_stale(tmp_path):
         load_algebra("Nope", path=out)
 
 
+def test_only_output_determining_code_makes_builds_stale(tmp_path, monkeypatch):
+    """The tool digest covers the build driver, spec API, exact core, schemes and emitters, not the search:
+    a comment added to a search module leaves a build current, one added to an emitter makes it stale."""
+    import shutil
+
+    from codegen.emit import digest
+    from runtime.registry import staleness
+
+    out = tmp_path / "gen"
+    build(DEFAULT_SPEC_DIR, out, only=["C"])
+    manifest = json.loads((out / "C" / "manifest.json").read_text())
+    tool = tmp_path / "codegen"
+    shutil.copytree(digest.CODEGEN_DIR, tool, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(digest, "CODEGEN_DIR", tool)
+
+    def stale() -> str | None:
+        runtime.clear_cache()                     # forget the memoised tool digest
+        return staleness(manifest, out / "C")
+
+    assert stale() is None
+    for module in ("search/flipgraph.py", "search/driver.py", "cli.py"):
+        with open(tool / module, "a") as f:
+            f.write("\n# an edit that cannot change any generated file\n")
+        assert stale() is None, module
+    with open(tool / "emit" / "cuda.py", "a") as f:
+        f.write("\n# an edit to an emitter\n")
+    assert stale() == "the code generator changed since the build"
+    runtime.clear_cache()
+
+
+def test_fold_plan_is_stored_by_the_build_and_read_by_the_runtime(tmp_path):
+    out = tmp_path / "gen"
+    build(DEFAULT_SPEC_DIR, out, only=["M2C", "H"])
+    fold = json.loads((out / "M2C" / "manifest.json").read_text())["fold"]
+    assert (fold["m"], fold["p"], len(fold["perm"])) == (2, 4, 8) and fold["block"]
+    assert json.loads((out / "H" / "manifest.json").read_text())["fold"]["m"] == 1
+    # the runtime takes the plan from the manifest as it is (it has no fold search of its own)
+    path = out / "M2C" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["fold"] = {"m": 1, "p": 8, "perm": list(range(8)), "view": None, "block": None}
+    path.write_text(json.dumps(data))
+    runtime.clear_cache()
+    try:
+        A = load_algebra("M2C", path=out)
+        assert A.fold.m == 1 and np.array_equal(A.fold.block, A.structure.transpose(0, 2, 1))
+    finally:
+        runtime.clear_cache()
+
+
 def test_runtime_does_not_import_sympy():
     code = ("import sys, runtime; A = runtime.load_algebra('H'); "
             "import torch; A.mul(torch.ones(4), torch.ones(4)); print('sympy' in sys.modules)")
@@ -135,7 +184,7 @@ def test_cli_list_and_show():
 
 
 def test_tensor_builder_matches_kronecker():
-    from codegen.discover import discover
+    from codegen.spec.discover import discover
 
     specs = discover(DEFAULT_SPEC_DIR)
     M2C, M2R, C = specs["M2C"], specs["M2R"], specs["C"]

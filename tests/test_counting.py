@@ -13,7 +13,7 @@ from runtime.layers import AlgebraConv2d, AlgebraLinear
 from runtime.models import TransformerLM, resnet
 
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
-# hand-derived (REFERENCE.md section 1): non-zero structure constants and fold blocks
+# hand-derived (docs/design.md, "Built-in algebras"): non-zero structure constants and fold blocks
 NAIVE_K = {"R": 1, "C": 4, "H": 16, "Dual": 3, "Cross3": 6, "M2R": 8, "M3R": 27, "M4R": 64, "M2C": 32}
 FOLD_M = {"M2R": 2, "M3R": 3, "M4R": 4, "M2C": 2}
 

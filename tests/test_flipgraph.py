@@ -1,25 +1,17 @@
-"""Tests for codegen.flipgraph (flip-graph walks over GF(p)) and codegen.lift (Hensel lifting)."""
+"""Tests for codegen.search.flipgraph (flip-graph walks over GF(p)) and codegen.search.lift (Hensel lifting)."""
 
-import sys
 from fractions import Fraction as F
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from codegen.schemes import Scheme, naive
+from codegen.search.flipgraph import FlipWalk, _Packed, _naive_terms_modp, flip_search
+from codegen.search.lift import hensel_lift, lift_scheme, ratrec, tensor_mod_p, trivial_lift
 
-from codegen.flipgraph import (  # noqa: E402
-    FlipWalk,
-    _Packed,
-    _naive_terms_modp,
-    flip_search,
-    naive_scheme,
-    verify,
-)
-from codegen.lift import hensel_lift, lift_scheme, ratrec, tensor_mod_p, trivial_lift  # noqa: E402
+
+def verify(T, U, V, W) -> bool:
+    return Scheme.of(U, V, W).verify(T)
 
 
 # ---------------------------------------------------------------------------
@@ -151,7 +143,7 @@ def test_m3r_walk_reaches_23_over_gf2():
     """The GF(2) walk for 3x3 matrix multiplication reaches rank 23 quickly; flip_search lifts it."""
     T = matmul_tensor(3)
     res = flip_search(T, prime=2, budget_s=40.0, seed=0, target_rank=23)
-    assert res[0].shape[0] == 23
+    assert res.rank == 23
     assert verify(T, *res)
 
 
@@ -203,12 +195,12 @@ def test_progress_callback_and_naive_fallback():
     T = matmul_tensor(2)
     res = flip_search(T, prime=2, budget_s=0.3, seed=0, target_rank=7,
                       progress=lambda r, e: calls.append((r, e)))
-    assert res[0].shape[0] == 7
+    assert res.rank == 7
     assert calls and all(isinstance(r, int) for r, _ in calls)
     # zero budget: the naive scheme comes back, exactly verified
     res = flip_search(T, prime=2, budget_s=0.0, seed=0)
-    assert res[0].shape[0] <= 8 and verify(T, *res)
-    U, V, W = naive_scheme(T)
+    assert res.rank <= 8 and verify(T, *res)
+    U, V, W = naive(T)
     assert U.shape[0] == 8 and verify(T, U, V, W)
 
 
@@ -217,10 +209,10 @@ def test_start_scheme():
     S = tuple(frac(X) for X in STRASSEN)
     assert verify(T, *S)
     res = flip_search(T, prime=2, budget_s=5.0, seed=0, start=S, target_rank=7)
-    assert res[0].shape[0] == 7 and verify(T, *res)
+    assert res.rank == 7 and verify(T, *res)
     # start also works over GF(3) and is returned if nothing better exists
     res = flip_search(T, prime=3, budget_s=0.5, seed=0, start=S)
-    assert res[0].shape[0] == 7 and verify(T, *res)
+    assert res.rank == 7 and verify(T, *res)
     bad = (S[0], S[1], S[2].copy())
     bad[2][0, 0] = F(2)
     with pytest.raises(ValueError):
@@ -229,7 +221,7 @@ def test_start_scheme():
     half = (S[0] * F(1, 2), S[1], S[2] * 2)
     assert verify(T, *half)
     res = flip_search(T, prime=2, budget_s=0.5, seed=0, start=half)
-    assert res[0].shape[0] == 7 and verify(T, *res)
+    assert res.rank == 7 and verify(T, *res)
 
 
 def test_bad_denominator_raises():
@@ -238,7 +230,7 @@ def test_bad_denominator_raises():
     with pytest.raises(ValueError):
         flip_search(T, prime=2, budget_s=1.0)
     res = flip_search(T, prime=3, budget_s=2.0, target_rank=3)
-    assert verify(T, *res) and res[0].shape[0] == 3
+    assert verify(T, *res) and res.rank == 3
 
 
 def test_verify_is_exact_and_ordered():
@@ -298,7 +290,7 @@ def test_valid_but_non_lifting_gf3_scheme_is_rejected():
     assert np.array_equal(np.einsum("si,sj,sk->ijk", U, V, W) % 3, Tp)
     assert lift_scheme(T, U, V, W, 3) is None
     res = flip_search(T, prime=3, budget_s=1.0, seed=0, target_rank=7)
-    assert res[0].shape[0] >= 8 and verify(T, *res)
+    assert res.rank >= 8 and verify(T, *res)
 
 
 def test_hensel_lifts_sign_pattern_over_gf2():

@@ -6,6 +6,7 @@ torch's conv), and torch complex ops for C.
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 import math
 
 import numpy as np
@@ -19,7 +20,9 @@ from torch.autograd import gradcheck
 import runtime.functional as AF
 from runtime import AlgebraNotBuiltError, load_algebra
 from runtime import _workspace
-from runtime._fold import fold_plan
+from codegen.exact import zeros
+from codegen.exact.fold import fold_plan
+from runtime.registry import AlgebraCache, FoldPlan
 from runtime.registry import SchemeData
 
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
@@ -271,13 +274,22 @@ def test_frozen_weight_and_input_only_gradients():
 
 
 # ----------------------------------------------------------------------------------- fold detection
+def _exact_structure(A) -> np.ndarray:
+    T = zeros(A.dim, A.dim, A.dim)
+    for i, j, k, v in A.structure_exact:
+        T[i, j, k] = Fraction(v)
+    return T
+
+
 def _permuted(A, q, name):
-    """The same algebra in a permuted basis (new basis vector i = old basis vector q[i])."""
+    """The same algebra in a permuted basis (new basis vector i = old basis vector q[i]), with the fold plan
+    the build would store for it (found exactly, then read back as the runtime reads a manifest)."""
     T = A.structure[np.ix_(q, q, q)]
     s = A.scheme
     scheme = SchemeData(U=s.U[:, q], V=s.V[:, q], W=s.W[:, q], provenance="permuted", additions=s.additions,
                         unusual_coefficients=s.unusual_coefficients)
-    return dataclasses.replace(A, name=name, structure=T, scheme=scheme, _cache={})
+    fold = FoldPlan.from_manifest(fold_plan(_exact_structure(A)[np.ix_(q, q, q)]).to_json(), T)
+    return dataclasses.replace(A, name=name, structure=T, scheme=scheme, fold=fold, cache=AlgebraCache())
 
 
 def test_fold_detection_from_structure():
@@ -303,8 +315,7 @@ def test_fold_is_detected_in_a_permuted_basis(name):
     A = load_algebra(name)
     q = np.random.default_rng(7).permutation(A.dim)
     P = _permuted(A, q, name + "perm")
-    plan = fold_plan(P.structure)
-    assert plan.m == fold_plan(A.structure).m
+    assert P.fold.m == A.fold.m > 1
     torch.manual_seed(0)
     x = torch.randn(3, 4 * A.dim, dtype=torch.float64, requires_grad=True)
     w = torch.randn(5, 4, A.dim, dtype=torch.float64)
@@ -320,9 +331,9 @@ def test_fold_is_detected_in_a_permuted_basis(name):
 
 def test_non_identical_blocks_do_not_fold():
     """R x R x R x R-like tensors (block diagonal but blocks fed by different components) give m = 1."""
-    T = np.zeros((2, 2, 2))
-    T[0, 0, 0] = 1.0          # e0 e0 = e0
-    T[1, 1, 1] = 1.0          # e1 e1 = e1  (R x R: two 1x1 blocks, but L(x) = diag(x0, x1) differs per block)
+    T = zeros(2, 2, 2)
+    T[0, 0, 0] = Fraction(1)   # e0 e0 = e0
+    T[1, 1, 1] = Fraction(1)   # e1 e1 = e1  (R x R: two 1x1 blocks, but L(x) = diag(x0, x1) differs per block)
     assert fold_plan(T).m == 1
 
 

@@ -107,7 +107,7 @@ def test_attention_logits_are_real_inner_products_over_all_components():
 # ---- width matching --------------------------------------------------------------------------------
 
 def test_width_table_matches_reference():
-    # REFERENCE.md section 7: N/C at equal parameters and at equal (naive) MACs
+    # docs/design.md, "Width matching": N/C at equal parameters and at equal (naive) MACs
     params = {"R": 1, "C": .707, "Dual": .707, "Cross3": .577, "H": .5, "M2R": .5, "M2C": .354, "M3R": .333,
               "M4R": .25}
     macs = {"R": 1, "C": .5, "Dual": .577, "Cross3": .408, "H": .25, "M2R": .354, "M2C": .177, "M3R": .192,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from codegen import scheme as sch
+from codegen import schemes as sch
 from codegen.build import DEFAULT_SPEC_DIR, build
-from codegen.discover import discover
-from codegen.errors import SpecError
-from codegen.resolve import SchemeResolver
+from codegen.spec.discover import discover
+from codegen.spec import SpecError
+from codegen.schemes import SchemeResolver
 from runtime import load_algebra
 
 TARGETS = {"R": 1, "C": 3, "Dual": 3, "Cross3": 5, "H": 8, "M2R": 7, "M3R": 23, "M2C": 21, "M4R": 49}
@@ -74,9 +74,8 @@ def test_stored_scheme_file_is_verified(tmp_path):
     (specs / "schemes").mkdir(parents=True)
     (specs / "c.py").write_text('from codegen.spec import algebra\n'
                                 'C2 = algebra("C2", basis=["1", "i"], products={"i*i": "-1"}, unit="1")\n')
-    gauss = sch.Scheme(*(np.array([[Fraction(v) for v in r] for r in M], dtype=object) for M in
-                         ([[1, 0], [-1, 1], [1, 1]], [[1, 1], [1, 0], [0, 1]], [[1, 1], [0, 1], [-1, 0]])),
-                       provenance="test")
+    gauss = sch.Scheme.of([[1, 0], [-1, 1], [1, 1]], [[1, 1], [1, 0], [0, 1]], [[1, 1], [0, 1], [-1, 0]],
+                          provenance="test")
     path = specs / "schemes" / "C2.json"
     sch.save_file(gauss, path, algebra="C2")
     built = build(specs, tmp_path / "out")

@@ -8,12 +8,14 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
-from codegen import decompose as dec
-from codegen.als import als_search
-from codegen.decompose import (as_fraction_tensor, central_idempotents, inverse, lower_bound,
-                               matrix_unit_basis, scheme_to_original, split_algebra,
-                               standard_matrix_tensor, transform_tensor, verify)
+from codegen.exact import change_basis as transform_tensor
+from codegen.exact import fraction_array as as_fraction_tensor
+from codegen.exact import inverse, matrix_tensor as standard_matrix_tensor, product, rank, unit
+from codegen.exact.wedderburn import central_idempotents, matrix_unit_basis, split_algebra
+from codegen.schemes import Scheme, change_basis, naive
 from codegen.search import find_scheme
+from codegen.search.als import als_search
+from codegen.search.bounds import lower_bound
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,8 +81,8 @@ def s3_group_algebra():
     return T
 
 
-def _same(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3]))
+def _same(a: Scheme, b: Scheme) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -99,11 +101,11 @@ def test_split_dimensions_and_block_diagonal(make, dims):
         assert np.all(Tn[o:o + m, o:o + m, o:o + m] == B)
     assert all(v == 0 for v in Tn[~mask])
     # the central idempotents are orthogonal, central, and sum to 1
-    one = dec.find_unit(T)
+    one = unit(T)
     assert [sum(c) for c in zip(*sp.idempotents)] == one
     for a, e in enumerate(sp.idempotents):
         for b, f in enumerate(sp.idempotents):
-            assert dec.mul(T, e, f) == (e if a == b else [F(0)] * len(e))
+            assert product(T, e, f) == (e if a == b else [F(0)] * len(e))
 
 
 @pytest.mark.parametrize("make", [complex_, quaternions, m2r, dual, cross3])
@@ -123,9 +125,9 @@ def test_basis_change_formulas_are_exact():
                             for i in range(6)])
     Pinv = inverse(P)
     Tn = transform_tensor(T, P, Pinv)
-    U, V, W = dec.naive_scheme(Tn)
-    assert verify(T, *scheme_to_original(U, V, W, P, Pinv))
-    assert verify(Tn, *dec.scheme_to_new_basis(*scheme_to_original(U, V, W, P, Pinv), P, Pinv))
+    back = change_basis(naive(Tn), Pinv, Pinv=P)     # a scheme of Tn mapped back to T's basis
+    assert back.verify(T) and not naive(Tn).verify(T)
+    assert change_basis(back, P, Pinv=Pinv).verify(Tn)
 
 
 def test_matrix_units_for_the_s3_block_and_odd_m2_bases():
@@ -153,7 +155,7 @@ def test_lower_bounds():
 def test_als_finds_exact_low_rank_schemes_deterministically():
     for T, r in ((split_complex(), 2), (complex_(), 3)):
         a = als_search(T, r, budget_s=20, seed=3)
-        assert a is not None and a[0].shape[0] <= r and verify(T, *a)
+        assert a is not None and a.rank <= r and a.verify(T)
         assert _same(a, als_search(T, r, budget_s=20, seed=3))
     assert als_search(complex_(), 2, budget_s=1.0, seed=0) is None  # rank 2 does not exist
 
@@ -165,34 +167,34 @@ def test_s3_reaches_rank_9_and_is_reproducible():
     T = s3_group_algebra()
     calls = []
     t0 = time.monotonic()
-    U, V, W, how = find_scheme(T, budget_s=60, seed=0, progress=lambda *a: calls.append(a))
+    s = find_scheme(T, budget_s=60, seed=0, progress=lambda *a: calls.append(a))
     assert time.monotonic() - t0 < 60
-    assert U.shape == (9, 6) and verify(T, U, V, W)
-    assert all(isinstance(x, F) for M in (U, V, W) for x in M.reshape(-1))
-    assert "Wedderburn split 1+1+4" in how
+    assert s.U.shape == (9, 6) and s.verify(T)
+    assert all(isinstance(x, F) for M in s for x in M.reshape(-1))
+    assert "Wedderburn split 1+1+4" in s.provenance
     assert calls and all(isinstance(r, int) and isinstance(m, str) for r, _, m in calls)
     assert calls[-1][0] == 9
-    assert _same((U, V, W), find_scheme(T, budget_s=60, seed=0))
+    assert _same(s, find_scheme(T, budget_s=60, seed=0))
 
 
 @pytest.mark.parametrize("make,rank", [(split_complex, 2), (complex_, 3), (dual, 3), (m2r, 7)])
 def test_small_algebras_reach_their_rank(make, rank):
     T = make()
     out = find_scheme(T, budget_s=30, seed=1)
-    assert out[0].shape[0] == rank and verify(T, *out[:3])
+    assert out.rank == rank and out.verify(T)
     assert _same(out, find_scheme(T, budget_s=30, seed=1))
 
 
 def test_split_complex_needs_one_half_and_gf3_flips_find_it():
     T = split_complex()
-    U, V, W, how = find_scheme(T, budget_s=30, seed=0)
-    assert U.shape[0] == 2 and "Wedderburn" in how
-    assert any(x.denominator == 2 for M in (U, V, W) for x in M.reshape(-1))
+    s = find_scheme(T, budget_s=30, seed=0)
+    assert s.rank == 2 and "Wedderburn" in s.provenance
+    assert any(x.denominator == 2 for M in s for x in M.reshape(-1))
     # without the split (a lone flip search over GF(3)) the rank is 2 as well
-    from codegen.search import _Search
+    from codegen.search.driver import _Search
 
     s, how = _Search(0, (3,), None).run(T, 30, 0, allow_split=False)
-    assert s[0].shape[0] == 2 and verify(T, *s) and "GF(3)" in how
+    assert s.rank == 2 and s.verify(T) and "GF(3)" in how
 
 
 def test_matrix_unit_route_for_an_odd_m2_basis():
@@ -200,21 +202,20 @@ def test_matrix_unit_route_for_an_odd_m2_basis():
     Q = as_fraction_tensor([[1, 0, 1, 0], [0, 2310, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1]])
     T = transform_tensor(m2r(), Q)
     t0 = time.monotonic()
-    U, V, W, how = find_scheme(T, budget_s=30, seed=0)
-    assert U.shape[0] == 7 and verify(T, U, V, W) and how.startswith("matrix units M2")
+    s = find_scheme(T, budget_s=30, seed=0)
+    assert s.rank == 7 and s.verify(T) and s.provenance.startswith("matrix units M2")
     assert time.monotonic() - t0 < 10
 
 
 def test_start_scheme_and_trivial_cases():
     T = complex_()
-    gauss = tuple(as_fraction_tensor(M) for M in
-                  ([[1, 0], [-1, 1], [1, 1]], [[1, 1], [1, 0], [0, 1]], [[1, 1], [0, 1], [-1, 0]]))
-    assert verify(T, *gauss)
-    U, V, W, how = find_scheme(T, budget_s=5, seed=0, start=gauss)
-    assert U.shape[0] == 3 and verify(T, U, V, W)
+    gauss = Scheme.of([[1, 0], [-1, 1], [1, 1]], [[1, 1], [1, 0], [0, 1]], [[1, 1], [0, 1], [-1, 0]])
+    assert gauss.verify(T)
+    s = find_scheme(T, budget_s=5, seed=0, start=gauss)
+    assert s.rank == 3 and s.verify(T)
     one = as_fraction_tensor([[[5]]])
-    U, V, W, how = find_scheme(one, budget_s=1)
-    assert U.shape == (1, 1) and verify(one, U, V, W)
+    s = find_scheme(one, budget_s=1)
+    assert s.U.shape == (1, 1) and s.verify(one)
 
 
 def cyclic_group_algebra(n):
@@ -232,12 +233,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(-2, 2), min_size=9, max_size=9), st.integers(0, 10))
 def test_split_and_rank_are_basis_independent(entries, seed):
-    # Q[C3] = Q x Q(w): blocks 1 + 2, rank 1 + 3 = 4 (REFERENCE §2: 2n - d(n)) in any rational basis
+    # Q[C3] = Q x Q(w): blocks 1 + 2, rank 1 + 3 = 4 (2n - d(n), docs/schemes.md) in any rational basis
     P = as_fraction_tensor([entries[0:3], entries[3:6], entries[6:9]])
-    if dec.rank_of(P) < 3:
+    if rank(P) < 3:
         P = as_fraction_tensor([[1, 1, 0], [0, 1, 1], [1, 0, 2]])
     T = transform_tensor(cyclic_group_algebra(3), P)
     sp = split_algebra(T, seed=seed)
     assert sp is not None and sp.dims == [1, 2] and sp.primitive
-    U, V, W, how = find_scheme(T, budget_s=20, seed=seed)
-    assert U.shape[0] == 4 and verify(T, U, V, W)
+    s = find_scheme(T, budget_s=20, seed=seed)
+    assert s.rank == 4 and s.verify(T)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from codegen.build import build
-from codegen.errors import SpecError
+from codegen.spec import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 

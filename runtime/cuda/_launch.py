@@ -45,12 +45,12 @@ class KernelTable:
 
 def table(alg: Algebra) -> KernelTable:
     """The algebra's kernel table (cached on the Algebra: a plain dict lookup, fine inside torch.compile)."""
-    t = alg._cache.get("cuda_kernel_table")
+    t = alg.cache.kernel_table
     if t is None:
         with _lock:
-            t = alg._cache.get("cuda_kernel_table")
+            t = alg.cache.kernel_table
             if t is None:
-                t = alg._cache["cuda_kernel_table"] = KernelTable(alg)
+                t = alg.cache.kernel_table = KernelTable(alg)
     return t
 
 

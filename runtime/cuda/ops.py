@@ -31,16 +31,13 @@ _lock = threading.Lock()
 _by_key: dict[str, Algebra] = {}
 
 
-_KEY = "cuda_op_key"
-
-
 def key_of(algebra: Algebra | str) -> str:
     """The string that names `algebra` in the ops (its name, made unique if two differ under one name).
 
     Pass Algebra objects inside `torch.compile`d code (a name goes through `load_algebra`, which locks).
     """
     alg = algebra if isinstance(algebra, Algebra) else load_algebra(algebra)
-    key = alg._cache.get(_KEY)
+    key = alg.cache.op_key
     if key is None:
         key = _register(alg)
     return key
@@ -59,7 +56,7 @@ def _register(alg: Algebra) -> str:
             n += 1
             key = f"{alg.name}#{n}"
         _by_key.setdefault(key, alg)
-        alg._cache[_KEY] = key
+        alg.cache.op_key = key
         return key
 
 

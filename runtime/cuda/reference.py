@@ -30,11 +30,7 @@ def _T(alg: Algebra, dtype: torch.dtype, device) -> torch.Tensor:
 def scheme_matrix(alg: Algebra, which: str, dtype: torch.dtype, device) -> torch.Tensor:
     if which not in ("U", "V", "W"):
         raise ValueError(f"scheme map must be 'U', 'V' or 'W', got {which!r}")
-    key = ("cuda-scheme", which, dtype, str(device))
-    cache = alg._cache
-    if key not in cache:
-        cache[key] = torch.as_tensor(getattr(alg.scheme, which), dtype=dtype, device=device)
-    return cache[key]
+    return alg.constant(which, dtype, device)
 
 
 def mul(alg: Algebra, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

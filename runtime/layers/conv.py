@@ -42,7 +42,7 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
                              f"divisible by groups ({groups})")
         if padding_mode not in AF._PAD_MODES:
             raise ValueError(f"{cls}: padding_mode must be one of {AF._PAD_MODES}, got {padding_mode!r}")
-        A = self._setup_algebra(algebra, method, device, dtype, cls)
+        A = self._setup_algebra(algebra, method, cls)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = AF._ntuple(kernel_size, nd, "kernel_size", cls)
@@ -75,7 +75,7 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return AF.conv_impl(x, self.weight, self.bias, self.algebra, self._nd, self.stride, self.padding,
-                            self.dilation, self.groups, self.padding_mode, self.method, self._consts(), self._who)
+                            self.dilation, self.groups, self.padding_mode, self.method, self._who)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

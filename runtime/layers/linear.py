@@ -37,10 +37,9 @@ def default_init_(weight: torch.Tensor, bias: torch.Tensor | None, algebra: Alge
 
 class AlgebraLayerMixin:
     """Algebra bookkeeping shared by the linear and conv layers: the Algebra (it pickles and deep-copies by
-    name, see runtime.registry), per-layer constant buffers (scheme and block tensors; non-persistent, so
-    they follow .to() but stay out of state_dict), and the method setting."""
-
-    _CONST_NAMES = ("_alg_U", "_alg_V", "_alg_W", "_alg_block", "_alg_fold")
+    name, see runtime.registry) and the method setting.  The scheme and block constants come from the
+    Algebra's cache in the weight's dtype and device, made from the float64 values, so `.double()` or `.to()`
+    never round them through a lower precision."""
 
     def _reset_parameters(self, fan_in: int) -> None:
         """The layer's `init=` initialiser (bias zero), or `default_init_` with fan_in in elements."""
@@ -52,20 +51,13 @@ class AlgebraLayerMixin:
         else:
             default_init_(self.weight, self.bias, self.algebra, fan_in)
 
-    def _setup_algebra(self, algebra, method, device, dtype, who: str) -> Algebra:
+    def _setup_algebra(self, algebra, method, who: str) -> Algebra:
         A = AF.resolve_algebra(algebra, who)
         if method is not None:
             AF._check_method(method, who)
         self.algebra = A
         self.method = method
-        arrays = AF.constant_arrays(A)
-        fdtype = dtype if dtype is not None else torch.get_default_dtype()
-        for name, key in zip(self._CONST_NAMES, AF.Consts._fields):
-            self.register_buffer(name, torch.as_tensor(arrays[key], dtype=fdtype, device=device), persistent=False)
         return A
-
-    def _consts(self) -> AF.Consts:
-        return AF.Consts(self._alg_U, self._alg_V, self._alg_W, self._alg_block, self._alg_fold)
 
     @property
     def effective_method(self) -> str:
@@ -95,7 +87,7 @@ class AlgebraLinear(AlgebraLayerMixin, nn.Module):
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"AlgebraLinear: {label} must be a positive int (a number of algebra elements), "
                                  f"got {v!r}")
-        A = self._setup_algebra(algebra, method, device, dtype, "AlgebraLinear")
+        A = self._setup_algebra(algebra, method, "AlgebraLinear")
         self.in_features = in_features
         self.out_features = out_features
         self.init = init
@@ -112,7 +104,7 @@ class AlgebraLinear(AlgebraLayerMixin, nn.Module):
         self._reset_parameters(self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return AF.linear_impl(x, self.weight, self.bias, self.algebra, self.method, self._consts(), self._who)
+        return AF.linear_impl(x, self.weight, self.bias, self.algebra, self.method, self._who)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, algebra={self.algebra.name}, "

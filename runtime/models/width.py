@@ -2,7 +2,7 @@
 
 Against a real C -> C layer (C^2 parameters, C^2 MACs) an algebra layer with N elements per side has
 d N^2 parameters and c N^2 MACs, c = real multiply-adds per element pair of the chosen method
-(REFERENCE.md section 7):
+(docs/design.md, "Width matching"):
 
     match="params":  N = C / sqrt(d)            match="macs":  N = C / sqrt(c)
     match="width":   N = C / d  (equal real width d*N = C)      match=None: N = C (one element per channel)
@@ -30,15 +30,7 @@ METHODS = ("naive", "block", "fold", "bilinear")
 
 def fold_blocks(algebra) -> int:
     """m: the number of identical blocks the left-regular representation splits into (1 = no folding)."""
-    A = load_algebra(algebra)
-    key = "_toolkit_fold_m"
-    if key not in A._cache:
-        try:
-            from .._fold import fold_plan
-            A._cache[key] = int(fold_plan(A.structure).m)
-        except ImportError:                       # pragma: no cover - fold module missing
-            A._cache[key] = 1
-    return A._cache[key]
+    return load_algebra(algebra).fold.m
 
 
 def macs_per_pair(algebra, method: str = "naive") -> float:

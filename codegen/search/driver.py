@@ -1,24 +1,24 @@
 """Scheme search: the lowest-rank exactly verified bilinear scheme for a structure tensor.
 
-``find_scheme(T, budget_s=60, seed=0, prime=None, progress=None, start=None) -> (U, V, W, how)``
+``find_scheme(T, budget_s=60, seed=0, prime=None, progress=None, start=None) -> Scheme``
 
-Strategy (REFERENCE.md §4, "Compose before searching"):
+Strategy ("compose before searching"):
 
 1. **Wedderburn split.**  If A is unital and associative and has nontrivial central idempotents
-   (:func:`codegen.decompose.split_algebra`), search every block separately (budget shared by the
+   (:func:`codegen.exact.wedderburn.split_algebra`), search every block separately (budget shared by the
    blocks, weighted by dim^2; one-dimensional blocks are solved directly), combine the block schemes by
    direct sum and map back with the exact basis change.  R[S3] = Q x Q x M2(Q) -> 1 + 1 + 7 = 9.
-2. **Flip graph** walks (:func:`codegen.flipgraph.flip_search`) over GF(2), then GF(3) by default (GF(3)
+2. **Flip graph** walks (:func:`codegen.search.flipgraph.flip_search`) over GF(2), then GF(3) by default (GF(3)
    sees schemes with 1/2, e.g. split-complex 2), or over the one ``prime`` asked for; primes dividing a
    denominator of T are skipped.  A block isomorphic to M_n(Q) in an odd basis is first moved to the
-   exact matrix-unit basis (:func:`codegen.decompose.matrix_unit_basis`), where M2 reaches 7 at once,
+   exact matrix-unit basis (:func:`codegen.exact.wedderburn.matrix_unit_basis`), where M2 reaches 7 at once,
    and searched there (70 % of the walk budget); the walk in the block's own basis gets the rest when
    the lower bound has not been reached.
-3. **ALS + rounding** (:func:`codegen.als.als_search`) at ranks below the best found, for d <= 8, with
+3. **ALS + rounding** (:func:`codegen.search.als.als_search`) at ranks below the best found, for d <= 8, with
    the rest of the budget.
 4. Strassen's scheme as a last resort for the standard M2 tensor.
 
-Every phase stops as soon as the proven lower bound (:func:`codegen.decompose.lower_bound`: flattening
+Every phase stops as soon as the proven lower bound (:func:`codegen.search.bounds.lower_bound`: flattening
 ranks, Alder-Strassen 2d - t) is reached, which also makes the result independent of wall time in that
 case.  The returned scheme is always verified exactly (Fraction arithmetic); the lowest rank wins.
 Decisions depend on ``seed`` only; wall time only decides when an unfinished phase stops.
@@ -26,35 +26,28 @@ Decisions depend on ``seed`` only; wall time only decides when an unfinished pha
 from __future__ import annotations
 
 import time
-from fractions import Fraction
-from math import gcd, lcm
 from typing import Callable
 
 import numpy as np
 
-from . import decompose as dec
-from .decompose import as_fraction_tensor, naive_scheme, verify
+from ..exact import fraction_array, is_zero_tensor, matrix_tensor
+from ..exact.wedderburn import Split, central_idempotents, matrix_unit_basis, split_algebra
+from ..schemes import Scheme, change_basis, direct_sum, naive, weight_side_constants
+from .als import als_search
+from .bounds import lower_bound
+from .flipgraph import flip_search
 
-__all__ = ["find_scheme", "weight_side_constants", "DEFAULT_PRIMES"]
+__all__ = ["find_scheme", "DEFAULT_PRIMES"]
 
 DEFAULT_PRIMES = (2, 3)
 ALS_MAX_DIM = 8
 
 Progress = Callable[[int, float, str], None]
-Scheme = tuple  # (U, V, W) Fraction object arrays
 
 
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
-def _rank(s) -> int:
-    return int(s[0].shape[0])
-
-
-def _empty(d: int):
-    return tuple(np.empty((0, d), dtype=object) for _ in range(3))
-
-
 class _Reporter:
     """Throttled progress: at most ~4 calls per second (forced calls bypass the throttle)."""
 
@@ -78,17 +71,6 @@ class _Reporter:
             pass
 
 
-def _flip_search_fn():
-    """The flip-graph search, imported lazily (another module; absent in minimal checkouts)."""
-    try:
-        from .flipgraph import flip_search
-    except ImportError:  # pragma: no cover - fallback while flipgraph.py is missing
-        def flip_search(T, *, prime=2, budget_s=30.0, seed=0, start=None, target_rank=None,
-                        progress=None):
-            return naive_scheme(T)
-    return flip_search
-
-
 def _reducible_mod(T: np.ndarray, p: int) -> bool:
     """T can be read mod p (no denominator divisible by p) and is not zero mod p."""
     nonzero = False
@@ -100,20 +82,20 @@ def _reducible_mod(T: np.ndarray, p: int) -> bool:
     return nonzero
 
 
-def _roughness(s) -> tuple:
+def _roughness(s: Scheme) -> tuple:
     """How costly a scheme is to run, once its constants sit on the weight side: nonzeros of V and W,
     then their largest magnitude, then the size of U's numbers."""
-    U, V, W = weight_side_constants(*s)
+    U, V, W = weight_side_constants(s)
     vw = [x for M in (V, W) for x in M.reshape(-1) if x]
     return (len(vw), max((abs(x) for x in vw), default=0),
             sum(abs(x.numerator) + x.denominator for x in U.reshape(-1) if x))
 
 
-STRASSEN = (
+STRASSEN = Scheme.of(
     [[1, 0, 0, 1], [0, 0, 1, 1], [1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 0, 0], [-1, 0, 1, 0], [0, 1, 0, -1]],
     [[1, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, -1], [-1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]],
     [[1, 0, 0, 1], [0, 0, 1, -1], [0, 1, 0, 1], [1, 0, 1, 0], [-1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]],
-)
+    provenance="known scheme (Strassen)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,7 +107,6 @@ class _Search:
         self.primes = primes
         self.t0 = time.monotonic()
         self.report = _Reporter(progress, self.t0)
-        self.flip_search = _flip_search_fn()
 
     # ---- entry for one tensor ------------------------------------------------------------------
     def run(self, T: np.ndarray, budget: float, seed: int, *, allow_split: bool = True,
@@ -136,36 +117,35 @@ class _Search:
         A is simple and the Alder-Strassen bound is 2d - 1."""
         d = T.shape[0]
         deadline = time.monotonic() + max(0.0, budget)
-        best = naive_scheme(T)
+        best = naive(T)
         how = "naive"
-        if start is not None and verify(T, *start) and _rank(start) < _rank(best):
-            best, how = tuple(as_fraction_tensor(M) for M in start), "start scheme"
-        if all(v == 0 for v in T.reshape(-1)):
-            return _empty(d), "zero tensor"
+        if start is not None and start.verify(T) and start.rank < best.rank:
+            best, how = start, "start scheme"
+        if is_zero_tensor(T):
+            return Scheme.of([], [], [], dim=d), "zero tensor"
         if d == 1:
-            c = T[0, 0, 0]
-            return (dec._obj([[c]]), dec._obj([[Fraction(1)]]), dec._obj([[Fraction(1)]])), "direct (1-dim)"
+            return Scheme.of([[T[0, 0, 0]]], [[1]], [[1]]), "direct (1-dim)"
 
-        idems = dec.central_idempotents(T, seed=seed) if allow_split else None
+        idems = central_idempotents(T, seed=seed) if allow_split else None
         if idems is not None and len(idems[0]) > 1:
-            sp = dec.split_algebra(T, seed=seed, idempotents=idems)
+            sp = split_algebra(T, seed=seed, idempotents=idems)
             if sp is not None:
                 out = self._run_split(T, sp, deadline, seed, rank_offset)
-                if out is not None and _rank(out[0]) <= _rank(best):
+                if out is not None and out[0].rank <= best.rank:
                     return out
         simple = primitive or (idems is not None and len(idems[0]) == 1 and idems[1])
-        lb = dec.lower_bound(T, simple=simple)
-        self.report(rank_offset + _rank(best), f"dim {d}: naive rank {_rank(best)}, lower bound {lb}")
-        if _rank(best) <= lb:
+        lb = lower_bound(T, simple=simple)
+        self.report(rank_offset + best.rank, f"dim {d}: naive rank {best.rank}, lower bound {lb}")
+        if best.rank <= lb:
             return best, how
         best, how = self._run_unsplit(T, d, best, how, lb, deadline, seed, allow_units, start,
                                       rank_offset)
         return best, how
 
     # ---- direct product of blocks --------------------------------------------------------------
-    def _run_split(self, T, sp: dec.Split, deadline: float, seed: int, rank_offset: int):
+    def _run_split(self, T, sp: Split, deadline: float, seed: int, rank_offset: int):
         weights = [m * m if m > 1 else 0 for m in sp.dims]
-        ranks = [_rank(naive_scheme(B)) for B in sp.blocks]
+        ranks = [naive(B).rank for B in sp.blocks]
         schemes, hows = [], []
         for k, B in enumerate(sp.blocks):
             rest = sum(weights[k:]) or 1
@@ -173,74 +153,71 @@ class _Search:
             off = rank_offset + sum(ranks[:k]) + sum(ranks[k + 1:])
             s, h = self.run(B, share, seed * 1_000_003 + k, allow_split=False, rank_offset=off,
                             primitive=sp.primitive)
-            ranks[k] = _rank(s)
+            ranks[k] = s.rank
             schemes.append(s)
             hows.append(f"[{sp.dims[k]}: {h}]")
             self.report(rank_offset + sum(ranks), f"block {k + 1}/{len(sp.blocks)} (dim {sp.dims[k]}) "
                         f"rank {ranks[k]}", force=True)
-        Un, Vn, Wn = dec.direct_sum(schemes, sp.dims)
-        U, V, W = dec.scheme_to_original(Un, Vn, Wn, sp.P, sp.Pinv)
-        if not verify(T, U, V, W):  # cannot happen; never return anything unverified
+        how = f"Wedderburn split {sp.label}: " + ", ".join(hows)
+        out = change_basis(direct_sum(schemes, how), sp.Pinv, Pinv=sp.P)
+        if not out.verify(T):  # cannot happen; never return anything unverified
             return None
-        return (U, V, W), f"Wedderburn split {sp.label}: " + ", ".join(hows)
+        return out, how
 
     # ---- one block that does not split ---------------------------------------------------------
     def _run_unsplit(self, T, d, best, how, lb, deadline, seed, allow_units, start, rank_offset):
         units = None
         if allow_units and d >= 4:
             n = int(round(d ** 0.5))
-            if n * n == d and not np.all(T == dec.standard_matrix_tensor(n)):
-                units = dec.matrix_unit_basis(T, seed=seed)
+            if n * n == d and not np.all(T == matrix_tensor(n)):
+                units = matrix_unit_basis(T, seed=seed)
         use_als = d <= ALS_MAX_DIM
         now = time.monotonic()
         flip_end = now + (deadline - now) * (0.7 if use_als else 1.0)
 
-        def better(cand, label, nicer_ok=False):
+        def better(cand: Scheme | None, label: str, nicer_ok: bool = False) -> None:
             nonlocal best, how
-            if cand is None or not verify(T, *cand):
+            if cand is None or not cand.verify(T):
                 return
-            if _rank(cand) < _rank(best) or (nicer_ok and _rank(cand) == _rank(best)
-                                             and _roughness(cand) < _roughness(best)):
-                best, how = tuple(as_fraction_tensor(M) for M in cand), label
-                self.report(rank_offset + _rank(best), f"dim {d}: rank {_rank(best)} by {label}",
-                            force=True)
+            if cand.rank < best.rank or (nicer_ok and cand.rank == best.rank
+                                         and _roughness(cand) < _roughness(best)):
+                best, how = cand, label
+                self.report(rank_offset + best.rank, f"dim {d}: rank {best.rank} by {label}", force=True)
 
         # M_n(Q) in an odd basis: the exact matrix-unit basis first (the standard M_n tensor is where
         # walks are known to work: M2 -> 7 at once), then the walk in the given basis
         if units is not None:
             P, Pinv, n = units
-            Tm = dec.standard_matrix_tensor(n)
+            Tm = matrix_tensor(n)
             units_end = now + (flip_end - now) * 0.7
             s, h = self.run(Tm, max(0.0, units_end - time.monotonic()), seed, allow_split=False,
                             allow_units=False, rank_offset=rank_offset, primitive=True)
-            better(dec.scheme_to_original(*s, P, Pinv), f"matrix units M{n}: {h}")
+            better(change_basis(s, Pinv, Pinv=P), f"matrix units M{n}: {h}")
             units_time = time.monotonic() - now
-        if _rank(best) > lb:
-            self._flips(T, d, lb, flip_end, seed, start, better, rank_offset, lambda: _rank(best))
+        if best.rank > lb:
+            self._flips(T, d, lb, flip_end, seed, start, better, rank_offset, lambda: best.rank)
         elif units is not None:
             # optimal already; a short walk in the given basis often gives smaller coefficients
             end = min(flip_end, time.monotonic() + max(2.0, 3 * units_time))
-            seen = [_rank(best) + 1]
+            seen = [best.rank + 1]
 
             def nicer(cand, label):
                 if cand is not None:
-                    seen[0] = min(seen[0], _rank(cand))
+                    seen[0] = min(seen[0], cand.rank)
                 better(cand, label, nicer_ok=True)
 
             self._flips(T, d, lb, end, seed, start, nicer, rank_offset, lambda: seen[0])
         # ALS below the best rank found
-        while use_als and _rank(best) > lb and time.monotonic() < deadline - 0.05:
-            from .als import als_search
-
-            r = _rank(best) - 1
-            self.report(rank_offset + _rank(best), f"dim {d}: ALS at rank {r}", force=True)
+        while use_als and best.rank > lb and time.monotonic() < deadline - 0.05:
+            r = best.rank - 1
+            self.report(rank_offset + best.rank, f"dim {d}: ALS at rank {r}", force=True)
             cand = als_search(T, r, budget_s=deadline - time.monotonic(), seed=seed,
-                              progress=lambda rk, el, msg: self.report(rank_offset + _rank(best), msg))
+                              progress=lambda rk, el, msg: self.report(rank_offset + best.rank, msg))
             if cand is None:
                 break
-            better(cand, f"ALS rank {_rank(cand)} + rounding")
-        if _rank(best) > 7 and d == 4 and np.all(T == dec.standard_matrix_tensor(2)):
-            better(tuple(dec.as_fraction_tensor(M) for M in STRASSEN), "known scheme (Strassen)")
+            better(cand, f"ALS rank {cand.rank} + rounding")
+        if best.rank > 7 and d == 4 and np.all(T == matrix_tensor(2)):
+            better(STRASSEN, "known scheme (Strassen)")
         return best, how
 
     def _flips(self, T, d, lb, end, seed, start, better, rank_offset, current_rank):
@@ -252,7 +229,7 @@ class _Search:
             if current_rank() <= lb or now >= end:
                 break
             budget = (end - now) / (len(primes) - idx)
-            st = start if start is not None and verify(T, *start) else None
+            st = start if start is not None and start.verify(T) else None
 
             def cb(rank, elapsed=0.0, *rest, _p=p):
                 try:
@@ -262,8 +239,8 @@ class _Search:
                 self.report(rank_offset + r, f"dim {d}: flip graph GF({_p})")
 
             try:
-                cand = self.flip_search(T, prime=p, budget_s=budget, seed=seed, start=st,
-                                        target_rank=lb, progress=cb)
+                cand = flip_search(T, prime=p, budget_s=budget, seed=seed, start=st, target_rank=lb,
+                                   progress=cb)
             except Exception as exc:  # a failing walk must not kill the search
                 self.report(rank_offset + current_rank(), f"flip graph GF({p}) failed: {exc}",
                             force=True)
@@ -271,54 +248,30 @@ class _Search:
             better(cand, f"flip graph GF({p}) + Hensel lift")
 
 
-def _content(row) -> Fraction:
-    num, den = 0, 1
-    for x in row:
-        if x:
-            num = gcd(num, x.numerator)
-            den = lcm(den, x.denominator)
-    return Fraction(num, den) if num else Fraction(1)
-
-
-def weight_side_constants(U, V, W):
-    """Move every term's scalar content to the weight side: v_s, w_s -> primitive integer vectors
-    (v/a, w/b) and u_s -> a*b*u_s.  Same products, exactly; U is applied offline (REFERENCE §5)."""
-    U, V, W = (as_fraction_tensor(M).copy() for M in (U, V, W))
-    for s in range(U.shape[0]):
-        a, b = _content(V[s]), _content(W[s])
-        V[s] = [x / a for x in V[s]]
-        W[s] = [x / b for x in W[s]]
-        U[s] = [x * a * b for x in U[s]]
-    return U, V, W
-
-
 def find_scheme(T, *, budget_s: float = 60.0, seed: int = 0, prime: int | None = None,
                 progress: Progress | None = None, start=None):
     """Lowest-rank exactly verified rational scheme for the structure tensor T found within budget_s.
 
-    Returns ``(U, V, W, how)``: Fraction object arrays (r, d) with T[i,j,k] = sum_s U[s,i] V[s,j] W[s,k]
-    exactly, and a sentence saying how the scheme was found.  Each term's constants sit on the weight
+    Returns an exactly verified `Scheme` whose provenance says how it was found.  Each term's constants sit on the weight
     side: the rows of V and W are primitive integer vectors.  ``prime``: run the flip graph over this
     GF(p) only (default: GF(2), then GF(3)).  ``progress(best_rank, elapsed_s, message)`` is called at
     most ~4 times per second.  ``start``: an exact scheme (U, V, W) to start the walks from; it is also
     the fallback result if nothing better is found.  Reproducible for a seed whenever the search
     reaches the proven lower bound (otherwise wall time decides where unfinished phases stop).
     """
-    T = as_fraction_tensor(T)
+    T = fraction_array(T)
     if T.ndim != 3 or len(set(T.shape)) != 1:
         raise ValueError(f"structure tensor must have shape (d, d, d), got {T.shape}")
     primes = DEFAULT_PRIMES if prime is None else (int(prime),)
     if start is not None:
-        start = tuple(as_fraction_tensor(M) for M in start)
+        start = Scheme.of(*start)
     search = _Search(seed, primes, progress)
-    (U, V, W), how = search.run(T, float(budget_s), seed, start=start)
-    U, V, W = (as_fraction_tensor(M) if M.size else M for M in (U, V, W))
-    if U.size:
-        U2, V2, W2 = weight_side_constants(U, V, W)
-        if verify(T, U2, V2, W2):
-            U, V, W = U2, V2, W2
-    if not verify(T, U, V, W):  # pragma: no cover - every path verifies; this is the last guard
-        U, V, W = naive_scheme(T)
-        how = "naive (search result failed verification)"
-    search.report(U.shape[0], f"done: rank {U.shape[0]} ({how})", force=True)
-    return U, V, W, how
+    found, how = search.run(T, float(budget_s), seed, start=start)
+    if found.rank:
+        moved = weight_side_constants(found)
+        if moved.verify(T):
+            found = moved
+    if not found.verify(T):  # pragma: no cover - every path verifies; this is the last guard
+        found, how = naive(T), "naive (search result failed verification)"
+    search.report(found.rank, f"done: rank {found.rank} ({how})", force=True)
+    return found.with_provenance(how)

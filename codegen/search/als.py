@@ -1,6 +1,6 @@
 """Alternating least squares (ALS) with rounding: an exact rank-r scheme for T, or None.
 
-The fallback of the scheme search where flip-graph walks stall (REFERENCE.md §4, Smirnov 2013):
+The fallback of the scheme search where flip-graph walks stall (Smirnov 2013; docs/schemes.md):
 
 1. **ALS** with a Tikhonov term that decays geometrically (lambda_t = lambda_0 * decay^t) and per-term
    norm balancing, from seeded random starts; many restarts within the time budget.
@@ -24,7 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from .decompose import _obj, _rref, as_fraction_tensor, verify
+from ..exact import fraction_array, rref
+from ..schemes import Scheme
 
 __all__ = ["als_search", "als_fit", "round_scheme"]
 
@@ -162,21 +163,21 @@ def _exact_W(T: np.ndarray, Uq: np.ndarray, Vq: np.ndarray):
         for j in range(d):
             coeffs = [Uq[s, i] * Vq[s, j] for s in range(r)]
             rows.append(coeffs + [T[i, j, k] for k in range(d)])
-    R, piv = _rref(rows, r + d)
+    R, piv = rref(rows, r + d)
     if any(p >= r for p in piv):
         return None
     W = [[Fraction(0)] * d for _ in range(r)]
     for row, p in zip(R, piv):
         for k in range(d):
             W[p][k] = row[r + k]
-    return _obj(W)
+    return fraction_array(W)
 
 
 def round_scheme(T, U, V, W, *, denominators=(1, 2, 3, 4), max_abs=4, max_backtrack=6,
                  max_refits=400, penalty=0.5, deadline=float("inf")):
     """Snap a numerically exact float CP decomposition to an exact rational scheme, or None."""
-    T = as_fraction_tensor(T)
-    Tf = np.array(T, dtype=float)
+    T = fraction_array(T)
+    Tf = T.astype(float)
     nrm2 = float((Tf ** 2).sum()) or 1.0
     tol = 1e-24 * nrm2
     U, V, W = (np.array(M, dtype=float) for M in (U, V, W))
@@ -247,12 +248,13 @@ def round_scheme(T, U, V, W, *, denominators=(1, 2, 3, 4), max_abs=4, max_backtr
             if len(trial) == 1:
                 banned.add((trial[0][1], trial[0][2]))
     r, d = U.shape
-    Uq = _obj([[snapped[s * d + i] for i in range(d)] for s in range(r)])
-    Vq = _obj([[snapped[U.size + s * d + i] for i in range(d)] for s in range(r)])
+    Uq = fraction_array([[snapped[s * d + i] for i in range(d)] for s in range(r)])
+    Vq = fraction_array([[snapped[U.size + s * d + i] for i in range(d)] for s in range(r)])
     Wq = _exact_W(T, Uq, Vq)
-    if Wq is None or not verify(T, Uq, Vq, Wq):
+    if Wq is None:
         return None
-    return Uq, Vq, Wq
+    cand = Scheme(Uq, Vq, Wq)
+    return cand if cand.verify(T) else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,12 +265,12 @@ def als_search(T, rank: int, *, budget_s: float = 10.0, seed: int = 0, max_resta
     """Try to find an exact rational scheme of rank <= ``rank`` by ALS + rounding (terms that vanish
     in the fit are dropped, so the result may have fewer terms).
 
-    Returns (U, V, W) as Fraction object arrays (verified exactly) or None when the budget (seconds) or
+    Returns an exactly verified Scheme, or None when the budget (seconds) or
     ``max_restarts`` runs out.  Restart k is seeded with ``[seed, k]``, so the result is reproducible
     whenever it is found within the budget.
     """
-    T = as_fraction_tensor(T)
-    Tf = np.array(T, dtype=float)
+    T = fraction_array(T)
+    Tf = T.astype(float)
     t0 = time.monotonic()
     deadline = t0 + budget_s
     k = 0

@@ -23,7 +23,7 @@ import numpy as np
 
 from .additions import LinearProgram, optimise
 from .formulas import combination, literal
-from .scheme import Scheme
+from ..schemes import Scheme
 
 #: storage suffix -> C++ storage type, accumulation type, bytes
 STORAGE = {

@@ -11,7 +11,7 @@ Packing: over GF(2) a vector is a bit mask (addition = XOR).  Over odd p
 every coordinate occupies a lane of ``w`` bits with a guard bit, and
 addition mod p is done lane-parallel (SWAR) with a handful of big-int ops.
 
-Moves (REFERENCE.md section 4):
+Moves (Kauers-Moosbauer 2023; docs/schemes.md):
 
 * flip: ``u(x)v(x)w + u(x)v'(x)w' -> u(x)(v+l v')(x)w + u(x)v'(x)(w'-l w)`` for two
   terms sharing a factor in any slot (the other two slots in either role);
@@ -19,8 +19,9 @@ Moves (REFERENCE.md section 4):
 * plus transition (rank +1): ``a(x)b(x)c + a'(x)b'(x)c' -> (a-a')(x)b(x)c +
   a'(x)(b-b')(x)c + a'(x)b'(x)(c+c')`` after ``plateau`` flips without progress.
 
-Public API: :func:`flip_search` and :func:`verify` (exact).  See also
-:class:`FlipWalk` for GF(p)-only walks and :func:`naive_scheme`.
+Public API: :func:`flip_search` (returns an exactly verified
+:class:`codegen.schemes.Scheme`).  See also :class:`FlipWalk` for GF(p)-only
+walks.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .lift import fraction_array, verify, residue, tensor_mod_p, lift_scheme
+from ..exact import fraction_array
+from ..schemes import Scheme, naive
+from .lift import lift_scheme, residue, tensor_mod_p
 
 __all__ = [
     "flip_search",
-    "verify",
-    "naive_scheme",
     "FlipWalk",
     "walk_modp",
 ]
@@ -673,29 +674,6 @@ class FlipWalk:
 # helpers
 # ---------------------------------------------------------------------------
 
-def naive_scheme(T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact naive scheme: one term e_i (x) e_j (x) T[i,j,:] per nonzero pair."""
-    T = fraction_array(T)
-    d1, d2, d3 = T.shape
-    rows = []
-    for i in range(d1):
-        for j in range(d2):
-            w = T[i, j, :]
-            if any(x != 0 for x in w):
-                rows.append((i, j, w))
-    r = len(rows)
-    U = np.empty((r, d1), dtype=object)
-    V = np.empty((r, d2), dtype=object)
-    W = np.empty((r, d3), dtype=object)
-    U[...] = Fraction(0)
-    V[...] = Fraction(0)
-    for s, (i, j, w) in enumerate(rows):
-        U[s, i] = Fraction(1)
-        V[s, j] = Fraction(1)
-        W[s] = w
-    return U, V, W
-
-
 def _naive_terms_modp(Tp: np.ndarray):
     d1, d2, d3 = Tp.shape
     terms = []
@@ -730,7 +708,7 @@ def walk_modp(T, *, prime: int = 2, flips: int = 100000, seed: int = 0, start=No
     if start is None:
         terms = _naive_terms_modp(Tp)
     else:
-        terms = _scheme_terms_modp(*[fraction_array(X) for X in start], prime)
+        terms = _scheme_terms_modp(*Scheme.of(*start), prime)
     w = FlipWalk(Tp, prime, terms, seed=seed, plateau=plateau)
     w.run(flips)
     return w.best_rank, w.arrays(w.best_state)
@@ -753,13 +731,12 @@ def flip_search(T, *, prime: int = 2, budget_s: float = 30.0, seed: int = 0,
     walks restart from the best GF(p) schemes found so far) for ``budget_s``
     seconds of wall time.  Every new best GF(p) scheme -- and, spaced out,
     further schemes below the best *lifted* rank -- is lifted to an exact
-    rational scheme with :mod:`codegen.lift` (trivial lift, then Hensel).
+    rational scheme with :mod:`codegen.search.lift` (trivial lift, then Hensel).
 
-    Returns the lowest-rank exactly verified scheme ``(U, V, W)`` (Fraction
-    object arrays, x goes with U); at worst the naive scheme, or ``start``
-    when that is better.
+    Returns the lowest-rank exactly verified :class:`Scheme` (x goes with U);
+    at worst the naive scheme, or ``start`` when that is better.
 
-    * ``T``: (d1, d2, d3) array of rationals (Fraction/int/...); a denominator
+    * ``T``: (d, d, d) array of exact rationals; a denominator
       divisible by ``prime`` raises ValueError.
     * ``start``: optional exact scheme to start the walks from.  It must
       verify (ValueError otherwise); if its denominators are not invertible
@@ -774,18 +751,18 @@ def flip_search(T, *, prime: int = 2, budget_s: float = 30.0, seed: int = 0,
     t0 = time.perf_counter()
     deadline = t0 + float(budget_s)
     T = fraction_array(T)
-    if T.ndim != 3:
-        raise ValueError("T must be a 3-tensor")
+    if T.ndim != 3 or len(set(T.shape)) != 1:
+        raise ValueError(f"T must be a structure tensor of shape (d, d, d), got {T.shape}")
     p = int(prime)
     Tp = tensor_mod_p(T, p)  # ValueError for denominators divisible by p
 
-    best = naive_scheme(T)
+    best = naive(T)
     start_terms = None
     if start is not None:
-        S = tuple(fraction_array(X) for X in start)
-        if not verify(T, *S):
+        S = Scheme.of(*start)
+        if not S.verify(T):
             raise ValueError("start is not an exact scheme of T")
-        if S[0].shape[0] < best[0].shape[0]:
+        if S.rank < best.rank:
             best = S
         try:
             start_terms = _scheme_terms_modp(*S, p)
@@ -794,7 +771,7 @@ def flip_search(T, *, prime: int = 2, budget_s: float = 30.0, seed: int = 0,
     if start_terms is None:
         start_terms = _naive_terms_modp(Tp)
 
-    st = {"best": best, "rank": best[0].shape[0], "modp_best": None,
+    st = {"best": best, "rank": best.rank, "modp_best": None,
           "tried": set(), "tries_at": {}, "since_lift": 0, "last_prog": -1.0,
           "pool": []}
     d3 = int(np.prod(Tp.shape))
@@ -836,9 +813,9 @@ def flip_search(T, *, prime: int = 2, budget_s: float = 30.0, seed: int = 0,
         now = time.perf_counter()
         res = lift_scheme(T, U, V, W, p, seed=n_at,
                           deadline=min(deadline, now + max(5.0, 0.25 * float(budget_s))))
-        if res is not None and res[0].shape[0] < st["rank"] and verify(T, *res):
+        if res is not None and res.rank < st["rank"] and res.verify(T):
             st["best"] = res
-            st["rank"] = res[0].shape[0]
+            st["rank"] = res.rank
             report(True)
 
     def on_improve(walk: FlipWalk) -> bool:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import sys
 import time
 
-from . import scheme as sch
-from .discover import discover
-from .errors import SpecError
-from .resolve import SchemeResolver
+from ..schemes import SchemeResolver, naive, save_file
+from ..spec import SpecError
+from ..spec.discover import discover
 
-# Best known upper bounds over Q (REFERENCE.md §2) for the built-in algebras.
+# Best known upper bounds over Q (docs/schemes.md) for the built-in algebras.
 KNOWN_BOUNDS = {"R": 1, "C": 3, "Dual": 3, "Cross3": 5, "H": 8, "M2R": 7, "M3R": 23, "M4R": 48, "M2C": 21}
 
 
 def run_search(args) -> int:
-    from .search import find_scheme
+    from .driver import find_scheme
 
     algebras = discover(args.spec_dir)
     if args.name not in algebras:
@@ -27,8 +26,8 @@ def run_search(args) -> int:
     A = algebras[args.name]
     resolver = SchemeResolver(algebras, args.spec_dir)
     current = resolver.best(A)
-    naive = sch.naive(A.T)
-    print(f"searching {A.name} (dim {A.dim}): naive rank {naive.rank}, current best {current.rank} "
+    naive_rank = naive(A.T).rank
+    print(f"searching {A.name} (dim {A.dim}): naive rank {naive_rank}, current best {current.rank} "
           f"({current.provenance}); budget {args.budget:g}s, seed {args.seed}"
           + (f", field GF({args.field})" if args.field else ""))
     start = time.perf_counter()
@@ -40,12 +39,13 @@ def run_search(args) -> int:
             last[0] = now
             print(f"\r  best rank {best_rank:>3}  elapsed {elapsed:6.1f}s  {message[:60]:<60}", end="", flush=True)
 
-    start_scheme = None if current.provenance == "naive" else (current.U, current.V, current.W)
-    U, V, W, how = find_scheme(A.T, budget_s=args.budget, seed=args.seed, prime=args.field, progress=progress,
-                               start=start_scheme)
+    start_scheme = None if current.provenance == "naive" else current
+    result = find_scheme(A.T, budget_s=args.budget, seed=args.seed, prime=args.field, progress=progress,
+                         start=start_scheme)
     elapsed = time.perf_counter() - start
     print()
-    found = sch.Scheme(U, V, W, provenance=f"searched: {how} (seed {args.seed}, {elapsed:.0f}s)")
+    how = result.provenance
+    found = result.with_provenance(f"searched: {how} (seed {args.seed}, {elapsed:.0f}s)")
     if not found.verify(A.T):  # find_scheme verifies too; never store anything unverified
         raise SpecError("search returned a scheme that does not verify (bug)", algebra=A.name)
     print(f"found rank {found.rank} in {elapsed:.1f}s: {how}")
@@ -61,7 +61,7 @@ def run_search(args) -> int:
     path = resolver.stored_path(A)
     unusual = found.unusual_coefficients()
     note = f"coefficients other than 0, +-1, powers of two: {', '.join(unusual)}" if unusual else ""
-    sch.save_file(found, path, algebra=A.name, note=note)
+    save_file(found, path, algebra=A.name, note=note)
     print(f"wrote {path} (verified exactly); run `python -m codegen build` to use it")
     sys.stdout.flush()
     return 0

@@ -1,7 +1,7 @@
 """Addition-minimal straight-line programs for the linear maps of a bilinear scheme.
 
 A rank-r bilinear scheme (U, V, W), each r×d, evaluates three linear maps
-(REFERENCE.md §0, §5):
+(docs/design.md, docs/schemes.md):
 
 * the weight pre-map      a = U·x      (r outputs from d inputs),
 * the activation pre-map  b = V·y      (r outputs from d inputs),
@@ -29,6 +29,8 @@ from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from ..exact import fraction_array, to_fraction
+
 __all__ = [
     "LinearProgram",
     "naive_program",
@@ -46,45 +48,12 @@ Step = Tuple[str, Combination]
 # helpers
 # ----------------------------------------------------------------------------
 
-def _to_fraction(x: Any) -> Fraction:
-    """Exact conversion of ints, Fractions, numpy ints, SymPy rationals, strings."""
-    if isinstance(x, Fraction):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return Fraction(int(x))
-    if isinstance(x, (float, np.floating)):
-        return Fraction(float(x))
-    # SymPy Rational (has p/q), or anything with numerator/denominator
-    p = getattr(x, "p", None)
-    q = getattr(x, "q", None)
-    if isinstance(p, int) and isinstance(q, int):
-        return Fraction(p, q)
-    num = getattr(x, "numerator", None)
-    den = getattr(x, "denominator", None)
-    if isinstance(num, int) and isinstance(den, int):
-        return Fraction(num, den)
-    return Fraction(str(x))
-
-
 def to_fraction_matrix(M: Any) -> np.ndarray:
-    """Return ``M`` as a 2-D numpy object array of ``Fraction``."""
-    if isinstance(M, np.ndarray):
-        arr = M
-    else:
-        rows = [list(r) for r in M]
-        n_cols = len(rows[0]) if rows else 0
-        arr = np.empty((len(rows), n_cols), dtype=object)
-        for i, r in enumerate(rows):
-            if len(r) != n_cols:
-                raise ValueError("ragged matrix")
-            for j, v in enumerate(r):
-                arr[i, j] = v
+    """``M`` as a 2-D numpy object array of ``Fraction`` (the exact core's number policy)."""
+    arr = fraction_array(M)
     if arr.ndim != 2:
         raise ValueError(f"expected a 2-D matrix, got shape {arr.shape}")
-    out = np.empty(arr.shape, dtype=object)
-    for idx in np.ndindex(arr.shape):
-        out[idx] = _to_fraction(arr[idx])
-    return out
+    return arr
 
 
 def _matrix_key(M: np.ndarray) -> Tuple[Tuple[Fraction, ...], ...]:
@@ -254,7 +223,7 @@ class LinearProgram:
 def _norm_comb(terms: Sequence[Tuple[Any, str]]) -> Combination:
     out = []
     for c, src in terms:
-        c = _to_fraction(c)
+        c = to_fraction(c)
         if c == 0:
             raise ValueError("zero coefficient in a combination")
         out.append((c, str(src)))

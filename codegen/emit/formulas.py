@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .additions import LinearProgram, naive_program, optimise
-from .scheme import Scheme
+from ..schemes import Scheme
 
 
 def literal(c: Fraction, lang: str) -> str:

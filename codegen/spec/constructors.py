@@ -15,18 +15,17 @@ import keyword
 import os
 import sys
 from fractions import Fraction
-from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import sympy
 from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
-from . import exact
+from .. import exact
+from .algebra import CLAIM_NAMES, Algebra
 from .errors import SpecError
 
-CLAIM_NAMES = ("associative", "commutative", "anticommutative", "unital", "alternative", "flexible", "jacobi")
-_CODEGEN_DIR = os.path.dirname(os.path.abspath(__file__))
+_CODEGEN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _caller_file() -> str | None:
@@ -38,50 +37,6 @@ def _caller_file() -> str | None:
             return fname
         frame = frame.f_back
     return None
-
-
-class Algebra:
-    """An algebra over R given by exact structure constants in a named basis.
-
-    Attributes: name, basis (tuple of names), T (object array (d,d,d)), claims (dict), title,
-    unit_name (a basis element declared as unit, or None), given_scheme ((U,V,W) exact arrays or None),
-    derivation (how a builder made it: ("tensor", A, B) or ("basis_change", A, P) or None), source (file).
-    """
-
-    def __init__(self, name: str, basis: Sequence[str], T: np.ndarray, *, claims: Mapping[str, bool],
-                 title: str, unit_name: str | None, given_scheme: tuple | None = None,
-                 derivation: tuple | None = None, source: str | None = None):
-        self.name = name
-        self.basis = tuple(basis)
-        self.T = T
-        self.claims = dict(claims)
-        self.title = title
-        self.unit_name = unit_name
-        self.given_scheme = given_scheme
-        self.derivation = derivation
-        self.source = source
-
-    @property
-    def dim(self) -> int:
-        return len(self.basis)
-
-    @cached_property
-    def key(self) -> tuple:
-        """Canonical content: equal keys mean the same algebra (used to de-duplicate re-imports)."""
-        scheme = None
-        if self.given_scheme is not None:
-            scheme = tuple(tuple(exact.fraction_str(v) for v in M.reshape(-1)) for M in self.given_scheme)
-        return (self.name, self.basis, tuple(exact.fraction_str(v) for v in self.T.reshape(-1)),
-                tuple(sorted(self.claims.items())), self.title, self.unit_name, scheme)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Algebra) and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return f"Algebra({self.name!r}, dim={self.dim})"
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -144,9 +99,9 @@ def _exact_number(v: Any, what: str, name: str, file: str | None) -> Fraction:
         if not v.is_number or v.is_real is False:
             raise SpecError(f"{what}: expected a real number, got {v}", algebra=name, file=file)
     try:
-        return exact.to_exact(v)
-    except TypeError:
-        raise SpecError(f"{what}: expected an exact number, got {type(v).__name__} {v!r}", algebra=name, file=file)
+        return exact.to_fraction(v)
+    except exact.InexactNumberError as e:
+        raise SpecError(f"{what}: {e}", algebra=name, file=file) from None
 
 
 def _parse_scheme(scheme: Any, d: int, name: str, file: str | None) -> tuple | None:
@@ -175,7 +130,7 @@ def _parse_scheme(scheme: Any, d: int, name: str, file: str | None) -> tuple | N
                             algebra=name, file=file)
         vals = [[_exact_number(v, f"scheme {label}[{s}][{i}]", name, file) for i, v in enumerate(r)]
                 for s, r in enumerate(rows)]
-        out.append(exact.exact_array(vals) if vals else np.empty((0, d), dtype=object))
+        out.append(exact.fraction_array(vals) if vals else np.empty((0, d), dtype=object))
     return tuple(out)
 
 
@@ -237,7 +192,7 @@ def _parse_value(value: Any, key: str, basis: tuple[str, ...], unit: str | None,
                             f"{', '.join(basis)}", algebra=name, file=file)
         if not coef.is_number or coef.is_real is False:
             raise SpecError(f"{what} = {value!r}: coefficient {coef} is not a real number", algebra=name, file=file)
-        c = exact.to_exact(coef)
+        c = _exact_number(coef, f"{what} = {value!r}", name, file)
         if sum(monom) == 0:
             if c == 0:
                 continue
@@ -368,21 +323,14 @@ def from_matrices(name: str, matrices: Mapping[str, Any], *, claims: Mapping[str
 
 
 def _plain_matrix_algebra(n: int, name: str, file: str | None, claims: Mapping[str, bool] | None) -> Algebra:
-    d = n * n
-    T = np.empty((d, d, d), dtype=object)
-    T[...] = Fraction(0)
-    for a in range(n):
-        for b in range(n):
-            for c in range(n):
-                T[a * n + b, b * n + c, a * n + c] = Fraction(1)
     basis = [f"E{r + 1}{c + 1}" if n < 10 else f"E{r + 1}_{c + 1}" for r in range(n) for c in range(n)]
-    return Algebra(name, basis, T, claims=_check_claims(claims, name, file),
+    return Algebra(name, basis, exact.matrix_tensor(n), claims=_check_claims(claims, name, file),
                    title=f"{n}x{n} real matrices", unit_name=None, source=file)
 
 
 def matrix_algebra(n: int, field: str = "R", *, name: str | None = None,
                    claims: Mapping[str, bool] | None = None) -> Algebra:
-    """n x n matrices over R or C in the row-major matrix-unit basis (DESIGN.md).
+    """n x n matrices over R or C in the row-major matrix-unit basis (docs/design.md).
 
     For C the basis is (Re z11, Im z11, Re z12, ...), i.e. tensor(M_n(R), C).  For composite n = a*b the
     algebra is derived from tensor(M_a, M_b) by a basis permutation, so its scheme can be composed.
@@ -463,7 +411,10 @@ def basis_change(A: Algebra, P: Any, basis: Sequence[str], *, name: str, claims:
     """A in a new basis: column a of P holds new basis vector a in A's coordinates (P invertible, exact)."""
     file = _caller_file()
     name = _check_name(name, file)
-    P = exact.exact_array(P)
+    try:
+        P = exact.fraction_array(P)
+    except exact.InexactNumberError as e:
+        raise SpecError(f"basis change matrix: {e}", algebra=name, file=file) from None
     if P.shape != (A.dim, A.dim):
         raise SpecError(f"basis change matrix must be {A.dim}x{A.dim}, got {P.shape}", algebra=name, file=file)
     try:

@@ -14,7 +14,7 @@ import types
 from pathlib import Path
 
 from .errors import SpecError
-from .spec import Algebra
+from .algebra import Algebra
 
 _counter = itertools.count()
 

@@ -2,7 +2,7 @@
 
 A scheme over GF(p) is three integer arrays U, V, W of shape (r, d) with entries
 in 0..p-1 such that ``T[i,j,k] = sum_s U[s,i] V[s,j] W[s,k] (mod p)``.  This
-module turns such a scheme into an exact rational one (REFERENCE.md section 4):
+module turns such a scheme into an exact rational one (docs/schemes.md):
 
 1. *trivial lifts*: read every residue as a small rational (centred
    representatives, and for odd p also readings such as 2 -> 1/2 over GF(3));
@@ -25,10 +25,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..exact import fraction_array, to_fraction
+from ..schemes import Scheme
+
 __all__ = [
-    "to_fraction",
-    "fraction_array",
-    "verify",
     "residue",
     "tensor_mod_p",
     "ratrec",
@@ -41,97 +41,6 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # exact helpers
 # ---------------------------------------------------------------------------
-
-def to_fraction(x) -> Fraction:
-    """Convert an int / Fraction / numpy integer / sympy Rational / exact float."""
-    if isinstance(x, Fraction):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return Fraction(int(x))
-    if hasattr(x, "p") and hasattr(x, "q"):  # sympy Rational / Integer
-        return Fraction(int(x.p), int(x.q))
-    if isinstance(x, (float, np.floating)):
-        return Fraction(float(x))
-    if hasattr(x, "numerator") and hasattr(x, "denominator"):
-        return Fraction(int(x.numerator), int(x.denominator))
-    raise TypeError(f"cannot convert {x!r} to an exact rational")
-
-
-def fraction_array(A) -> np.ndarray:
-    """Object array of Fractions with the same shape as ``A``."""
-    A = np.asarray(A, dtype=object)
-    out = np.empty(A.shape, dtype=object)
-    for idx in np.ndindex(A.shape):
-        out[idx] = to_fraction(A[idx])
-    return out
-
-
-def _scheme_tensor(U, V, W) -> np.ndarray:
-    U = np.asarray(U, dtype=object)
-    V = np.asarray(V, dtype=object)
-    W = np.asarray(W, dtype=object)
-    r = U.shape[0]
-    if r == 0:
-        d1, d2, d3 = U.shape[1], V.shape[1], W.shape[1]
-        out = np.empty((d1, d2, d3), dtype=object)
-        out[...] = Fraction(0)
-        return out
-    UV = U[:, :, None] * V[:, None, :]
-    return np.tensordot(UV, W, axes=([0], [0]))
-
-
-def _integer_form(A: np.ndarray):
-    """Fraction array -> (integer object array N, common denominator D), A = N / D."""
-    D = 1
-    for x in A.reshape(-1):
-        D = math.lcm(D, x.denominator)
-    N = np.empty(A.shape, dtype=object)
-    flatA = A.reshape(-1)
-    flatN = N.reshape(-1)
-    for t in range(flatA.size):
-        x = flatA[t]
-        flatN[t] = x.numerator * (D // x.denominator)
-    return N, D
-
-
-def _maxabs(N: np.ndarray) -> int:
-    return max((abs(int(x)) for x in N.reshape(-1)), default=0)
-
-
-def verify(T, U, V, W) -> bool:
-    """Exact check that ``T[i,j,k] == sum_s U[s,i] V[s,j] W[s,k]``."""
-    try:
-        T = fraction_array(T)
-        U = fraction_array(U)
-        V = fraction_array(V)
-        W = fraction_array(W)
-    except (TypeError, ValueError):
-        return False
-    if T.ndim != 3 or U.ndim != 2 or V.ndim != 2 or W.ndim != 2:
-        return False
-    r = U.shape[0]
-    if V.shape[0] != r or W.shape[0] != r:
-        return False
-    if (U.shape[1], V.shape[1], W.shape[1]) != T.shape:
-        return False
-    if r == 0:
-        return all(x == 0 for x in T.reshape(-1))
-    # integer arithmetic: sum Nu (x) Nv (x) Nw * Dt == Nt * Du Dv Dw
-    Nt, Dt = _integer_form(T)
-    Nu, Du = _integer_form(U)
-    Nv, Dv = _integer_form(V)
-    Nw, Dw = _integer_form(W)
-    D3 = Du * Dv * Dw
-    lim = 1 << 62
-    small = (r * _maxabs(Nu) * _maxabs(Nv) * _maxabs(Nw) * Dt < lim
-             and _maxabs(Nt) * D3 < lim)
-    if small:
-        S = np.einsum("si,sj,sk->ijk", Nu.astype(np.int64), Nv.astype(np.int64),
-                      Nw.astype(np.int64)) * Dt
-        return bool(np.array_equal(S, Nt.astype(np.int64) * D3))
-    S = _scheme_tensor(Nu, Nv, Nw) * Dt
-    return bool(np.all(S == Nt * D3))
-
 
 def residue(x, p: int) -> int:
     """x (rational) mod p; ValueError when the denominator is divisible by p."""
@@ -353,9 +262,9 @@ def trivial_lift(T, U, V, W, p: int):
     W = np.asarray(W, dtype=np.int64) % p
     for mp in _reading_maps(p):
         conv = np.vectorize(lambda x: mp[int(x)], otypes=[object])
-        Uq, Vq, Wq = conv(U), conv(V), conv(W)
-        if verify(T, Uq, Vq, Wq):
-            return Uq, Vq, Wq
+        cand = Scheme(conv(U), conv(V), conv(W))
+        if cand.verify(T):
+            return cand
     return None
 
 
@@ -397,7 +306,7 @@ def hensel_lift(T, U, V, W, p: int, *, seed: int = 0, attempts: int = 4,
     centred residues; zeros are preferred as free coordinates).  After the
     first success, at most ``extra_attempts_for_height`` more orders are tried
     unless the coefficients are already small, and the lift with the smallest
-    coefficient height wins.  Returns exact Fraction arrays (U, V, W) or None.
+    coefficient height wins.  Returns an exactly verified Scheme or None.
     """
     T = fraction_array(T)
     U = np.asarray(U, dtype=np.int64) % p
@@ -491,7 +400,7 @@ def _hensel_attempt(T, Tflat, J, X0, order, p, r, dims, N, checkpoints, deadline
         Uo = X[: r * d1].reshape(r, d1)
         Vo = X[r * d1: r * (d1 + d2)].reshape(r, d2)
         Wo = X[r * (d1 + d2):].reshape(r, d3)
-        S = _scheme_tensor(Uo, Vo, Wo).reshape(-1)
+        S = np.einsum("si,sj,sk->ijk", Uo, Vo, Wo).reshape(-1)
         Rres = Tflat - S
         E_obj = Rres // pk
         if np.any(E_obj * pk != Rres):
@@ -526,9 +435,8 @@ def _reconstruct(T, X, m, r, dims):
     Uq = Xf[: r * d1].reshape(r, d1)
     Vq = Xf[r * d1: r * (d1 + d2)].reshape(r, d2)
     Wq = Xf[r * (d1 + d2):].reshape(r, d3)
-    if verify(T, Uq, Vq, Wq):
-        return Uq, Vq, Wq
-    return None
+    cand = Scheme(Uq, Vq, Wq)
+    return cand if cand.verify(T) else None
 
 
 def lift_scheme(T, U, V, W, p: int, *, seed: int = 0, attempts: int = 4,
@@ -536,7 +444,7 @@ def lift_scheme(T, U, V, W, p: int, *, seed: int = 0, attempts: int = 4,
     """Lift a GF(p) scheme (integer arrays mod p) to an exact rational scheme.
 
     Terms that vanish mod p are dropped first.  Tries the trivial lifts, then
-    Hensel lifting.  Returns exactly verified Fraction arrays or None.
+    Hensel lifting.  Returns an exactly verified Scheme or None.
     """
     U = np.asarray(U, dtype=np.int64) % p
     V = np.asarray(V, dtype=np.int64) % p
@@ -545,15 +453,11 @@ def lift_scheme(T, U, V, W, p: int, *, seed: int = 0, attempts: int = 4,
     U, V, W = U[keep], V[keep], W[keep]
     T = fraction_array(T)
     if U.shape[0] == 0:
-        if all(x == 0 for x in T.reshape(-1)):
-            e = np.empty((0, T.shape[0]), dtype=object)
-            return e, np.empty((0, T.shape[1]), dtype=object), np.empty((0, T.shape[2]), dtype=object)
-        return None
+        empty = Scheme.of([], [], [], dim=T.shape[0])
+        return empty if empty.verify(T) else None
     res = trivial_lift(T, U, V, W, p)
     if res is not None:
         return res
     res = hensel_lift(T, U, V, W, p, seed=seed, attempts=attempts,
                       max_bits=max_bits, deadline=deadline)
-    if res is not None and verify(T, *res):
-        return res
-    return None
+    return res if res is not None and res.verify(T) else None

@@ -16,29 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import exact
+from ..exact import InexactNumberError, fraction_str
+from ..spec.algebra import Algebra
+from ..spec.errors import SpecError
 from . import scheme as sch
-from .errors import SpecError
-from .spec import Algebra
 
 _PRIORITY = {"given": 0, "stored": 1, "composed": 2, "naive": 3}
 
 
 def _tensor_key(A: Algebra) -> tuple:
-    return (A.dim, tuple(exact.fraction_str(v) for v in A.T.reshape(-1)))
-
-
-def mismatch(T: np.ndarray, s: sch.Scheme, basis: tuple[str, ...]) -> str:
-    """Describe the first structure constant a scheme gets wrong."""
-    if s.U.shape[1] != T.shape[0] or not (s.U.shape == s.V.shape == s.W.shape):
-        return f"its matrices have shapes {s.U.shape}, {s.V.shape}, {s.W.shape}; each must be r x {T.shape[0]}"
-    got = s.tensor()
-    for idx in np.ndindex(*T.shape):
-        if got[idx] != T[idx]:
-            i, j, k = idx
-            return (f"it gives T[{i},{j},{k}] = {exact.fraction_str(got[idx])} but the coefficient of {basis[k]} in "
-                    f"{basis[i]}*{basis[j]} is {exact.fraction_str(T[idx])}")
-    return "it does not reproduce the structure tensor"
+    return (A.dim, tuple(fraction_str(v) for v in A.T.reshape(-1)))
 
 
 class SchemeResolver:
@@ -58,17 +45,17 @@ class SchemeResolver:
         if A.given_scheme is not None:
             s = sch.Scheme(*A.given_scheme, provenance="given in spec")
             if not s.verify(A.T):
-                raise SpecError(f"the scheme given in the spec is wrong: {mismatch(A.T, s, A.basis)}",
+                raise SpecError(f"the scheme given in the spec is wrong: {s.mismatch(A.T, A.basis)}",
                                 algebra=A.name, file=A.source)
             cands.append((s, "given"))
         path = self.stored_path(A)
         if path.is_file():
             try:
-                s = sch.load_file(path)
-            except (ValueError, KeyError, TypeError, ZeroDivisionError) as e:
+                s = sch.load_file(path, dim=A.dim)
+            except (ValueError, KeyError, TypeError, ZeroDivisionError, InexactNumberError) as e:
                 raise SpecError(f"cannot read stored scheme: {e}", algebra=A.name, file=str(path))
             if not s.verify(A.T):
-                raise SpecError(f"stored scheme is wrong: {mismatch(A.T, s, A.basis)}", algebra=A.name,
+                raise SpecError(f"stored scheme is wrong: {s.mismatch(A.T, A.basis)}", algebra=A.name,
                                 file=str(path))
             cands.append((s, "stored"))
         if A.derivation is not None:
@@ -93,7 +80,7 @@ class SchemeResolver:
             for twin in self.by_tensor.get(_tensor_key(A), []):
                 if twin is not A and twin.key != key:
                     for s, kind in self._local(twin):
-                        cands.append((sch.Scheme(s.U, s.V, s.W, f"{s.provenance} (via {twin.name})"), kind))
+                        cands.append((s.with_provenance(f"{s.provenance} (via {twin.name})"), kind))
             s, kind = min(cands, key=lambda c: (c[0].rank, _PRIORITY[c[1]]))
             self._memo[key] = (s, kind)
         return self._memo[key][0]

@@ -16,7 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import exact
+from .linalg import nullspace
+from .numbers import fraction_str, integer_form, primitive_integer
+from .tensors import associator_parts, left_regular, product, unit as solve_unit
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Properties:
         return tags
 
     def to_json(self, basis: Sequence[str]) -> dict:
-        vec = (lambda v: None if v is None else [exact.fraction_str(c) for c in v])
+        vec = (lambda v: None if v is None else [fraction_str(c) for c in v])
         return {
             "associative": self.associative, "commutative": self.commutative,
             "anticommutative": self.anticommutative, "alternative": self.alternative,
@@ -77,11 +79,11 @@ def format_element(v: Sequence | None, basis: Sequence[str]) -> str:
         mag = abs(c) if isinstance(c, Fraction) else c
         sign = "-" if (isinstance(c, Fraction) and c < 0) else "+"
         if b == "1":
-            term = exact.fraction_str(mag)
+            term = fraction_str(mag)
         elif mag == 1:
             term = b
         else:
-            term = f"{exact.fraction_str(mag)}*{b}"
+            term = f"{fraction_str(mag)}*{b}"
         parts.append((sign, term))
     if not parts:
         return "0"
@@ -103,11 +105,7 @@ class _Checker:
         self.T = T
         self.basis = list(basis)
         self.d = T.shape[0]
-        self.rational = exact.is_rational(T)
-        if self.rational:
-            self.N, self.D = exact.integer_form(T)
-        else:
-            self.N, self.D = T, 1
+        self.N, self.D = integer_form(T)
 
     def fmt(self, v) -> str:
         return format_element(v, self.basis)
@@ -116,14 +114,7 @@ class _Checker:
         return self.basis[i]
 
     def prod(self, x, y) -> np.ndarray:
-        return exact.product(self.T, x, y)
-
-    # Associator tensors, scaled by D^2: A1[i,j,l,:] = (e_i e_j) e_l, A2[i,j,l,:] = e_i (e_j e_l).
-    def assoc_parts(self) -> tuple[np.ndarray, np.ndarray]:
-        N = self.N
-        A1 = np.einsum("ijk,klm->ijlm", N, N, optimize=True)
-        A2 = np.einsum("jlk,ikm->ijlm", N, N, optimize=True)
-        return A1, A2
+        return np.array(product(self.T, x, y), dtype=object)
 
     def first_nonzero(self, mask: np.ndarray):
         idx = np.argwhere(mask)
@@ -163,7 +154,7 @@ def compute(T: np.ndarray, basis: Sequence[str]) -> Properties:
         cx["anticommutative"] = (f"{c.name(i)}*{c.name(j)} = {c.fmt(c.prod(e(i), e(j)))} but "
                                  f"{c.name(j)}*{c.name(i)} = {c.fmt(c.prod(e(j), e(i)))}")
 
-    A1, A2 = c.assoc_parts()
+    A1, A2 = associator_parts(N)  # scaled by D^2
     Acore = A1 - A2  # scaled associator (xy)z - x(yz) on basis triples
 
     def assoc_sentence(x, y, z, lx, ly, lz) -> str:
@@ -232,8 +223,8 @@ def compute(T: np.ndarray, basis: Sequence[str]) -> Properties:
         a_, b_, c_ = c.name(i), c.name(j), c.name(l)
         cx["jacobi"] = f"{a_}*({b_}*{c_}) + {b_}*({c_}*{a_}) + {c_}*({a_}*{b_}) = {c.fmt(total)}, not 0"
 
-    left_unit = _solve_unit(T, side="left")
-    right_unit = _solve_unit(T, side="right")
+    left_unit = solve_unit(T, side="left")
+    right_unit = solve_unit(T, side="right")
     unit = None
     if left_unit is not None and right_unit is not None:
         unit = right_unit  # if both exist they coincide: l = l*r = r
@@ -246,17 +237,6 @@ def compute(T: np.ndarray, basis: Sequence[str]) -> Properties:
                       left_unit=None if left_unit is None else tuple(left_unit),
                       right_unit=None if right_unit is None else tuple(right_unit),
                       zero_divisor=find_zero_divisor(T), counterexamples=cx)
-
-
-def _solve_unit(T: np.ndarray, side: str) -> np.ndarray | None:
-    """Solve u*e_j = e_j for all j (left) or e_i*u = e_i (right); exact, None if no solution."""
-    d = T.shape[0]
-    eye = np.array([[Fraction(int(a == b)) for b in range(d)] for a in range(d)], dtype=object)
-    if side == "left":  # sum_i u_i T[i,j,k] = delta_jk
-        A = T.transpose(1, 2, 0).reshape(d * d, d)
-    else:  # sum_j u_j T[i,j,k] = delta_ik
-        A = T.transpose(0, 2, 1).reshape(d * d, d)
-    return exact.solve(A, eye.reshape(-1))
 
 
 def _no_unit_sentence(c: _Checker, left, right) -> str:
@@ -281,8 +261,8 @@ def find_zero_divisor(T: np.ndarray, max_candidates: int = 2000) -> tuple | None
             x[cand[0]], x[cand[1]] = Fraction(1), Fraction(cand[2])
         else:
             x[cand[0]], x[cand[1]], x[cand[2]] = Fraction(1), Fraction(cand[3]), Fraction(cand[4])
-        null = exact.nullspace(exact.left_regular(T, x))
+        null = nullspace(left_regular(T, x))
         if null:
             y = null[0]
-            return tuple(x), tuple(exact.primitive_integer(y))
+            return tuple(x), tuple(primitive_integer(y))
     return None
