@@ -140,7 +140,7 @@ GOALS = {
     "Cl13": (lambda: kingdon_table([1, -1, -1, -1])[1], lambda: clifford(1, 3), 56, False),
     "G301": (lambda: kingdon_table([0, 1, 1, 1], 0)[1], lambda: clifford(3, 0, 1), 63, False),
     "Oct": (octonion_table, lambda: cayley_dickson(cayley_dickson(cayley_dickson(
-        clifford(name="R0")), name="C0", generator="i"), name="H0", generator="j"), 32, False),
+        clifford(name="R0"), name="C0", generator="i"), name="H0", generator="j"), name="O0", generator="l"), 32, False),
     "Z3": (lambda: group_tensor(cyclic_table(3)), lambda: group_algebra("Z3", cyclic_table(3)), 4, True),
     "Z4": (lambda: group_tensor(cyclic_table(4)), lambda: group_algebra("Z4", generators=[[1, 2, 3, 0]]), 5, True),
     "Z5": (lambda: group_tensor(cyclic_table(5)), lambda: group_algebra("Z5", cyclic_table(5)), 8, True),
