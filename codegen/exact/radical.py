@@ -44,9 +44,8 @@ def _coordinates(basis, d):
     return coords
 
 
-def _closed_complement(T, J, one):
-    """A complement of J spanned by the unit and basis vectors, when that span is a subalgebra (the usual case
-    for a table typed in a basis adapted to the radical, e.g. Clifford blades)."""
+def _complement_basis(T, J, one) -> list[list[Fraction]]:
+    """The unit and basis vectors completing a basis of J to one of A (a vector-space complement of J)."""
     d = T.shape[0]
     ech = Echelon(d)
     for v in J:
@@ -57,19 +56,20 @@ def _closed_complement(T, J, one):
             break
         if ech.add(v) is None:
             S.append(list(v))
+    return S
+
+
+def _closed_complement(T, J, one):
+    """The complement of `_complement_basis` when it is a subalgebra (the usual case for a table typed in a basis
+    adapted to the radical, e.g. Clifford blades)."""
+    S = _complement_basis(T, J, one)
     return S if subalgebra_tensor(T, S) is not None else None
 
 
 def _malcev_complement(T, J, one):
     """A complement S' = {s + sigma(s)} that is a subalgebra: solve the linear equations for sigma (J^2 = 0)."""
     d = T.shape[0]
-    ech = Echelon(d)
-    for v in J:
-        ech.add(v)
-    S0 = []
-    for v in [one] + [basis_vector(d, i) for i in range(d)]:
-        if ech.add(v) is None:
-            S0.append(list(v))
+    S0 = _complement_basis(T, J, one)
     k, m = len(S0), len(J)
     coords = _coordinates(S0 + [list(v) for v in J], d)
     # s_a s_b = sum_c g_abc s_c + j_ab;  need j_ab + s_a sigma_b + sigma_a s_b - sum_c g_abc sigma_c = 0 (in J)

@@ -95,13 +95,7 @@ def orthogonal_basis(T, vectors, one) -> list[tuple[list[Fraction], Fraction]] |
         # scale: q * den^2 is an integer; divide out its largest square factor
         v = [x * q.denominator for x in v]
         q = q * q.denominator ** 2
-        n, s = abs(q.numerator), 1
-        f = 2
-        while f * f <= n:
-            while n % (f * f) == 0:
-                n //= f * f
-                s *= f
-            f += 1
+        s = _square_part(q.numerator)
         v = [x / s for x in v]
         q = q / (s * s)
         out.append((v, q))
@@ -115,6 +109,17 @@ def orthogonal_basis(T, vectors, one) -> list[tuple[list[Fraction], Fraction]] |
                 rest.append(w)
         todo = span_basis(rest, len(v))
     return out
+
+
+def _square_part(n: int) -> int:
+    """The largest s with s^2 dividing n."""
+    n, s, f = abs(n), 1, 2
+    while f * f <= n:
+        while n % (f * f) == 0:
+            n //= f * f
+            s *= f
+        f += 1
+    return s
 
 
 def _small_vectors(k: int, bound: int):
@@ -403,13 +408,7 @@ def field_power_basis(T: np.ndarray) -> tuple[np.ndarray, list[Fraction]] | None
         else:
             num = delta.numerator * delta.denominator      # delta = num / den^2 after scaling y by den
             y = [a * delta.denominator for a in y]
-            f, sq = 2, 1
-            n = abs(num)
-            while f * f <= n:
-                while n % (f * f) == 0:
-                    n //= f * f
-                    sq *= f
-                f += 1
+            sq = _square_part(num)
             y = [a / sq for a in y]
         x = y
         mp = minimal_polynomial(T, x, one)
