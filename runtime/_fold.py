@@ -40,12 +40,24 @@ def _folded_view(x: torch.Tensor, plan: FoldPlan, C: int) -> torch.Tensor:
     return x.reshape(N, C, *plan.view_shape, *sp).permute(_fold_dims(plan, len(sp)))
 
 
-def fold_in(x: torch.Tensor, plan: FoldPlan, C: int, pool: bool = False, channels_last: bool = False) -> torch.Tensor:
+def _change(x: torch.Tensor, M: torch.Tensor, C: int) -> torch.Tensor:
+    """Each element of x (N, C*d, *sp) multiplied by the (d, d) matrix M: one GEMM."""
+    N, d = x.shape[0], M.shape[0]
+    if x.dim() == 2:
+        return torch.mm(x.reshape(N * C, d), M.t()).view(N, C * d)
+    return torch.matmul(M, x.reshape(N, C, d, -1)).view(x.shape)
+
+
+def fold_in(x: torch.Tensor, plan: FoldPlan, C: int, pool: bool = False, channels_last: bool = False,
+            adjoint: bool = False) -> torch.Tensor:
     """(N, C*d, *sp) -> (N*m, C*p, *sp): the m blocks of every element go to the batch (one copy).
 
     pool=True takes the result from the scratch pool (the caller gives it back); channels_last=True (with
     pool, 1 or more spatial dims) lays the result out channels-last (the copy is needed anyway, and oneDNN
-    convolutions run faster on that layout)."""
+    convolutions run faster on that layout).  A plan with a basis change first applies F to every element
+    (adjoint=True: G transposed, for output gradients)."""
+    if plan.change_in is not None:
+        x = _change(x, plan.matrix("out_T" if adjoint else "in", x.dtype, x.device), C)
     N = x.shape[0]
     sp = tuple(x.shape[2:])
     ns = len(sp)
@@ -86,8 +98,13 @@ def _unfolded_view(yf: torch.Tensor, plan: FoldPlan, C: int) -> torch.Tensor:
     return yv.permute(dims)
 
 
-def unfold_out(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Inverse of fold_in, plus an optional bias (C, d): (N*m, C*p, *sp) -> (N, C*d, *sp), one pass."""
+def unfold_out(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | None = None,
+               adjoint: bool = False) -> torch.Tensor:
+    """Inverse of fold_in, plus an optional bias (C, d): (N*m, C*p, *sp) -> (N, C*d, *sp), one pass.  A plan with
+    a basis change then applies G to every element (adjoint=True: F transposed, for input gradients)."""
+    if plan.change_in is not None:
+        y = _change(unfold_out(yf, plan.plain, C), plan.matrix("in_T" if adjoint else "out", yf.dtype, yf.device), C)
+        return y if bias is None else y.add_(bias.reshape(1, -1, *([1] * (y.dim() - 2))))
     m, p = plan.m, plan.p
     N = yf.shape[0] // m
     sp = tuple(yf.shape[2:])
@@ -158,7 +175,7 @@ class FoldLinearFn(torch.autograd.Function):
         pool = ctx.pooled
         x, B, xf = _saved_folded(ctx)
         g = g.contiguous()
-        gf = fold_in(g, plan, C_out, pool=pool)
+        gf = fold_in(g, plan, C_out, pool=pool, adjoint=True)
         dx = dB = db = None
         if ctx.needs_input_grad[1]:
             if xf is None:                      # a second backward (retain_graph): fold again
@@ -173,7 +190,7 @@ class FoldLinearFn(torch.autograd.Function):
                                .view(gf.shape[0], B.shape[1]))
             else:
                 dxf = torch.mm(gf, B)
-            dx = unfold_out(dxf, plan, C_in)
+            dx = unfold_out(dxf, plan, C_in, adjoint=True)
             if pool:
                 ws.give(dxf)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -221,14 +238,14 @@ class FoldConvFn(torch.autograd.Function):
                 if cl and pool:
                     xf = xf.view(shape[0], *shape[2:], shape[1]).movedim(-1, 1)
         if need_x or need_w:
-            gf = fold_in(g, plan, C_out, pool=pool, channels_last=cl)
+            gf = fold_in(g, plan, C_out, pool=pool, channels_last=cl, adjoint=True)
             nd = g.dim() - 2
             dxf, dB, _ = torch.ops.aten.convolution_backward(
                 gf, xf, B, None, stride, padding, dilation, False, [0] * nd, groups, [need_x, need_w, False])
             if pool:
                 ws.give(gf)
             if need_x:
-                dx = unfold_out(dxf, plan, C_in)
+                dx = unfold_out(dxf, plan, C_in, adjoint=True)
         if pool:
             ws.give(xf)
             ctx.xf = None

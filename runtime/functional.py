@@ -131,7 +131,8 @@ def method_costs(algebra, *, rows: int, in_elems: int, out_elems: int, groups: i
                       + wfac * wsize * d * d * (d / 4 + 2 * _BETA) + _OPS["block"] * _OP)
     if plan.m > 1:
         m, p = plan.m, plan.p
-        costs["fold"] = (_gemm(rows * m, kin * p, nout * p, g) + _BETA * d * 3 * (act_in + act_out)
+        change = 0.0 if plan.change_in is None else (d + _BETA) * d * (act_in + act_out)   # F x, G y per element
+        costs["fold"] = (_gemm(rows * m, kin * p, nout * p, g) + _BETA * d * 3 * (act_in + act_out) + change
                          + wfac * wsize * p * p * (d / 4 + 2 * _BETA) + _OPS["fold"] * _OP)
     else:
         costs["fold"] = costs["block"]

@@ -9,7 +9,7 @@ import importlib.util
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
@@ -74,6 +74,9 @@ class FoldPlan:
     B(w)[t, s] = sum_a block[a, t, s] w_a.  view_shape, view_axes, split: when not None, perm ==
     arange(d).reshape(view_shape).transpose(view_axes).ravel() and the first `split` reordered axes multiply
     to m (the block index), the rest to p, so folding is one permute-copy rather than a gather.
+    change_in, change_out: None, or the (d, d) float64 matrices F, G of a fold through a basis change (an algebra
+    M_n(R) (x) D in a basis no permutation folds): each activation element x becomes F x before folding and each
+    folded output element y becomes G y after unfolding (the block already includes the change of the weight).
     """
 
     m: int
@@ -83,6 +86,9 @@ class FoldPlan:
     view_shape: tuple[int, ...] | None
     view_axes: tuple[int, ...] | None
     split: int | None
+    change_in: np.ndarray | None = None
+    change_out: np.ndarray | None = None
+    matrices: dict = field(default_factory=dict, compare=False, repr=False)   # (which, dtype, device) -> tensor
 
     @property
     def folds(self) -> bool:
@@ -100,9 +106,31 @@ class FoldPlan:
             return cls.identity(structure)
         d, p = structure.shape[0], int(entry["p"])
         view = entry.get("view")
+        change = entry.get("change")
         return cls(int(entry["m"]), p, tuple(int(i) for i in entry["perm"]), _sparse(entry["block"], (d, p, p)),
                    None if view is None else tuple(view["shape"]), None if view is None else tuple(view["axes"]),
-                   None if view is None else int(view["split"]))
+                   None if view is None else int(view["split"]),
+                   None if change is None else _sparse(change["in"], (d, d)),
+                   None if change is None else _sparse(change["out"], (d, d)))
+
+    @property
+    def plain(self) -> "FoldPlan":
+        """The same plan without its basis change (the permutation part only)."""
+        hit = self.matrices.get("plain")
+        if hit is None:
+            hit = self.matrices["plain"] = replace(self, change_in=None, change_out=None, matrices={})
+        return hit
+
+    def matrix(self, which: str, dtype: torch.dtype, device) -> torch.Tensor:
+        """The change matrix as a tensor: "in" (F), "out" (G), "in_T" (F transposed), "out_T" (G transposed);
+        made from the float64 values once per dtype and device."""
+        key = (which, dtype, torch.device(device))
+        hit = self.matrices.get(key)
+        if hit is None:
+            M = self.change_in if which.startswith("in") else self.change_out
+            M = M.T if which.endswith("_T") else M
+            hit = self.matrices[key] = torch.as_tensor(np.ascontiguousarray(M), dtype=dtype, device=device)
+        return hit
 
 
 @dataclass

@@ -17,7 +17,14 @@ Detection:
 2. All components must have the same size p, and for every component c there must be a bijection sigma_c
    from component 0 with T[:, sigma_c(s), sigma_c(t)] == T[:, s, t] for all s, t (identical blocks); found
    by backtracking with pruning (p is at most a few dozen).
-If either fails the plan has m = 1 (one block: the block-matrix path).
+If either fails, the permutation plan has m = 1 (one block: the block-matrix path).
+
+3. Through a basis change: an algebra A = M_n(Q) (x) D in a basis that no permutation folds (Cl(2,0), the
+   split-quaternions, a hand-typed M2 table; `codegen.exact.simple.simple_decomposition`) is folded in the basis
+   E_ab c_t, where it folds by permutation with m = n.  The plan then carries the exact d x d matrices F = P^-1
+   (rows in fold order) applied to each activation element before folding and G = P (columns in fold order)
+   applied to each output element after unfolding; the weight side needs nothing at run time, since the change is
+   composed into the block: block[a, t, s] = sum_b P^-1[b, a] block'[b, t, s].
 
 The permutation is also matched to a strided view when possible (the basis viewed as a small
 multi-dimensional array whose axes are reordered), so that folding costs one permute-copy rather than a
@@ -32,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .numbers import fraction_str
+from .simple import simple_decomposition
+from .tensors import change_basis, is_associative, unit
 
 __all__ = ["FoldPlan", "fold_plan"]
 
@@ -45,6 +54,8 @@ class FoldPlan:
     block: (d, p, p) exact, B(w)[t, s] = sum_a block[a, t, s] w_a.
     view_shape, view_axes, split: when not None, perm == arange(d).reshape(view_shape).transpose(view_axes)
         .ravel(), and the first `split` reordered axes multiply to m (the block index), the rest to p.
+    change_in, change_out: None, or the (d, d) exact matrices F and G of a fold through a basis change: the folded
+        element is F x (then permuted by perm, the identity in that case) and the output element is G y_folded.
     """
 
     m: int
@@ -54,16 +65,23 @@ class FoldPlan:
     view_shape: tuple[int, ...] | None
     view_axes: tuple[int, ...] | None
     split: int | None
+    change_in: np.ndarray | None = None
+    change_out: np.ndarray | None = None
 
     def to_json(self) -> dict:
         """Manifest form: the block as sparse exact entries [a, t, s, "value"]; null when m == 1 (the block is
-        then the whole block-expansion tensor, i.e. the structure tensor transposed, which the manifest holds)."""
+        then the whole block-expansion tensor, i.e. the structure tensor transposed, which the manifest holds).
+        "change": null, or {"in": F, "out": G} as sparse exact entries [row, col, "value"]."""
         entries = [[int(a), int(t), int(s), fraction_str(self.block[a, t, s])]
                    for a, t, s in np.ndindex(*self.block.shape) if self.block[a, t, s] != 0]
         view = None if self.view_shape is None else {"shape": list(self.view_shape), "axes": list(self.view_axes),
                                                      "split": self.split}
+        change = None
+        if self.change_in is not None:
+            change = {key: [[int(i), int(k), fraction_str(M[i, k])] for i, k in np.ndindex(*M.shape) if M[i, k] != 0]
+                      for key, M in (("in", self.change_in), ("out", self.change_out))}
         return {"m": self.m, "p": self.p, "perm": list(self.perm), "view": view,
-                "block": entries if self.m > 1 else None}
+                "block": entries if self.m > 1 else None, "change": change}
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -162,7 +180,26 @@ def _strided_view(perm: np.ndarray, m: int):
 
 
 def fold_plan(T: np.ndarray) -> FoldPlan:
-    """The fold plan of an exact structure tensor T (d, d, d) with (x*y)_k = sum_ij T[i,j,k] x_i y_j."""
+    """The fold plan of an exact structure tensor T (d, d, d) with (x*y)_k = sum_ij T[i,j,k] x_i y_j: by a
+    permutation when one folds, else through the basis change of a matrix factor when A has one."""
+    plan = _permutation_plan(T)
+    if plan.m > 1 or T.shape[0] < 4 or unit(T) is None or not is_associative(T):
+        return plan
+    dec = simple_decomposition(T)
+    if dec is None:
+        return plan
+    inner = _permutation_plan(change_basis(T, dec.P, dec.Pinv))
+    if inner.m == 1:
+        return plan
+    order = list(inner.perm)
+    F = np.ascontiguousarray(dec.Pinv[order, :])
+    G = np.ascontiguousarray(dec.P[:, order])
+    block = np.einsum("ba,bts->ats", dec.Pinv, inner.block)
+    d = T.shape[0]
+    return FoldPlan(inner.m, inner.p, tuple(range(d)), block, (inner.m, inner.p), (0, 1), 1, F, G)
+
+
+def _permutation_plan(T: np.ndarray) -> FoldPlan:
     d = T.shape[0]
     ident = FoldPlan(1, d, tuple(range(d)), np.ascontiguousarray(T.transpose(0, 2, 1)), None, None, None)
     comps = _components(T)

@@ -14,7 +14,9 @@ from .linalg import inverse, nullspace, solve
 from .numbers import fraction_array, integer_form, zeros
 
 __all__ = ["product", "left_regular", "right_regular", "change_basis", "unit", "centre", "associator_parts",
-           "is_associative", "matrix_tensor", "basis_vector", "nonzero_pairs", "is_zero_tensor"]
+           "is_associative", "matrix_tensor", "basis_vector", "nonzero_pairs", "is_zero_tensor", "tensor_product",
+           "direct_sum_tensor", "opposite_tensor", "cayley_dickson_tensor", "extension_tensor", "quaternion_tensor", "power_tensor",
+           "tensor_key"]
 
 
 def product(T: np.ndarray, x: Sequence, y: Sequence) -> list[Fraction]:
@@ -133,3 +135,85 @@ def nonzero_pairs(T: np.ndarray) -> list[tuple[int, int]]:
 
 def is_zero_tensor(T: np.ndarray) -> bool:
     return all(v == 0 for v in T.reshape(-1))
+
+
+def tensor_product(TA: np.ndarray, TB: np.ndarray) -> np.ndarray:
+    """A (x) B in the Kronecker basis (index a * dim B + b)."""
+    da, db = TA.shape[0], TB.shape[0]
+    return np.einsum("ijk,abc->iajbkc", TA, TB).reshape(da * db, da * db, da * db)
+
+
+def direct_sum_tensor(tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """A_1 x ... x A_t with the blocks' bases one after the other."""
+    d = sum(T.shape[0] for T in tensors)
+    out = zeros(d, d, d)
+    o = 0
+    for T in tensors:
+        m = T.shape[0]
+        out[o:o + m, o:o + m, o:o + m] = T
+        o += m
+    return out
+
+
+def opposite_tensor(T: np.ndarray) -> np.ndarray:
+    """The opposite algebra: x *op y = y * x."""
+    return np.ascontiguousarray(T.transpose(1, 0, 2))
+
+
+def cayley_dickson_tensor(T: np.ndarray, gamma, conj: np.ndarray) -> np.ndarray:
+    """The Cayley-Dickson double of A: basis (e_i, 0) then (0, e_i) = e_i l, product
+    (a, b)(c, d) = (ac + gamma conj(d) b, d a + b conj(c)) with conj(x) = conj @ x (so l^2 = gamma)."""
+    d = T.shape[0]
+    gamma = Fraction(gamma)
+    TC = np.einsum("mj,imk->ijk", conj, T)           # e_i conj(e_j)
+    CT = np.einsum("mj,mik->ijk", conj, T)           # conj(e_j) e_i
+    out = zeros(2 * d, 2 * d, 2 * d)
+    out[:d, :d, :d] = T
+    out[:d, d:, d:] = T.transpose(1, 0, 2)           # a * (0, d) = (0, d a)
+    out[d:, :d, d:] = TC                             # (0, b) * c = (0, b conj(c))
+    out[d:, d:, :d] = CT * gamma                     # (0, b)(0, d) = (gamma conj(d) b, 0)
+    return out
+
+
+def extension_tensor(T: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """S + gS with g^2 = 0 and s g = g theta(s): basis (e_i, 0) then (0, e_i) = g e_i, product
+    (a + g b)(c + g d) = ac + g(theta(a) d + b c)."""
+    d = T.shape[0]
+    out = zeros(2 * d, 2 * d, 2 * d)
+    out[:d, :d, :d] = T
+    out[:d, d:, d:] = np.einsum("mi,mjk->ijk", theta, T)
+    out[d:, :d, d:] = T
+    return out
+
+
+def quaternion_tensor() -> np.ndarray:
+    """H in the basis (1, i, j, k)."""
+    T = zeros(4, 4, 4)
+    table = {(0, a): (1, a) for a in range(4)}
+    table.update({(a, 0): (1, a) for a in range(1, 4)})
+    table.update({(1, 1): (-1, 0), (2, 2): (-1, 0), (3, 3): (-1, 0), (1, 2): (1, 3), (2, 1): (-1, 3),
+                  (2, 3): (1, 1), (3, 2): (-1, 1), (3, 1): (1, 2), (1, 3): (-1, 2)})
+    for (i, j), (s, k) in table.items():
+        T[i, j, k] = Fraction(s)
+    return T
+
+
+def power_tensor(f) -> np.ndarray:
+    """Q[t]/(f) in the power basis; f = (f_0, ..., f_{n-1}) are the low coefficients of the monic f."""
+    n = len(f)
+    red = [[Fraction(int(k == m)) for m in range(n)] for k in range(n)]    # t^k mod f, k < 2n - 1
+    for k in range(n, 2 * n - 1):
+        prev = red[-1]
+        nxt = [Fraction(0)] + prev[:-1]                                   # t * t^(k-1), before reducing t^n
+        top = prev[-1]
+        red.append([nxt[m] - top * f[m] for m in range(n)])
+    T = zeros(n, n, n)
+    for i in range(n):
+        for j in range(n):
+            T[i, j, :] = red[i + j]
+    return T
+
+
+def tensor_key(T: np.ndarray) -> tuple:
+    """A hashable exact form of a tensor (equal keys: the same tensor)."""
+    return (T.shape, tuple(str(v) for v in T.reshape(-1)))

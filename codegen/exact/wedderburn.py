@@ -1,5 +1,5 @@
-"""Wedderburn structure of an associative algebra over Q, exactly: central idempotents, the split into simple
-blocks, and matrix units for blocks isomorphic to M_n(Q).
+"""Wedderburn structure of an associative algebra over Q, exactly: the radical, central idempotents and the split
+into simple blocks (the simple blocks themselves: `codegen.exact.simple`).
 
 Conventions: a structure tensor T is an object array of Fraction (d, d, d) with (x*y)_k = sum_ij T[i,j,k] x_i y_j;
 a basis change x = P x' gives `codegen.exact.change_basis(T, P)`, and a scheme of the new tensor maps back with
@@ -8,29 +8,27 @@ a basis change x = P x' gives `codegen.exact.change_basis(T, P)`, and a scheme o
 * `split_algebra` -- primitive central idempotents e_1..e_t of a unital associative algebra (factoring minimal
   polynomials of central elements over Q, then the polynomial CRT), the basis change P whose columns are bases of
   the ideals A e_i, and the block tensors.  None when there is nothing to split.
-* `matrix_unit_basis` -- for a central simple block isomorphic to M_n(Q) (found constructively: rank-1
-  idempotents from elements whose minimal polynomial factors over Q), the exact basis change to matrix units
-  E_11, E_12, ..., E_nn (row-major), in which the block is exactly `matrix_tensor(n)`.
-* `radical_dimension` -- the dimension of the radical of the trace form (the Jacobson radical).
+* `radical_dimension`, `radical_basis` -- the radical of the trace form (the Jacobson radical).
+* helpers shared with `codegen.exact.simple`: minimal polynomials (Krylov), CRT idempotents, subalgebra tensors.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
-from math import isqrt
 from typing import Sequence
 
 import numpy as np
 
-from .linalg import Echelon, inverse, rref, span_basis
+from .linalg import Echelon, inverse, nullspace, rref, span_basis
 from .numbers import content, fraction_array, primitive_integer, zeros
-from .tensors import basis_vector, centre, change_basis, is_associative, matrix_tensor, product, unit
+from .tensors import basis_vector, centre, change_basis, is_associative, product, unit
 
-__all__ = ["radical_dimension", "central_idempotents", "Split", "split_algebra", "matrix_unit_basis"]
+__all__ = ["radical_dimension", "radical_basis", "central_idempotents", "Split", "split_algebra", "trace_vector",
+           "minimal_polynomial", "crt_idempotents", "random_combination", "subalgebra_tensor"]
 
 
-def _trace_vector(T: np.ndarray) -> list[Fraction]:
+def trace_vector(T: np.ndarray) -> list[Fraction]:
     """tau with trace(L(y)) = tau . y."""
     d = T.shape[0]
     return [sum((T[i, j, j] for j in range(d)), Fraction(0)) for i in range(d)]
@@ -45,15 +43,24 @@ def radical_dimension(T: np.ndarray, basis: Sequence[Sequence[Fraction]] | None 
     d = T.shape[0]
     if basis is None:
         basis = [basis_vector(d, i) for i in range(d)]
-    tau = _trace_vector(T)
-    G = [[sum((t * p for t, p in zip(tau, product(T, a, b))), Fraction(0)) for b in basis] for a in basis]
-    return len(basis) - len(rref(G, len(basis))[1])
+    return len(basis) - len(rref(_trace_form(T, basis), len(basis))[1])
+
+
+def _trace_form(T: np.ndarray, basis) -> list[list[Fraction]]:
+    tau = trace_vector(T)
+    return [[sum((t * p for t, p in zip(tau, product(T, a, b))), Fraction(0)) for b in basis] for a in basis]
+
+
+def radical_basis(T: np.ndarray) -> list[list[Fraction]]:
+    """A basis of the Jacobson radical of an associative algebra over Q (the radical of the trace form)."""
+    d = T.shape[0]
+    return nullspace(_trace_form(T, [basis_vector(d, i) for i in range(d)]), d)
 
 
 # --------------------------------------------------------------------------------------------------
 # polynomials (sympy over QQ)
 # --------------------------------------------------------------------------------------------------
-def _minpoly_krylov(T: np.ndarray, x: list[Fraction], e: list[Fraction]) -> list[Fraction]:
+def minimal_polynomial(T: np.ndarray, x: list[Fraction], e: list[Fraction]) -> list[Fraction]:
     """Minimal polynomial of x in the corner with unit e (x*e = e*x = x): the monic p of least degree
     with p(L(x)) e = 0.  Coefficients low -> high degree."""
     ech = Echelon(len(e), track=True)
@@ -87,7 +94,7 @@ def _eval_poly(T, coeffs_high_low: list[Fraction], x, e) -> list[Fraction]:
     return acc
 
 
-def _crt_idempotents(T, x, e, mp):
+def crt_idempotents(T, x, e, mp):
     """Split e by the coprime prime-power factors of the minimal polynomial mp of x (corner unit e).
     Returns (list of idempotents, list of (irreducible factor, multiplicity))."""
     import sympy
@@ -113,7 +120,7 @@ def _crt_idempotents(T, x, e, mp):
 # --------------------------------------------------------------------------------------------------
 # central idempotents and the split
 # --------------------------------------------------------------------------------------------------
-def _random_combo(rng: random.Random, basis, bound: int):
+def random_combination(rng: random.Random, basis, bound: int):
     d = len(basis[0])
     while True:
         c = [rng.randint(-bound, bound) for _ in basis]
@@ -152,9 +159,9 @@ def central_idempotents(T, *, seed: int = 0, max_tries: int = 40):
             continue
         split, cert = False, False
         for attempt in range(max_tries):
-            z = _random_combo(rng, Ze, 1 + attempt // 4)
-            mp = _minpoly_krylov(T, z, e)
-            pieces, facs = _crt_idempotents(T, z, e, mp)
+            z = random_combination(rng, Ze, 1 + attempt // 4)
+            mp = minimal_polynomial(T, z, e)
+            pieces, facs = crt_idempotents(T, z, e, mp)
             if len(pieces) > 1:
                 todo.extend(pieces)
                 split = True
@@ -198,7 +205,7 @@ def _short_vectors(images) -> list[list[Fraction]]:
     return cands
 
 
-def _block_tensor(T, basis) -> np.ndarray | None:
+def subalgebra_tensor(T, basis) -> np.ndarray | None:
     """Structure tensor of the subalgebra spanned by ``basis`` (None if it is not closed)."""
     m = len(basis)
     d = len(basis[0])
@@ -232,7 +239,7 @@ def _block_basis(T, e, d) -> list[list[Fraction]]:
     options = [first, span_basis([primitive_integer(e)] + short, d, m), span_basis(short, d, m)]
     best, best_key = options[0], None
     for basis in options:
-        B = _block_tensor(T, basis)
+        B = subalgebra_tensor(T, basis)
         if B is None:
             continue
         B = B * (1 / content(B.reshape(-1)))
@@ -296,112 +303,3 @@ def split_algebra(T, *, seed: int = 0, idempotents=None) -> Split | None:
         return None  # not a direct product (cannot happen for associative unital A; kept as a guard)
     return Split(P=P, Pinv=Pinv, blocks=blocks, dims=dims, idempotents=idems, primitive=certified,
                  offsets=offsets)
-
-
-# --------------------------------------------------------------------------------------------------
-# matrix units for a block isomorphic to M_n(Q)
-# --------------------------------------------------------------------------------------------------
-def _corner_candidates(T, e, rng: random.Random, max_random: int):
-    """Elements of the corner e A e: projected basis vectors, sums/differences of pairs, then random."""
-    d = T.shape[0]
-    units = [basis_vector(d, i) for i in range(d)]
-    proj = [product(T, product(T, e, b), e) for b in units]
-    basis = span_basis(proj, d)
-    seen = set()
-
-    def fresh(v):
-        key = tuple(v)
-        if not any(v) or key in seen:
-            return False
-        seen.add(key)
-        return True
-
-    for v in proj:
-        if fresh(v):
-            yield v
-    for i in range(len(basis)):
-        for j in range(i + 1, len(basis)):
-            for s in (1, -1):
-                v = [a + s * b for a, b in zip(basis[i], basis[j])]
-                if fresh(v):
-                    yield v
-    for t in range(max_random):
-        v = _random_combo(rng, basis, 1 + t // 50)
-        if fresh(v):
-            yield v
-
-
-def matrix_unit_basis(T, *, seed: int = 0, max_tries: int = 400):
-    """If T is (exactly) isomorphic to M_n(Q), n >= 2, return (P, Pinv, n) with
-    change_basis(T, P, Pinv) == matrix_tensor(n); else None.
-
-    Constructive: split the unit into orthogonal idempotents with the CRT on minimal polynomials of
-    corner elements that factor over Q, until every corner e A e is one-dimensional (rank-1
-    idempotents e_1..e_n); then E_1j spans e_1 A e_j, E_j1 in e_j A e_1 is scaled so that
-    E_1j E_j1 = e_1, and E_ij = E_i1 E_1j.  A division algebra (e.g. H) is reported as None after
-    ``max_tries`` candidates per corner.
-    """
-    d = T.shape[0]
-    n = isqrt(d)
-    if n < 2 or n * n != d:
-        return None
-    one = unit(T)
-    if one is None or not is_associative(T) or len(centre(T)) != 1:
-        return None
-    if radical_dimension(T) != 0:
-        return None
-    rng = random.Random(seed)
-    todo = [one]
-    final: list[list[Fraction]] = []
-    while todo:
-        e = todo.pop(0)
-        units = [basis_vector(d, i) for i in range(d)]
-        k2 = len(span_basis([product(T, product(T, e, b), e) for b in units], d))
-        if k2 == 1:
-            final.append(e)
-            continue
-        if isqrt(k2) ** 2 != k2:
-            return None
-        split = False
-        for x in _corner_candidates(T, e, rng, max_tries):
-            mp = _minpoly_krylov(T, x, e)
-            if len(mp) <= 2:
-                continue  # x is a multiple of e
-            pieces, _ = _crt_idempotents(T, x, e, mp)
-            if len(pieces) > 1:
-                todo = pieces + todo
-                split = True
-                break
-        if not split:
-            return None
-    if len(final) != n:
-        return None
-    units = [basis_vector(d, i) for i in range(d)]
-    E = [[None] * n for _ in range(n)]
-    E[0][0] = final[0]
-    for j in range(1, n):
-        ej = final[j]
-        a = next((v for v in (product(T, product(T, final[0], b), ej) for b in units) if any(v)), None)
-        f = next((v for v in (product(T, product(T, ej, b), final[0]) for b in units) if any(v)), None)
-        if a is None or f is None:
-            return None
-        a = primitive_integer(a)
-        af = product(T, a, f)
-        p = next(i for i, x in enumerate(final[0]) if x)
-        mu = af[p] / final[0][p]
-        if not mu:
-            return None
-        E[0][j] = a
-        E[j][0] = [x / mu for x in f]
-    for i in range(1, n):
-        for j in range(n):
-            E[i][j] = E[i][0] if j == 0 else product(T, E[i][0], E[0][j])
-    cols = [E[a][b] for a in range(n) for b in range(n)]
-    P = fraction_array([[cols[c][i] for c in range(d)] for i in range(d)])
-    try:
-        Pinv = inverse(P)
-    except ValueError:
-        return None
-    if not np.all(change_basis(T, P, Pinv) == matrix_tensor(n)):
-        return None
-    return P, Pinv, n

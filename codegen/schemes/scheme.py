@@ -16,8 +16,8 @@ import numpy as np
 
 from ..exact import content, fraction_array, fraction_str, integer_form, inverse, nonzero_pairs, zeros
 
-__all__ = ["Scheme", "naive", "compose_tensor", "change_basis", "direct_sum", "weight_side_constants",
-           "from_json", "load_file", "save_file"]
+__all__ = ["Scheme", "naive", "compose_tensor", "change_basis", "direct_sum", "opposite", "cayley_dickson",
+           "extension", "weight_side_constants", "from_json", "load_file", "save_file"]
 
 _INT64_LIMIT = 1 << 62
 
@@ -162,6 +162,41 @@ def direct_sum(schemes: Sequence[Scheme], provenance: str) -> Scheme:
         row += s.rank
         col += s.dim
     return Scheme(*out, provenance=provenance)
+
+
+def opposite(s: Scheme, provenance: str) -> Scheme:
+    """Scheme for the opposite algebra (x*y := y x): the two input maps swap."""
+    return Scheme(s.V, s.U, s.W, provenance)
+
+
+def _blocks(*rows) -> np.ndarray:
+    return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+
+
+def cayley_dickson(s: Scheme, gamma: Fraction, conj: np.ndarray, provenance: str) -> Scheme:
+    """Scheme for the Cayley-Dickson double of A from a scheme s of A (rank 4r).
+
+    Coordinates (a, b) of a + b l; the product is (a, b)(c, d) = (ac + gamma conj(d) b, d a + b conj(c)) with
+    conj(x) = conj @ x: four products of A, each by s (the factors from y may stand on either side of s, since
+    every term is a product of a linear form in x and one in y)."""
+    Z = zeros(s.rank, s.dim)
+    U, V, W = s
+    gamma = Fraction(gamma)
+    Uc, Vc = U.dot(conj), V.dot(conj)
+    return Scheme(_blocks([U, Z], [Z, V], [V, Z], [Z, U]),        # x-side forms: a, b, a, b
+                  _blocks([V, Z], [Z, Uc], [Z, U], [Vc, Z]),      # y-side forms: c, conj(d), d, conj(c)
+                  _blocks([W, Z], [W * gamma, Z], [Z, W], [Z, W]), provenance)
+
+
+def extension(s: Scheme, theta: np.ndarray, provenance: str) -> Scheme:
+    """Scheme for A = S + gS with (a + g b)(c + g d) = ac + g(theta(a) d + b c) (g S = S g, g^2 = 0, e.g. a
+    degenerate Clifford generator over the Clifford algebra of the others): three products of S (rank 3r).
+    Coordinates (a, b); theta(a) = theta @ a."""
+    Z = zeros(s.rank, s.dim)
+    U, V, W = s
+    return Scheme(_blocks([U, Z], [U.dot(theta), Z], [Z, U]),
+                  _blocks([V, Z], [Z, V], [V, Z]),
+                  _blocks([W, Z], [Z, W], [Z, W]), provenance)
 
 
 def weight_side_constants(s: Scheme) -> Scheme:

@@ -11,12 +11,16 @@ Strategy ("compose before searching"):
 2. **Flip graph** walks (:func:`codegen.search.flipgraph.flip_search`) over GF(2), then GF(3) by default (GF(3)
    sees schemes with 1/2, e.g. split-complex 2), or over the one ``prime`` asked for; primes dividing a
    denominator of T are skipped.  A block isomorphic to M_n(Q) in an odd basis is first moved to the
-   exact matrix-unit basis (:func:`codegen.exact.wedderburn.matrix_unit_basis`), where M2 reaches 7 at once,
+   exact matrix-unit basis (:func:`codegen.exact.simple.matrix_unit_basis`), where M2 reaches 7 at once,
    and searched there (70 % of the walk budget); the walk in the block's own basis gets the rest when
    the lower bound has not been reached.
 3. **ALS + rounding** (:func:`codegen.search.als.als_search`) at ranks below the best found, for d <= 8, with
    the rest of the budget.
 4. Strassen's scheme as a last resort for the standard M2 tensor.
+
+Before all of these, the structural route (:func:`codegen.schemes.resolve.structural_scheme`: radical,
+centre, matrix units, division parts, Cayley-Dickson halves, composed from known schemes) gives the starting
+scheme, so the search never ends above what the algebra's structure gives.
 
 Every phase stops as soon as the proven lower bound (:func:`codegen.search.bounds.lower_bound`: flattening
 ranks, Alder-Strassen 2d - t) is reached, which also makes the result independent of wall time in that
@@ -31,8 +35,11 @@ from typing import Callable
 import numpy as np
 
 from ..exact import fraction_array, is_zero_tensor, matrix_tensor
-from ..exact.wedderburn import Split, central_idempotents, matrix_unit_basis, split_algebra
+from ..exact.simple import matrix_unit_basis
+from ..exact.wedderburn import Split, central_idempotents, split_algebra
 from ..schemes import Scheme, change_basis, direct_sum, naive, weight_side_constants
+from ..schemes.known import STRASSEN
+from ..schemes.resolve import structural_scheme
 from .als import als_search
 from .bounds import lower_bound
 from .flipgraph import flip_search
@@ -91,13 +98,6 @@ def _roughness(s: Scheme) -> tuple:
             sum(abs(x.numerator) + x.denominator for x in U.reshape(-1) if x))
 
 
-STRASSEN = Scheme.of(
-    [[1, 0, 0, 1], [0, 0, 1, 1], [1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 0, 0], [-1, 0, 1, 0], [0, 1, 0, -1]],
-    [[1, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, -1], [-1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]],
-    [[1, 0, 0, 1], [0, 0, 1, -1], [0, 1, 0, 1], [1, 0, 1, 0], [-1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]],
-    provenance="known scheme (Strassen)")
-
-
 # --------------------------------------------------------------------------------------------------
 # the search
 # --------------------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class _Search:
         best = naive(T)
         how = "naive"
         if start is not None and start.verify(T) and start.rank < best.rank:
-            best, how = start, "start scheme"
+            best, how = start, start.provenance or "start scheme"
         if is_zero_tensor(T):
             return Scheme.of([], [], [], dim=d), "zero tensor"
         if d == 1:
@@ -264,7 +264,10 @@ def find_scheme(T, *, budget_s: float = 60.0, seed: int = 0, prime: int | None =
         raise ValueError(f"structure tensor must have shape (d, d, d), got {T.shape}")
     primes = DEFAULT_PRIMES if prime is None else (int(prime),)
     if start is not None:
-        start = Scheme.of(*start)
+        start = Scheme.of(*start, provenance=getattr(start, "provenance", ""))
+    structural = structural_scheme(T)          # the algebra's structure first (codegen.schemes.structure)
+    if structural is not None and (start is None or structural.rank < start.rank):
+        start = structural.with_provenance(f"structure: {structural.provenance}")
     search = _Search(seed, primes, progress)
     found, how = search.run(T, float(budget_s), seed, start=start)
     if found.rank:

@@ -421,8 +421,32 @@ def basis_change(A: Algebra, P: Any, basis: Sequence[str], *, name: str, claims:
         T = exact.change_basis(A.T, P)
     except ValueError:
         raise SpecError("basis change matrix is singular", algebra=name, file=file)
-    basis_t = _check_basis(list(basis), name, file, None)
-    if len(basis_t) != A.dim:
-        raise SpecError(f"need {A.dim} basis names, got {len(basis_t)}", algebra=name, file=file)
+    if isinstance(basis, str) or not isinstance(basis, Sequence) or len(basis) != A.dim:
+        raise SpecError(f"need a list of {A.dim} basis names, got {basis!r}", algebra=name, file=file)
+    unit_name = _unit_basis_name(T, basis)
+    basis_t = _check_basis(list(basis), name, file, unit_name)
     return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title or A.title,
-                   unit_name=None, derivation=("basis_change", A, P), source=file)
+                   unit_name=unit_name, derivation=("basis_change", A, P), source=file)
+
+
+def _unit_basis_name(T: np.ndarray, basis: Sequence) -> str | None:
+    """The name of the basis element that is the two-sided unit, if one is."""
+    u = exact.unit(T)
+    if u is None or sum(1 for v in u if v) != 1:
+        return None
+    k = next(i for i, v in enumerate(u) if v)
+    return basis[k] if u[k] == 1 else None
+
+
+def derived(name: str, basis: Sequence[str], T: np.ndarray, *, derivation: tuple | None,
+            claims: Mapping[str, bool] | None = None, title: str = "") -> Algebra:
+    """The common last step of the builders (`codegen.spec.builders`): check the name, basis names and claims
+    and return the Algebra with its derivation.  The unit is named when it is a basis element."""
+    file = _caller_file()
+    name = _check_name(name, file)
+    unit_name = _unit_basis_name(T, basis) if not isinstance(basis, str) and len(basis) == T.shape[0] else None
+    basis_t = _check_basis(basis, name, file, unit_name)
+    if len(basis_t) != T.shape[0]:
+        raise SpecError(f"need {T.shape[0]} basis names, got {len(basis_t)}", algebra=name, file=file)
+    return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=unit_name,
+                   derivation=derivation, source=file)
