@@ -14,7 +14,8 @@ Candidates, each verified exactly before it is considered:
     in the table (radical, centre, matrix units, division part), expressed as derivations and composed the same way;
   - the candidates of any other registered algebra with the identical structure tensor (so the M2R inside
     `matrix_algebra(4)` uses the spec's Winograd scheme).
-The lowest rank wins; ties prefer given > stored > composed > known > structural > naive.
+The lowest rank wins; ties prefer given > stored > naive (the cheapest to run at equal rank) > composed > known >
+structural.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from ..spec.errors import SpecError
 from . import scheme as sch
 from .known import known_scheme
 
-_PRIORITY = {"given": 0, "stored": 1, "composed": 2, "known": 3, "structural": 4, "naive": 5}
+_PRIORITY = {"given": 0, "stored": 1, "naive": 2, "composed": 3, "known": 4, "structural": 5}
 
 
 def _tensor_key(A: Algebra) -> tuple:
