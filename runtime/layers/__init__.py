@@ -13,3 +13,4 @@ from .pool import (AlgebraAdaptiveAvgPool1d, AlgebraAdaptiveAvgPool2d, AlgebraAd
                    AlgebraMaxPool1d, AlgebraMaxPool2d, AlgebraMaxPool3d)
 from .linear import AlgebraLinear  # noqa: E402
 from .conv import AlgebraConv1d, AlgebraConv2d, AlgebraConv3d  # noqa: E402
+from .conv_transpose import AlgebraConvTranspose1d, AlgebraConvTranspose2d, AlgebraConvTranspose3d  # noqa: E402

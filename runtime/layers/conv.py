@@ -19,7 +19,20 @@ from torch import nn
 from .. import functional as AF
 from .linear import AlgebraLayerMixin
 
-__all__ = ["AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d"]
+__all__ = ["AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d", "check_channel_args"]
+
+
+def check_channel_args(cls: str, in_channels, out_channels, groups, algebra) -> None:
+    """Validate a conv layer's channel counts (algebra elements), groups and the algebra's position."""
+    for label, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{cls}: {label} must be a positive int (channels count algebra elements), got {v!r}")
+    if isinstance(algebra, (int, tuple, list)) and not isinstance(algebra, bool):
+        raise TypeError(f"{cls}: the 4th argument is the algebra (a name such as 'H' or an Algebra), got "
+                        f"{algebra!r}; pass stride etc. by keyword, e.g. {cls}(4, 8, 3, algebra='H', stride=2)")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{cls}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                         f"divisible by groups ({groups})")
 
 
 class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
@@ -31,15 +44,7 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
         super().__init__()
         nd = self._nd
         cls = type(self).__name__
-        for label, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{cls}: {label} must be a positive int (channels count algebra elements), got {v!r}")
-        if isinstance(algebra, (int, tuple, list)) and not isinstance(algebra, bool):
-            raise TypeError(f"{cls}: the 4th argument is the algebra (a name such as 'H' or an Algebra), got "
-                            f"{algebra!r}; pass stride etc. by keyword, e.g. {cls}(4, 8, 3, algebra='H', stride=2)")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{cls}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+        check_channel_args(cls, in_channels, out_channels, groups, algebra)
         if padding_mode not in AF._PAD_MODES:
             raise ValueError(f"{cls}: padding_mode must be one of {AF._PAD_MODES}, got {padding_mode!r}")
         A = self._setup_algebra(algebra, method, device, dtype, cls)
