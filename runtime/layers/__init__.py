@@ -14,3 +14,7 @@ from .pool import (AlgebraAdaptiveAvgPool1d, AlgebraAdaptiveAvgPool2d, AlgebraAd
 from .linear import AlgebraLinear  # noqa: E402
 from .conv import AlgebraConv1d, AlgebraConv2d, AlgebraConv3d  # noqa: E402
 from .conv_transpose import AlgebraConvTranspose1d, AlgebraConvTranspose2d, AlgebraConvTranspose3d  # noqa: E402
+from .recurrent import (AlgebraGRU, AlgebraGRUCell, AlgebraLSTM, AlgebraLSTMCell, AlgebraRNN,  # noqa: E402
+                        AlgebraRNNCell)
+from .groupnorm import (AlgebraGroupNorm, AlgebraInstanceNorm1d, AlgebraInstanceNorm2d,  # noqa: E402
+                        AlgebraInstanceNorm3d)
