@@ -134,3 +134,46 @@ def test_ddp_two_processes_gloo_matches_one_process():
     for key, v in single.state_dict().items():
         assert torch.allclose(states[0][key], states[1][key], atol=0, rtol=0), key
         assert torch.allclose(states[0][key], v, atol=1e-10), key
+
+
+def _compiled_matches_eager(model: nn.Module, x: torch.Tensor, **compile_args) -> None:
+    """Outputs and parameter gradients of torch.compile(model, fullgraph=True) equal eager ones."""
+    ref = copy.deepcopy(model)
+    compiled = torch.compile(model, fullgraph=True, dynamic=False, **compile_args)
+    y, y_ref = compiled(x), ref(x)
+    if isinstance(y, tuple):                        # recurrent: (output, h_n) or (output, (h_n, c_n))
+        y, y_ref = (torch.cat([o.flatten(), torch.cat([h.flatten() for h in torch.utils._pytree.tree_leaves(s)])])
+                    for o, s in (y, y_ref))
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_transposed_conv_and_group_norm():
+    from runtime.layers import AlgebraConvTranspose1d, AlgebraGroupNorm
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(AlgebraConvTranspose1d(2, 4, 3, "H", stride=2, padding=1, output_padding=1,
+                                                 method="bilinear"),
+                          AlgebraGroupNorm(2, 4, "H", mode="whitening"))
+    _compiled_matches_eager(model, torch.randn(3, 2 * 4, 5))
+
+
+@pytest.mark.parametrize("name,method", [("H", "bilinear"), ("M2R", "fold"), ("C", "block")])
+def test_torch_compile_fullgraph_recurrent(name, method):
+    """A bidirectional LSTM (the time loop unrolls into one graph) and a GRU cell.  The aot_eager backend
+    checks the whole-graph capture and the autograd tracing of the custom Functions; inductor's code
+    generation for the unrolled loop would add tens of seconds to the suite."""
+    from runtime.layers import AlgebraGRUCell, AlgebraLSTM
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    lstm = AlgebraLSTM(2, 3, name, bidirectional=True, method=method)
+    d = lstm.algebra.dim
+    _compiled_matches_eager(lstm, torch.randn(3, 2, 2 * d), backend="aot_eager")
+    _compiled_matches_eager(AlgebraGRUCell(2, 3, name, method=method), torch.randn(2, 2 * d), backend="aot_eager")

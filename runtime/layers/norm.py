@@ -96,7 +96,7 @@ def covariance(xc: torch.Tensor, comp: int, red: Sequence[int]) -> torch.Tensor:
     other = idx.copy()
     other[comp] = D
     unit = [i for i in idx if i != comp and i not in red]
-    return torch.einsum(xc, idx, xc, other, unit + [comp, D]) / math.prod(xc.shape[i] for i in red)
+    return torch.einsum(xc, idx, xc, other, unit + [comp, D]) / math.prod([xc.shape[i] for i in red])
 
 
 def apply_matrix(M: torch.Tensor, x: torch.Tensor, comp: int, red: Sequence[int]) -> torch.Tensor:
