@@ -491,21 +491,10 @@ def _ntuple(v, n: int, name: str, who: str) -> tuple[int, ...]:
 _PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, groups, padding_mode, method,
-              consts: Consts | None, who: str):
+def _batched_conv_input(x: torch.Tensor, cin: int, nd: int, A: Algebra, who: str) -> tuple[torch.Tensor, bool]:
+    """Check a conv input (N, cin*d, *spatial[nd]) or unbatched (cin*d, *spatial); return it batched and
+    whether it was unbatched."""
     d = A.dim
-    _check_tensors(who, x, weight, bias)
-    if weight.dim() != nd + 3 or weight.shape[-1] != d:
-        raise ValueError(f"{who}: weight must have shape (C_out, C_in // groups, *kernel_size ({nd}), d={d}) for "
-                         f"algebra {A.name}, got {tuple(weight.shape)}")
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
-    cout, cin_g = weight.shape[0], weight.shape[1]
-    cin = cin_g * groups
-    if cout % groups:
-        raise ValueError(f"{who}: out_channels={cout} must be divisible by groups={groups}")
-    if bias is not None and tuple(bias.shape) != (cout, d):
-        raise ValueError(f"{who}: bias must have shape (out_channels, d) = ({cout}, {d}), got {tuple(bias.shape)}")
     if x.dim() not in (nd + 1, nd + 2):
         raise ValueError(f"{who}: input must be (N, C_in*d, *spatial) with {nd} spatial dims (or unbatched), "
                          f"got shape {tuple(x.shape)}")
@@ -521,6 +510,33 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
         raise ValueError(f"{who}: expected {cin * d} input channels ({cin} elements x d={d}), got {c} "
                          f"({c // d} elements); make the input's channel dimension {cin * d}, or build the layer "
                          f"with in_channels={c // d}")
+    return x, unbatched
+
+
+def check_output_padding(output_padding, stride, dilation, who: str) -> None:
+    """torch's rule for transposed convolutions: 0 <= output_padding < max(stride, dilation) per dim."""
+    for op, st, dl in zip(output_padding, stride, dilation):
+        if not 0 <= op < max(st, dl):
+            raise ValueError(f"{who}: output_padding {tuple(output_padding)} must be smaller than either stride "
+                             f"{tuple(stride)} or dilation {tuple(dilation)} (and not negative)")
+
+
+def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, groups, padding_mode, method,
+              consts: Consts | None, who: str):
+    d = A.dim
+    _check_tensors(who, x, weight, bias)
+    if weight.dim() != nd + 3 or weight.shape[-1] != d:
+        raise ValueError(f"{who}: weight must have shape (C_out, C_in // groups, *kernel_size ({nd}), d={d}) for "
+                         f"algebra {A.name}, got {tuple(weight.shape)}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
+    cout, cin_g = weight.shape[0], weight.shape[1]
+    cin = cin_g * groups
+    if cout % groups:
+        raise ValueError(f"{who}: out_channels={cout} must be divisible by groups={groups}")
+    if bias is not None and tuple(bias.shape) != (cout, d):
+        raise ValueError(f"{who}: bias must have shape (out_channels, d) = ({cout}, {d}), got {tuple(bias.shape)}")
+    x, unbatched = _batched_conv_input(x, cin, nd, A, who)
     if padding_mode not in _PAD_MODES:
         raise ValueError(f"{who}: padding_mode must be one of {_PAD_MODES}, got {padding_mode!r}")
     stride = _ntuple(stride, nd, "stride", who)
@@ -629,31 +645,14 @@ def conv_transpose_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, o
                          f"groups={groups}")
     if bias is not None and tuple(bias.shape) != (cout, d):
         raise ValueError(f"{who}: bias must have shape (out_channels, d) = ({cout}, {d}), got {tuple(bias.shape)}")
-    if x.dim() not in (nd + 1, nd + 2):
-        raise ValueError(f"{who}: input must be (N, C_in*d, *spatial) with {nd} spatial dims (or unbatched), "
-                         f"got shape {tuple(x.shape)}")
-    unbatched = x.dim() == nd + 1
-    if unbatched:
-        x = x.unsqueeze(0)
-    c = x.shape[1]
-    if c != cin * d:
-        if c % d:
-            raise ValueError(f"{who}: input has {c} channels, which is not a multiple of the algebra dimension d={d} "
-                             f"({A.name}); inputs are (N, in_channels*d, *spatial) = (N, {cin * d}, ...) with "
-                             f"component k of element c at channel c*d+k")
-        raise ValueError(f"{who}: expected {cin * d} input channels ({cin} elements x d={d}), got {c} "
-                         f"({c // d} elements); make the input's channel dimension {cin * d}, or build the layer "
-                         f"with in_channels={c // d}")
+    x, unbatched = _batched_conv_input(x, cin, nd, A, who)
     if isinstance(padding, str):
         raise ValueError(f"{who}: padding must be an int or a tuple for transposed convolutions, got {padding!r}")
     stride = _ntuple(stride, nd, "stride", who)
     padding = _ntuple(padding, nd, "padding", who)
     dilation = _ntuple(dilation, nd, "dilation", who)
     output_padding = _ntuple(output_padding, nd, "output_padding", who)
-    for op, st, dl in zip(output_padding, stride, dilation):
-        if not 0 <= op < max(st, dl):
-            raise ValueError(f"{who}: output_padding {output_padding} must be smaller than either stride {stride} "
-                             f"or dilation {dilation} (and not negative)")
+    check_output_padding(output_padding, stride, dilation, who)
     ksize = tuple(weight.shape[2:-1])
     sp_in = x.shape[2:]
     sp_out = [(s - 1) * st - 2 * p + dl * (kk - 1) + op + 1

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import functional as AF
-from .conv import _AlgebraConvNd, check_channel_args
+from .conv import _AlgebraConvNd, add_conv_parameters, check_channel_args
 from .linear import AlgebraLayerMixin
 
 __all__ = ["AlgebraConvTranspose1d", "AlgebraConvTranspose2d", "AlgebraConvTranspose3d"]
@@ -48,31 +48,15 @@ class _AlgebraConvTransposeNd(AlgebraLayerMixin, nn.Module):
         if isinstance(padding, str):
             raise ValueError(f"{cls}: padding must be an int or a tuple for transposed convolutions, got "
                              f"{padding!r}")
-        A = self._setup_algebra(algebra, method, device, dtype, cls)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
+        self._setup_algebra(algebra, method, device, dtype, cls)
         self.kernel_size = AF._ntuple(kernel_size, nd, "kernel_size", cls)
         self.stride = AF._ntuple(stride, nd, "stride", cls)
         self.padding = AF._ntuple(padding, nd, "padding", cls)
         self.output_padding = AF._ntuple(output_padding, nd, "output_padding", cls)
         self.dilation = AF._ntuple(dilation, nd, "dilation", cls)
-        for op, st, dl in zip(self.output_padding, self.stride, self.dilation):
-            if not 0 <= op < max(st, dl):
-                raise ValueError(f"{cls}: output_padding {self.output_padding} must be smaller than either stride "
-                                 f"{self.stride} or dilation {self.dilation}")
-        self.groups = groups
+        AF.check_output_padding(self.output_padding, self.stride, self.dilation, cls)
         self.padding_mode = padding_mode
-        self.init = init
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // groups, *self.kernel_size, A.dim,
-                                               **factory))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels, A.dim, **factory))
-        else:
-            self.register_parameter("bias", None)
-        self._who = (f"{cls}(in_channels={in_channels}, out_channels={out_channels}, "
-                     f"kernel_size={self.kernel_size}, algebra={A.name})")
-        self.reset_parameters()
+        add_conv_parameters(self, in_channels, out_channels, groups, bias, init, device, dtype, transposed=True)
 
     def reset_parameters(self) -> None:
         self._reset_parameters(self.in_channels // self.groups * math.prod(self.kernel_size)
