@@ -179,3 +179,20 @@ def test_layer_errors():
         AF.algebra_conv_transpose1d(torch.randn(1, 8, 5), w, torch.randn(2, 4), "H", groups=2)
     with pytest.raises(ValueError, match="empty output size"):
         AF.algebra_conv_transpose1d(torch.randn(1, 8, 1), w, None, "H", padding=3)
+
+
+def test_pruning_keeps_transposed_convs_dense_and_correct():
+    """Element masks apply to the transposed weight; there is no block-sparse form, so to_block_sparse
+    refuses and convert_to_block_sparse leaves the layer as it is."""
+    from runtime import sparsity as sp
+
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(AlgebraConvTranspose1d(4, 3, 3, "H", stride=2, dtype=torch.float64))
+    sp.prune_elements_(model, 0.5)
+    up = model[0]
+    assert int((up.weight == 0).all(-1).sum()) == 18
+    x = torch.randn(2, 16, 5, dtype=torch.float64)
+    close(up(x), oracle_conv_transpose(x, up.weight, up.bias, "H", 2, 0, 0, 1, 1), scale=12)
+    with pytest.raises(ValueError, match="transposed convolution, which has no block-sparse form"):
+        sp.to_block_sparse(up)
+    assert sp.convert_to_block_sparse(model)[0] is up

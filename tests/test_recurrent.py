@@ -6,6 +6,8 @@ expanded from the oracle structure tensors (gates act per component, so the two 
 """
 from __future__ import annotations
 
+import copy
+import io
 import itertools
 
 import numpy as np
@@ -199,6 +201,12 @@ def test_shapes_names_repr_and_dropout():
     assert [n for n, _ in gru.named_parameters()] == ["weight_ih_l0", "weight_hh_l0"]
     assert gru(torch.randn(3, 4))[0].shape == (3, 4)
     lstm.flatten_parameters()                                              # accepted, like nn.LSTM's
+    buf = io.BytesIO()                                                     # pickles whole, deep-copies
+    torch.save(lstm, buf)
+    buf.seek(0)
+    x = torch.randn(5, 7, 8)
+    for twin in (torch.load(buf, weights_only=False), copy.deepcopy(lstm)):
+        _assert_outputs_equal(twin(x), lstm(x))
     # dropout acts between layers in training only
     a = AlgebraGRU(2, 2, "H", num_layers=2, dropout=0.5)
     b = AlgebraGRU(2, 2, "H", num_layers=2)
