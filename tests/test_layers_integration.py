@@ -156,7 +156,8 @@ def test_torch_compile_fullgraph_transposed_conv_and_group_norm():
     _compiled_matches_eager(model, torch.randn(3, 2 * 4, 5))
 
 
-@pytest.mark.parametrize("name,method", [("H", "bilinear"), ("M2R", "fold"), ("C", "block")])
+@pytest.mark.slow
+@pytest.mark.parametrize("name,method", [("H", "bilinear"), ("M2R", "fold")])
 def test_torch_compile_fullgraph_recurrent(name, method):
     """A bidirectional LSTM (the time loop unrolls into one graph) and a GRU cell.  The aot_eager backend
     checks the whole-graph capture and the autograd tracing of the custom Functions; inductor's code
@@ -167,5 +168,5 @@ def test_torch_compile_fullgraph_recurrent(name, method):
     torch.manual_seed(0)
     lstm = AlgebraLSTM(2, 3, name, bidirectional=True, method=method)
     d = lstm.algebra.dim
-    _compiled_matches_eager(lstm, torch.randn(3, 2, 2 * d), backend="aot_eager")
+    _compiled_matches_eager(lstm, torch.randn(2, 2, 2 * d), backend="aot_eager")
     _compiled_matches_eager(AlgebraGRUCell(2, 3, name, method=method), torch.randn(2, 2 * d), backend="aot_eager")
