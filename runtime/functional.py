@@ -46,7 +46,7 @@ from .registry import Algebra, AlgebraNotBuiltError, load_algebra
 __all__ = [
     "METHODS", "algebra_linear", "algebra_conv1d", "algebra_conv2d", "algebra_conv3d",
     "algebra_conv_transpose1d", "algebra_conv_transpose2d", "algebra_conv_transpose3d",
-    "conv_transpose_output_padding", "linear_stepper",
+    "conv_transpose_output_padding", "check_output_padding", "linear_stepper",
     "set_default_method", "get_default_method", "default_method", "force_method",
     "method_costs", "choose_method", "fold_info", "structure_scale",
 ]
@@ -668,7 +668,8 @@ def conv_transpose_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, o
     method = _resolve_method(method, A, who, rows=N * math.prod(sp_in), in_elems=cin, out_elems=cout,
                              groups=groups, kernel=math.prod(ksize), out_positions=N * math.prod(sp_out),
                              weight_grad=wg)
-    y = _conv_dispatch(method, x, weight, bias, A, consts, (nd, stride, padding, dilation, groups, True, output_padding))
+    spec = (nd, stride, padding, dilation, groups, True, output_padding)
+    y = _conv_dispatch(method, x, weight, bias, A, consts, spec)
     return y.squeeze(0) if unbatched else y
 
 
@@ -685,8 +686,8 @@ def _conv_transpose_fn(nd: int):
     fn.__doc__ = (f"{nd}-D transposed algebra convolution, weight left per tap: y_o = sum_i w_io * x_i.\n\n"
                   f"    x (N, C_in*d, *spatial[{nd}]) or unbatched, weight (C_in, C_out // groups, *kernel[{nd}], d),\n"
                   f"    bias (C_out, d) or None -> (N, C_out*d, *spatial'), spatial' = (s-1)*stride - 2*padding\n"
-                  f"    + dilation*(kernel-1) + output_padding + 1.  Arguments in torch.nn.functional.conv_transpose{nd}d's\n"
-                  f"    order; method as in algebra_linear.")
+                  f"    + dilation*(kernel-1) + output_padding + 1.  Arguments in the order of\n"
+                  f"    torch.nn.functional.conv_transpose{nd}d; method as in algebra_linear.")
     return fn
 
 

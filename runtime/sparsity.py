@@ -463,7 +463,8 @@ def convert_to_block_sparse(model: nn.Module, min_sparsity: float = 0.0) -> nn.M
     """Replace (in place) every algebra layer whose element sparsity is >= min_sparsity by its sparse form
     (transposed convolutions, which have none, stay dense)."""
     targets = [(n, m) for n, m in prunable_layers(model)
-               if n and not getattr(m, "transposed", False) and (w := m.weight.detach()).numel() and float((w == 0).all(-1).float().mean()) >= min_sparsity]
+               if n and not getattr(m, "transposed", False)
+               and (w := m.weight.detach()).numel() and float((w == 0).all(-1).float().mean()) >= min_sparsity]
     for name, m in targets:
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
         setattr(parent, name.rpartition(".")[2], to_block_sparse(m))
