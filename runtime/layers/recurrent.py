@@ -126,8 +126,8 @@ class _AlgebraRecurrent(AlgebraLayerMixin, nn.Module):
 
     def _weights(self, suffix: str):
         """(weight_ih, weight_hh, bias_ih, bias_hh) of one layer / direction (biases None without bias)."""
-        get = lambda n: getattr(self, n + suffix) if self.bias or n.startswith("weight") else None  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        biases = (getattr(self, "bias_ih" + suffix), getattr(self, "bias_hh" + suffix)) if self.bias else (None, None)
+        return (getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)) + biases
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size * AF.structure_scale(self.algebra))
@@ -159,10 +159,23 @@ class _AlgebraRecurrent(AlgebraLayerMixin, nn.Module):
             raise ValueError(f"{self._who}: {label} must have {size * d} features in its last dimension ({size} "
                              f"elements x d={d}, element-major), got shape {tuple(x.shape)}")
 
-    def _check_state(self, s: torch.Tensor, shape: tuple[int, ...], label: str) -> None:
-        if not isinstance(s, torch.Tensor) or tuple(s.shape) != shape:
-            got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-            raise ValueError(f"{self._who}: {label} must have shape {shape}, got {got}")
+    def _states(self, hx, shape: tuple[int, ...], batch_dim: int, batched: bool, x: torch.Tensor,
+                labels: tuple[str, str]) -> list[torch.Tensor]:
+        """[h] or [h, c] (LSTM) of the batched `shape`: zeros when hx is None, else hx checked against `shape`
+        (without its batch_dim when the input is unbatched) and given that dim."""
+        lstm = self.mode == "LSTM"
+        if hx is None:
+            zeros = torch.zeros(shape, dtype=x.dtype, device=x.device)
+            return [zeros, zeros] if lstm else [zeros]
+        if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"{self._who}: hx must be a tuple ({', '.join(labels)}), got {type(hx).__name__}")
+        given = list(hx) if lstm else [hx]
+        want = shape if batched else shape[:batch_dim] + shape[batch_dim + 1:]
+        for s, label in zip(given, labels):
+            if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
+                got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                raise ValueError(f"{self._who}: {label} must have shape {want}, got {got}")
+        return given if batched else [s.unsqueeze(batch_dim) for s in given]
 
 
 # ------------------------------------------------------------------------------------------- layers
@@ -229,7 +242,7 @@ class _AlgebraRNNBase(_AlgebraRecurrent):
             raise ValueError(f"{self._who}: the input has no time steps (shape {tuple(input.shape)})")
         D = 2 if self.bidirectional else 1
         Hd = self.hidden_size * self.algebra.dim
-        states = self._initial_states(hx, lstm, batched, (D * self.num_layers, N, Hd), x)
+        states = self._states(hx, (D * self.num_layers, N, Hd), 1, batched, x, ("h_0", "c_0"))
         A, consts = self.algebra, self._consts()
         h_n, c_n = [], []
         for layer in range(self.num_layers):
@@ -260,19 +273,6 @@ class _AlgebraRNNBase(_AlgebraRecurrent):
             c = torch.stack(c_n) if batched else torch.stack(c_n).squeeze(1)
             return out, (h, c)
         return out, h
-
-    def _initial_states(self, hx, lstm: bool, batched: bool, shape: tuple[int, ...], x: torch.Tensor):
-        """[h_0] or [h_0, c_0], each `shape` (batched)."""
-        if hx is None:
-            zeros = torch.zeros(shape, dtype=x.dtype, device=x.device)
-            return [zeros, zeros] if lstm else [zeros]
-        given = list(hx) if lstm else [hx]
-        if lstm and (not isinstance(hx, (tuple, list)) or len(given) != 2):
-            raise TypeError(f"{self._who}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-        want = shape if batched else (shape[0], shape[2])
-        for s, label in zip(given, ("h_0", "c_0")):
-            self._check_state(s, want, label)
-        return given if batched else [s.unsqueeze(1) for s in given]
 
 
 class AlgebraRNN(_AlgebraRNNBase):
@@ -337,22 +337,14 @@ class _AlgebraCellBase(_AlgebraRecurrent):
         lstm = self.mode == "LSTM"
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
-        shape = (x.shape[0], self.hidden_size * self.algebra.dim)
-        if hx is None:
-            zeros = torch.zeros(shape, dtype=x.dtype, device=x.device)
-            states = [zeros, zeros] if lstm else [zeros]
-        else:
-            if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-                raise TypeError(f"{self._who}: hx must be a tuple (h, c), got {type(hx).__name__}")
-            states = list(hx) if lstm else [hx]
-            for s, label in zip(states, ("h", "c")):
-                self._check_state(s, shape if batched else shape[1:], label)
-            if not batched:
-                states = [s.unsqueeze(0) for s in states]
+        states = self._states(hx, (x.shape[0], self.hidden_size * self.algebra.dim), 0, batched, x, ("h", "c"))
         w_ih, w_hh, b_ih, b_hh = self._weights("")
         A, consts = self.algebra, self._consts()
         gi = AF.linear_impl(x, w_ih, b_ih, A, self.method, consts, self._who)
-        hh = lambda h: AF.linear_impl(h, w_hh, b_hh, A, self.method, consts, self._who)  # noqa: E731
+
+        def hh(h: torch.Tensor) -> torch.Tensor:           # one step: a plain algebra_linear call
+            return AF.linear_impl(h, w_hh, b_hh, A, self.method, consts, self._who)
+
         out = self._step(gi, tuple(states) if lstm else states[0], hh)
         if batched:
             return out
