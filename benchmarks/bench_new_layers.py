@@ -8,7 +8,7 @@ Cases
   convT  ConvTranspose2d 4x4, stride 2, padding 1, batch 16, 16x16 -> 32x32, 256 real channels on each side
          (256 // d elements): block / fold / bilinear / auto.
   lstm   LSTM, 32 steps, batch 16, input and hidden 256 reals (256 // d elements): block / fold / bilinear /
-         auto, and "per-step" = auto with the hidden projection as a plain algebra_linear call per step
+         auto (its picks for the input / hidden projection), and "per-step" = auto with the hidden projection as a plain algebra_linear call per step
          (weight expanded / combined every step) instead of linear_stepper's once per forward.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bench_layers import ensure_built, interleaved, machine, med, ratio, train_s
 
 
 def conv_transpose_case(name: str, rounds: int) -> dict:
-    from runtime.functional import fold_info
+    from runtime.functional import choose_method, fold_info
     from runtime.layers import AlgebraConvTranspose2d
     from runtime.registry import load_algebra
     A = load_algebra(name)
@@ -40,12 +40,15 @@ def conv_transpose_case(name: str, rounds: int) -> dict:
         layer = AlgebraConvTranspose2d(C, C, 4, A, stride=2, padding=1, method=m)
         layer.load_state_dict(base.state_dict())
         fns[m] = train_step(layer, x, g, list(layer.parameters()))
-    return {"algebra": name, "elements": C, "ms": {k: 1e3 * med(v) for k, v in interleaved(fns, rounds).items()}}
+    pick = choose_method(A, rows=N * HW * HW, in_elems=C, out_elems=C, kernel=16, out_positions=4 * N * HW * HW,
+                         weight_grad=True)
+    return {"algebra": name, "elements": C, "auto": pick,
+            "ms": {k: 1e3 * med(v) for k, v in interleaved(fns, rounds).items()}}
 
 
 def lstm_case(name: str, rounds: int) -> dict:
     import runtime.functional as AF
-    from runtime.functional import fold_info
+    from runtime.functional import choose_method, fold_info
     from runtime.layers import AlgebraLSTM
     from runtime.registry import load_algebra
     A = load_algebra(name)
@@ -75,7 +78,10 @@ def lstm_case(name: str, rounds: int) -> dict:
             AF.linear_stepper = stepper
 
     fns["per-step"] = naive_step
-    return {"algebra": name, "elements": H, "ms": {k: 1e3 * med(v) for k, v in interleaved(fns, rounds).items()}}
+    pick = (choose_method(A, rows=L * N, in_elems=H, out_elems=4 * H, weight_grad=True) + " / "
+            + choose_method(A, rows=N, in_elems=H, out_elems=4 * H, weight_grad=False))
+    return {"algebra": name, "elements": H, "auto": pick,
+            "ms": {k: 1e3 * med(v) for k, v in interleaved(fns, rounds).items()}}
 
 
 def report(rows, title: str, extra: tuple[str, ...] = ()) -> str:
@@ -84,7 +90,7 @@ def report(rows, title: str, extra: tuple[str, ...] = ()) -> str:
            "|---|---|" + "---|" * (len(cols) + 1)]
     for r in rows:
         t = r["ms"]
-        cells = [f"{t[c]:.1f}" if c in t else "= block" for c in cols]
+        cells = [(f"{t[c]:.1f}" + (f" ({r['auto']})" if c == "auto" else "")) if c in t else "= block" for c in cols]
         out.append(f"| {r['algebra']} | {r['elements']} | " + " | ".join(cells) + f" | "
                    f"{ratio(t['block'], t['auto']):.2f}x |")
     return "\n".join(out)
