@@ -292,15 +292,16 @@ class BilinearLinearFn(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------- conv
 class BilinearConvFn(torch.autograd.Function):
     """y (N, C_out*d, *sp') from x (N, C_in*d, *sp); wc (r*C_out, C_in/groups, *k) = U . weight, stacked
-    term-major so that the r convolutions are one convolution with r*groups groups."""
+    term-major so that the r convolutions are one convolution with r*groups groups.  Transposed: wc
+    (r*C_in, C_out/groups, *k) and one transposed convolution with r*groups groups (and output_padding)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, wc, U, V, Wm, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias, wc, U, V, Wm, stride, padding, dilation, groups, transposed=False,
+                output_padding=None):
         N = x.shape[0]
         sp = x.shape[2:]
         r, d = V.shape
         cin = x.shape[1] // d
-        cout = wc.shape[0] // r
         S = 1
         for v in sp:
             S *= v
@@ -311,7 +312,9 @@ class BilinearConvFn(torch.autograd.Function):
             xc = mix_in_cl(x.reshape(N, cin, d, S), V, sp)
         else:
             xc = mix_in(x.reshape(N, cin, d, S), V, pool).view(N, r * cin, *sp)
-        m = torch.ops.aten.convolution(xc, wc, None, stride, padding, dilation, False, [0] * nd, groups * r)
+        opad = [0] * nd if output_padding is None else list(output_padding)
+        m = torch.ops.aten.convolution(xc, wc, None, stride, padding, dilation, transposed, opad, groups * r)
+        cout = m.shape[1] // r
         sp_out = m.shape[2:]
         So = math.prod(sp_out)
         if cl:
@@ -322,7 +325,7 @@ class BilinearConvFn(torch.autograd.Function):
         ctx.cl = cl
         if bias is not None:
             y = y.add_(bias.to(y.dtype).reshape(1, cout * d, *([1] * nd)))
-        ctx.conv = (list(stride), list(padding), list(dilation), groups)
+        ctx.conv = (list(stride), list(padding), list(dilation), groups, transposed, opad)
         ctx.weight_shape = weight.shape
         ctx.weight_dtype = weight.dtype
         ctx.has_bias = bias is not None
@@ -345,7 +348,7 @@ class BilinearConvFn(torch.autograd.Function):
             xc = getattr(ctx, "xc", None)
         else:
             x, wc, U, V, Wm, xc = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conv
+        stride, padding, dilation, groups, transposed, opad = ctx.conv
         r, d = V.shape
         N = g.shape[0]
         cout = g.shape[1] // d
@@ -372,7 +375,7 @@ class BilinearConvFn(torch.autograd.Function):
             else:
                 gc = mix_in(g.contiguous().view(N, cout, d, So), Wm, pool).view(N, r * cout, *sp_out)
             dxc, dwc, _ = torch.ops.aten.convolution_backward(
-                gc, xc, wc, None, stride, padding, dilation, False, [0] * nd, groups * r, [need_x, need_w, False])
+                gc, xc, wc, None, stride, padding, dilation, transposed, opad, groups * r, [need_x, need_w, False])
             if pool:
                 ws.give(gc)
                 ws.give(xc)
@@ -391,4 +394,4 @@ class BilinearConvFn(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gs = g.reshape(N, cout, d, So)
             db = gs.sum((0, 3), dtype=torch.float32 if g.dtype in _HALF else None).to(ctx.weight_dtype)
-        return dx, dw, db, None, None, None, None, None, None, None, None
+        return dx, dw, db, None, None, None, None, None, None, None, None, None, None

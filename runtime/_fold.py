@@ -201,18 +201,21 @@ class FoldLinearFn(torch.autograd.Function):
 
 
 class FoldConvFn(torch.autograd.Function):
-    """Folded convolution: y = unfold(conv(fold(x), B)) + bias, B (C_out*p, C_in/groups*p, *k)."""
+    """Folded convolution: y = unfold(conv(fold(x), B)) + bias, B (C_out*p, C_in/groups*p, *k); transposed:
+    conv_transpose with B (C_in*p, C_out/groups*p, *k) and output_padding, as torch lays them out."""
 
     @staticmethod
-    def forward(ctx, x, B, bias, plan, C_in, C_out, stride, padding, dilation, groups):
+    def forward(ctx, x, B, bias, plan, C_in, C_out, stride, padding, dilation, groups, transposed=False,
+                output_padding=None):
         pool = ws.pooled(x.device)
         cl = x.dim() in (4, 5)
         xf = fold_in(x, plan, C_in, pool=pool, channels_last=cl)
         nd = x.dim() - 2
-        yf = torch.ops.aten.convolution(xf, B, None, stride, padding, dilation, False, [0] * nd, groups)
+        opad = [0] * nd if output_padding is None else list(output_padding)
+        yf = torch.ops.aten.convolution(xf, B, None, stride, padding, dilation, transposed, opad, groups)
         y = unfold_out(yf, plan, C_out, None if bias is None else bias.to(yf.dtype))
         ctx.plan, ctx.C = plan, (C_in, C_out)
-        ctx.conv = (list(stride), list(padding), list(dilation), groups)
+        ctx.conv = (list(stride), list(padding), list(dilation), groups, transposed, opad)
         ctx.has_bias = bias is not None
         ctx.cl = cl
         _save_folded(ctx, x, B, xf, pool)
@@ -222,7 +225,7 @@ class FoldConvFn(torch.autograd.Function):
     def backward(ctx, g):
         plan, (C_in, C_out) = ctx.plan, ctx.C
         cl = ctx.cl
-        stride, padding, dilation, groups = ctx.conv
+        stride, padding, dilation, groups, transposed, opad = ctx.conv
         pool = ctx.pooled
         x, B, xf = _saved_folded(ctx)
         g = g.contiguous()
@@ -239,9 +242,8 @@ class FoldConvFn(torch.autograd.Function):
                     xf = xf.view(shape[0], *shape[2:], shape[1]).movedim(-1, 1)
         if need_x or need_w:
             gf = fold_in(g, plan, C_out, pool=pool, channels_last=cl, adjoint=True)
-            nd = g.dim() - 2
             dxf, dB, _ = torch.ops.aten.convolution_backward(
-                gf, xf, B, None, stride, padding, dilation, False, [0] * nd, groups, [need_x, need_w, False])
+                gf, xf, B, None, stride, padding, dilation, transposed, opad, groups, [need_x, need_w, False])
             if pool:
                 ws.give(gf)
             if need_x:
@@ -252,4 +254,4 @@ class FoldConvFn(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = g.reshape(g.shape[0], C_out, plan.m * plan.p, math.prod(g.shape[2:])).sum(
                 (0, 3), dtype=torch.float32 if g.dtype in _HALF else None)
-        return dx, dB, db, None, None, None, None, None, None, None
+        return dx, dB, db, None, None, None, None, None, None, None, None, None

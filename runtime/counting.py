@@ -17,6 +17,11 @@ real ones); nothing is timed.  For an algebra layer with P output rows (batch x 
               optimised addition counts), weight: weight elements * a_U (offline, cached);
               `map_macs`: the V and W maps when done as dense (r x d) matmuls (the torch path).
 
+A transposed convolution counts pairs per INPUT position (P_in * in * (out // groups) * prod(kernel)); a
+recurrent layer or cell (any module with `linear_maps(rows)`) counts its input and hidden projections of
+every layer and direction as linear layers over rows = time steps x batch: per direction and layer,
+rows * G*hidden * (layer input + hidden) pairs (G = 1 RNN, 3 GRU, 4 LSTM); gates are not multiply-adds.
+
 Real layers (nn.Linear, nn.ConvNd, the lift/read-out layers) count their GEMM MACs under every method;
 modules with an `extra_macs(input_shape)` method (attention: QK^T and AV) add those.  Block-sparse layers
 count only their stored elements.  Bias additions, norms and activations are not multiply-adds and are
@@ -140,6 +145,16 @@ def _shape(t: Any):
     return tuple(t.shape) if isinstance(t, torch.Tensor) else None
 
 
+def _algebra_counts(A, pairs: int, in_seen: int, out_seen: int, weight_elems: int):
+    """(macs, additions, map_macs) of algebra products: `pairs` element products, `in_seen` / `out_seen`
+    activation elements entering / leaving the products (the scheme's V / W maps), `weight_elems` weights."""
+    adds = A.scheme.additions.get("optimised", A.scheme.additions.get("naive", {}))
+    additions = {"activation": in_seen * int(adds.get("activation", 0)),
+                 "post": out_seen * int(adds.get("post", 0)),
+                 "weight": weight_elems * int(adds.get("weight", 0))}
+    return algebra_layer_macs(A, pairs), additions, (in_seen + out_seen) * A.rank * A.dim
+
+
 def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int], int]:
     """(macs by method or {'real': n}, additions, map_macs) for one call."""
     from .sparsity import BlockSparseAlgebraConv, BlockSparseAlgebraLinear
@@ -154,12 +169,17 @@ def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int
         else:
             P = ys[0] * math.prod(ys[2:])
         return algebra_layer_macs(A, P * m.nnz), {}, 0
+    maps = getattr(m, "linear_maps", None)
+    if callable(maps) and getattr(m, "algebra", None) is not None and xs is not None:    # recurrent layers
+        calls = maps(math.prod(xs[:-1]))
+        return _algebra_counts(load_algebra(m.algebra), sum(P * i * o for P, i, o in calls),
+                               sum(P * i for P, i, _ in calls), sum(P * o for P, _, o in calls),
+                               sum(i * o for _, i, o in calls))
     if _is_algebra_layer(m):
         A = load_algebra(m.algebra)
-        d, r = A.dim, A.rank
         w = m.weight
-        out_e, in_g = w.shape[0], w.shape[1]
         K = math.prod(w.shape[2:-1]) if w.dim() > 3 else 1
+        groups = int(getattr(m, "groups", 1) or 1)
         if w.dim() == 3:                                    # linear: (..., in*d) -> (..., out*d)
             P = math.prod(ys[:-1])
             P_in = P
@@ -167,14 +187,11 @@ def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int
             batched = len(ys) == w.dim() - 1
             P = (ys[0] if batched else 1) * math.prod(ys[2:] if batched else ys[1:])
             P_in = (xs[0] if batched else 1) * math.prod(xs[2:] if batched else xs[1:])
-        in_e = in_g * int(getattr(m, "groups", 1) or 1)
-        macs = algebra_layer_macs(A, P * out_e * in_g * K)
-        adds = A.scheme.additions.get("optimised", A.scheme.additions.get("naive", {}))
-        additions = {"activation": P_in * in_e * int(adds.get("activation", 0)),
-                     "post": P * out_e * int(adds.get("post", 0)),
-                     "weight": w.numel() // d * int(adds.get("weight", 0))}
-        map_macs = (P_in * in_e + P * out_e) * r * d
-        return macs, additions, map_macs
+        if getattr(m, "transposed", False):                 # weight (in, out // groups, *k, d): per input position
+            in_e, out_g = w.shape[0], w.shape[1]
+            return _algebra_counts(A, P_in * in_e * out_g * K, P_in * in_e, P * out_g * groups, w.numel() // A.dim)
+        out_e, in_g = w.shape[0], w.shape[1]
+        return _algebra_counts(A, P * out_e * in_g * K, P_in * in_g * groups, P * out_e, w.numel() // A.dim)
     if isinstance(m, nn.Linear):
         return {"real": math.prod(ys[:-1]) * m.in_features * m.out_features}, {}, 0
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):

@@ -1,4 +1,4 @@
-"""Functional algebra layers: `algebra_linear` and `algebra_conv1d/2d/3d`.
+"""Functional algebra layers: `algebra_linear`, `algebra_conv1d/2d/3d` and `algebra_conv_transpose1d/2d/3d`.
 
 Layout (docs/design.md): an algebra tensor is a real tensor whose feature / channel dimension has size C*d,
 element-major (component k of element c at index c*d + k).  The weight is the LEFT factor:
@@ -7,6 +7,8 @@ element-major (component k of element c at index c*d + k).  The weight is the LE
                      y_o = sum_i w_oi * x_i + b_o
     algebra_convNd:  x (N, C_in*d, *spatial) (or unbatched (C_in*d, *spatial)),
                      weight (C_out, C_in // groups, *kernel, d), bias (C_out, d)  -> (N, C_out*d, *spatial')
+    algebra_conv_transposeNd:  x as above, weight (C_in, C_out // groups, *kernel, d) (torch's transposed layout),
+                     bias (C_out, d); y_o = sum_i w_io * x_i per tap (weight still on the left)
 
 Methods (all give the same result up to rounding):
 
@@ -43,6 +45,8 @@ from .registry import Algebra, AlgebraNotBuiltError, FoldPlan, load_algebra
 
 __all__ = [
     "METHODS", "algebra_linear", "algebra_conv1d", "algebra_conv2d", "algebra_conv3d",
+    "algebra_conv_transpose1d", "algebra_conv_transpose2d", "algebra_conv_transpose3d",
+    "conv_transpose_output_padding", "check_output_padding", "linear_stepper",
     "set_default_method", "get_default_method", "default_method", "force_method",
     "method_costs", "choose_method", "fold_info", "structure_scale",
 ]
@@ -109,11 +113,13 @@ def _gemm(M: float, K: float, N: float, batch: float = 1.0) -> float:
 
 
 def method_costs(algebra, *, rows: int, in_elems: int, out_elems: int, groups: int = 1, kernel: int = 1,
-                 in_positions: int | None = None, weight_grad: bool = True) -> dict[str, float]:
+                 in_positions: int | None = None, out_positions: int | None = None,
+                 weight_grad: bool = True) -> dict[str, float]:
     """Modelled cost (MAC-equivalents) of one forward pass for each method.
 
-    rows: GEMM rows (batch for linear, batch * output positions for conv); in_elems / out_elems: channels in
-    algebra elements; kernel: taps per output; in_positions: batch * input positions (conv; default rows);
+    rows: GEMM rows (batch for linear, batch * output positions for conv, batch * input positions for a
+    transposed conv); in_elems / out_elems: channels in algebra elements; kernel: taps per row;
+    in_positions / out_positions: batch * input / output positions (conv; default rows);
     weight_grad: the weight expansion / combinations are recomputed per call (training) rather than cached.
     """
     A = load_algebra(algebra)
@@ -123,7 +129,7 @@ def method_costs(algebra, *, rows: int, in_elems: int, out_elems: int, groups: i
     kin = in_elems // g * kernel
     nout = out_elems // g
     act_in = (rows if in_positions is None else in_positions) * in_elems
-    act_out = rows * out_elems
+    act_out = (rows if out_positions is None else out_positions) * out_elems
     wsize = out_elems * (in_elems // g) * kernel
     wfac = 1.0 if weight_grad else 0.0
     costs = {}
@@ -257,19 +263,25 @@ def _expanded_weight(weight: torch.Tensor, Tb: torch.Tensor, tag, A: Algebra) ->
 _BLOCK_PLAN = FoldPlan(1, 0, (), np.zeros(0), None, None, None)    # m == 1: the one-GEMM block path
 
 
-def _fold_forward(x, weight, bias, A, plan, Tb, conv):
+def _fold_forward(x, weight, bias, A, plan, Tb, conv, B=None):
     """Block (plan.m == 1: one real GEMM / conv with autograd, the reference path) or folded path (plan.m > 1:
-    FoldLinearFn / FoldConvFn).  `conv` is None (linear, x 2-D) or (nd, stride, padding, dilation, groups)."""
+    FoldLinearFn / FoldConvFn).  `conv` is None (linear, x 2-D) or a conv spec (nd, stride, padding, dilation,
+    groups, transposed, output_padding); for a transposed conv Tb is the transposed block tensor, so that B
+    has torch's (C_in*p, C_out/groups*p, *k) layout.  B: the expanded weight when the caller already has it
+    (`linear_stepper`)."""
     d = A.dim
-    tag = "block" if plan.m == 1 else "fold"
-    B = _expanded_weight(weight, Tb, tag, A)
+    tag = ("block" if plan.m == 1 else "fold") + ("_t" if conv is not None and conv[5] else "")
+    if B is None:
+        B = _expanded_weight(weight, Tb, tag, A)
     if plan.m == 1:
         b = None if bias is None else bias.reshape(-1)
         if conv is None:
             return F.linear(x, B, b)
-        nd, stride, padding, dilation, groups = conv
+        nd, stride, padding, dilation, groups, transposed, output_padding = conv
+        if transposed:
+            return (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nd - 1](
+                x, B, b, stride, padding, output_padding, groups, dilation)
         return (F.conv1d, F.conv2d, F.conv3d)[nd - 1](x, B, b, stride, padding, dilation, groups)
-    C_out = weight.shape[0]
     C_in = x.shape[1] // d
     dev = x.device.type
     ac = _autocast_dtype(dev)
@@ -278,19 +290,26 @@ def _fold_forward(x, weight, bias, A, plan, Tb, conv):
     ctx = torch.autocast(dev, enabled=False) if ac is not None else contextlib.nullcontext()
     with ctx:
         if conv is None:
-            return FoldLinearFn.apply(x.contiguous(), B, bias, plan, C_in, C_out)
-        nd, stride, padding, dilation, groups = conv
-        return FoldConvFn.apply(x.contiguous(), B, bias, plan, C_in, C_out, stride, padding, dilation, groups)
+            return FoldLinearFn.apply(x.contiguous(), B, bias, plan, C_in, weight.shape[0])
+        nd, stride, padding, dilation, groups, transposed, output_padding = conv
+        C_out = weight.shape[1] * groups if transposed else weight.shape[0]
+        return FoldConvFn.apply(x.contiguous(), B, bias, plan, C_in, C_out, stride, padding, dilation, groups,
+                                transposed, output_padding)
 
 
-def _bilinear_forward(x, weight, bias, A, consts: Consts, conv):
+def _bilinear_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the bilinear GEMMs run in: the autocast dtype, else the input's."""
+    ac = _autocast_dtype(x.device.type)
+    return ac if ac is not None else x.dtype
+
+
+def _bilinear_weight(weight, A: Algebra, consts: Consts, conv, cdtype) -> torch.Tensor:
+    """The scheme's weight combinations U . weight in the compute dtype: (r, O, I) for linear, stacked
+    term-major (r*W0, W1, *k) for a conv (W0, W1 the weight's first two dims).  Cached until the weight
+    changes, except while training (the weight changes every step, and gradcheck perturbs .data)."""
     d = A.dim
-    dev = x.device.type
-    ac = _autocast_dtype(dev)
-    cdtype = ac if ac is not None else x.dtype
-    U, V, Wm = (t.to(cdtype) for t in (consts.U, consts.V, consts.W))
     Uw = consts.U.to(weight.dtype)
-    r = U.shape[0]
+    r = Uw.shape[0]
 
     def make():
         w = weight.detach()
@@ -302,17 +321,36 @@ def _bilinear_forward(x, weight, bias, A, consts: Consts, conv):
         return wc.to(cdtype).contiguous()
 
     if torch.is_grad_enabled() and weight.requires_grad:
-        wc = make()         # training: the weight changes every step (and gradcheck perturbs .data)
-    else:
-        wc = cached_weight(weight, ("bilinear", A, cdtype), make)
+        return make()
+    return cached_weight(weight, ("bilinear", A, cdtype), make)
+
+
+def _bilinear_forward(x, weight, bias, A, consts: Consts, conv, wc=None):
+    """The bilinear path; wc: the weight combinations when the caller already has them (`linear_stepper`)."""
+    dev = x.device.type
+    ac = _autocast_dtype(dev)
+    cdtype = _bilinear_dtype(x)
+    U, V, Wm = (t.to(cdtype) for t in (consts.U, consts.V, consts.W))
+    if wc is None:
+        wc = _bilinear_weight(weight, A, consts, conv, cdtype)
     if x.dtype != cdtype:
         x = x.to(cdtype)
     ctx = torch.autocast(dev, enabled=False) if ac is not None else contextlib.nullcontext()
     with ctx:
         if conv is None:
             return BilinearLinearFn.apply(x.contiguous(), weight, bias, wc, U, V, Wm)
-        nd, stride, padding, dilation, groups = conv
-        return BilinearConvFn.apply(x.contiguous(), weight, bias, wc, U, V, Wm, stride, padding, dilation, groups)
+        nd, stride, padding, dilation, groups, transposed, output_padding = conv
+        return BilinearConvFn.apply(x.contiguous(), weight, bias, wc, U, V, Wm, stride, padding, dilation, groups,
+                                    transposed, output_padding)
+
+
+def _conv_dispatch(method: str, x, weight, bias, A: Algebra, consts: Consts, spec) -> torch.Tensor:
+    """Run a (transposed) convolution with a resolved method: the one place where a conv method plugs in.
+    spec: (nd, stride, padding, dilation, groups, transposed, output_padding), padding already symmetric."""
+    if method == "bilinear":
+        return _bilinear_forward(x, weight, bias, A, consts, spec)
+    plan, Tb = (A.fold, consts.fold) if method == "fold" else (_BLOCK_PLAN, consts.block)
+    return _fold_forward(x, weight, bias, A, plan, Tb.transpose(1, 2) if spec[5] else Tb, spec)
 
 
 # ------------------------------------------------------------------------------------------- linear
@@ -345,13 +383,27 @@ def linear_impl(x, weight, bias, A: Algebra, method, who: str):
         return _cuda.gemv(A, weight, x2, bias).reshape(*lead, out * d)
     wg = torch.is_grad_enabled() and weight.requires_grad
     method = _resolve_method(method, A, who, rows=N, in_elems=inn, out_elems=out, weight_grad=wg)
+    return linear_stepper(weight, bias, A, method, N, who, resolved=True)(x2).reshape(*lead, out * d)
+
+
+def linear_stepper(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra, method, rows: int, who: str,
+                   resolved: bool = False):
+    """`h -> algebra_linear(h, weight, bias)` for a recurrence that applies one weight to many inputs of
+    `rows` rows within a forward pass (a recurrent layer's hidden projection): the method is resolved once
+    and the weight-side work (block expansion, scheme combinations) is done once, with autograd, not per step.
+
+    weight (out, in, d), bias (out, d) or None; the returned callable maps (rows, in*d) -> (rows, out*d).
+    resolved: `method` is already a concrete method (linear_impl resolved it for one call)."""
+    out, inn = weight.shape[0], weight.shape[1]
+    consts = constants(A, weight.dtype, weight.device)
+    if not resolved:   # the weight work is amortised over the steps: cost the per-step GEMMs only
+        method = _resolve_method(method, A, who, rows=rows, in_elems=inn, out_elems=out, weight_grad=False)
     if method == "bilinear":
-        y = _bilinear_forward(x2, weight, bias, A, consts, None)
-    elif method == "fold":
-        y = _fold_forward(x2, weight, bias, A, A.fold, consts.fold, None)
-    else:
-        y = _fold_forward(x2, weight, bias, A, _BLOCK_PLAN, consts.block, None)
-    return y.reshape(*lead, out * d)
+        wc = _bilinear_weight(weight, A, consts, None, _bilinear_dtype(weight))
+        return lambda h: _bilinear_forward(h, weight, bias, A, consts, None, wc)
+    plan, Tb = (A.fold, consts.fold) if method == "fold" else (_BLOCK_PLAN, consts.block)
+    B = _expanded_weight(weight, Tb, "block" if plan.m == 1 else "fold", A)
+    return lambda h: _fold_forward(h, weight, bias, A, plan, Tb, None, B)
 
 
 def _gemv_kernel_applies(method, A: Algebra, x2, weight, bias, N: int) -> bool:
@@ -395,21 +447,10 @@ def _ntuple(v, n: int, name: str, who: str) -> tuple[int, ...]:
 _PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, groups, padding_mode, method,
-              who: str):
+def _batched_conv_input(x: torch.Tensor, cin: int, nd: int, A: Algebra, who: str) -> tuple[torch.Tensor, bool]:
+    """Check a conv input (N, cin*d, *spatial[nd]) or unbatched (cin*d, *spatial); return it batched and
+    whether it was unbatched."""
     d = A.dim
-    _check_tensors(who, x, weight, bias)
-    if weight.dim() != nd + 3 or weight.shape[-1] != d:
-        raise ValueError(f"{who}: weight must have shape (C_out, C_in // groups, *kernel_size ({nd}), d={d}) for "
-                         f"algebra {A.name}, got {tuple(weight.shape)}")
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
-    cout, cin_g = weight.shape[0], weight.shape[1]
-    cin = cin_g * groups
-    if cout % groups:
-        raise ValueError(f"{who}: out_channels={cout} must be divisible by groups={groups}")
-    if bias is not None and tuple(bias.shape) != (cout, d):
-        raise ValueError(f"{who}: bias must have shape (out_channels, d) = ({cout}, {d}), got {tuple(bias.shape)}")
     if x.dim() not in (nd + 1, nd + 2):
         raise ValueError(f"{who}: input must be (N, C_in*d, *spatial) with {nd} spatial dims (or unbatched), "
                          f"got shape {tuple(x.shape)}")
@@ -425,6 +466,33 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
         raise ValueError(f"{who}: expected {cin * d} input channels ({cin} elements x d={d}), got {c} "
                          f"({c // d} elements); make the input's channel dimension {cin * d}, or build the layer "
                          f"with in_channels={c // d}")
+    return x, unbatched
+
+
+def check_output_padding(output_padding, stride, dilation, who: str) -> None:
+    """torch's rule for transposed convolutions: 0 <= output_padding < max(stride, dilation) per dim."""
+    for op, st, dl in zip(output_padding, stride, dilation):
+        if not 0 <= op < max(st, dl):
+            raise ValueError(f"{who}: output_padding {tuple(output_padding)} must be smaller than either stride "
+                             f"{tuple(stride)} or dilation {tuple(dilation)} (and not negative)")
+
+
+def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, groups, padding_mode, method,
+              who: str):
+    d = A.dim
+    _check_tensors(who, x, weight, bias)
+    if weight.dim() != nd + 3 or weight.shape[-1] != d:
+        raise ValueError(f"{who}: weight must have shape (C_out, C_in // groups, *kernel_size ({nd}), d={d}) for "
+                         f"algebra {A.name}, got {tuple(weight.shape)}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
+    cout, cin_g = weight.shape[0], weight.shape[1]
+    cin = cin_g * groups
+    if cout % groups:
+        raise ValueError(f"{who}: out_channels={cout} must be divisible by groups={groups}")
+    if bias is not None and tuple(bias.shape) != (cout, d):
+        raise ValueError(f"{who}: bias must have shape (out_channels, d) = ({cout}, {d}), got {tuple(bias.shape)}")
+    x, unbatched = _batched_conv_input(x, cin, nd, A, who)
     if padding_mode not in _PAD_MODES:
         raise ValueError(f"{who}: padding_mode must be one of {_PAD_MODES}, got {padding_mode!r}")
     stride = _ntuple(stride, nd, "stride", who)
@@ -462,13 +530,7 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
     method = _resolve_method(method, A, who, rows=N * math.prod(sp_out), in_elems=cin, out_elems=cout,
                              groups=groups, kernel=math.prod(ksize), in_positions=N * math.prod(sp_in),
                              weight_grad=wg)
-    spec = (nd, stride, padding, dilation, groups)
-    if method == "bilinear":
-        y = _bilinear_forward(x, weight, bias, A, consts, spec)
-    elif method == "fold":
-        y = _fold_forward(x, weight, bias, A, A.fold, consts.fold, spec)
-    else:
-        y = _fold_forward(x, weight, bias, A, _BLOCK_PLAN, consts.block, spec)
+    y = _conv_dispatch(method, x, weight, bias, A, consts, (nd, stride, padding, dilation, groups, False, (0,) * nd))
     return y.squeeze(0) if unbatched else y
 
 
@@ -493,3 +555,96 @@ def _conv_fn(nd: int):
 algebra_conv1d = _conv_fn(1)
 algebra_conv2d = _conv_fn(2)
 algebra_conv3d = _conv_fn(3)
+
+
+# ---------------------------------------------------------------------------------- transposed conv
+def conv_transpose_output_padding(input_size: Sequence[int], output_size: Sequence[int], stride, padding,
+                                  kernel_size, dilation, who: str) -> tuple[int, ...]:
+    """The output_padding that makes a transposed convolution produce `output_size` (spatial sizes, or the
+    full (N, C, *spatial) / (C, *spatial) shape), as torch.nn.ConvTranspose*d's forward(output_size=) does.
+    input_size: the input's spatial sizes."""
+    nd = len(input_size)
+    output_size = tuple(int(s) for s in output_size)
+    if len(output_size) in (nd + 1, nd + 2):
+        output_size = output_size[-nd:]
+    if len(output_size) != nd:
+        raise ValueError(f"{who}: output_size must have {nd} spatial sizes (or the full output shape), "
+                         f"got {output_size}")
+    pads = []
+    for i in range(nd):
+        low = (input_size[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel_size[i] - 1) + 1
+        high = low + stride[i] - 1
+        if not low <= output_size[i] <= high:
+            raise ValueError(f"{who}: requested output size {output_size} is not reachable from input size "
+                             f"{tuple(input_size)}: dimension {i} must lie in [{low}, {high}]")
+        pads.append(output_size[i] - low)
+    return tuple(pads)
+
+
+def conv_transpose_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, output_padding, groups, dilation,
+                        padding_mode, method, who: str):
+    """algebra_conv_transposeNd with the algebra resolved; `who` names the caller in error messages."""
+    d = A.dim
+    _check_tensors(who, x, weight, bias)
+    if weight.dim() != nd + 3 or weight.shape[-1] != d:
+        raise ValueError(f"{who}: weight must have shape (C_in, C_out // groups, *kernel_size ({nd}), d={d}) for "
+                         f"algebra {A.name}, got {tuple(weight.shape)}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
+    if padding_mode != "zeros":
+        raise ValueError(f"{who}: only padding_mode='zeros' is supported for transposed convolutions (as in "
+                         f"torch), got {padding_mode!r}")
+    cin, cout = weight.shape[0], weight.shape[1] * groups
+    if cin % groups:
+        raise ValueError(f"{who}: in_channels={cin} (the weight's first dimension) must be divisible by "
+                         f"groups={groups}")
+    if bias is not None and tuple(bias.shape) != (cout, d):
+        raise ValueError(f"{who}: bias must have shape (out_channels, d) = ({cout}, {d}), got {tuple(bias.shape)}")
+    x, unbatched = _batched_conv_input(x, cin, nd, A, who)
+    if isinstance(padding, str):
+        raise ValueError(f"{who}: padding must be an int or a tuple for transposed convolutions, got {padding!r}")
+    stride = _ntuple(stride, nd, "stride", who)
+    padding = _ntuple(padding, nd, "padding", who)
+    dilation = _ntuple(dilation, nd, "dilation", who)
+    output_padding = _ntuple(output_padding, nd, "output_padding", who)
+    check_output_padding(output_padding, stride, dilation, who)
+    ksize = tuple(weight.shape[2:-1])
+    sp_in = x.shape[2:]
+    sp_out = [(s - 1) * st - 2 * p + dl * (kk - 1) + op + 1
+              for s, st, p, dl, kk, op in zip(sp_in, stride, padding, dilation, ksize, output_padding)]
+    if any(s <= 0 for s in sp_out):
+        raise ValueError(f"{who}: input spatial size {tuple(sp_in)} with kernel {ksize}, stride {stride}, "
+                         f"padding {padding} and dilation {dilation} gives the empty output size {tuple(sp_out)}")
+    consts = constants(A, weight.dtype, weight.device)
+    N = x.shape[0]
+    wg = torch.is_grad_enabled() and weight.requires_grad
+    # as a GEMM: every input position meets all C_in/groups x C_out/groups x taps weight elements of its group
+    method = _resolve_method(method, A, who, rows=N * math.prod(sp_in), in_elems=cin, out_elems=cout,
+                             groups=groups, kernel=math.prod(ksize), out_positions=N * math.prod(sp_out),
+                             weight_grad=wg)
+    spec = (nd, stride, padding, dilation, groups, True, output_padding)
+    y = _conv_dispatch(method, x, weight, bias, A, consts, spec)
+    return y.squeeze(0) if unbatched else y
+
+
+def _conv_transpose_fn(nd: int):
+    def fn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, algebra=None,
+           stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+           output_padding: int | Sequence[int] = 0, groups: int = 1, dilation: int | Sequence[int] = 1,
+           method: str | None = None) -> torch.Tensor:
+        A = resolve_algebra(algebra, f"algebra_conv_transpose{nd}d")
+        return conv_transpose_impl(x, weight, bias, A, nd, stride, padding, output_padding, groups, dilation,
+                                   "zeros", method, f"algebra_conv_transpose{nd}d({A.name})")
+
+    fn.__name__ = fn.__qualname__ = f"algebra_conv_transpose{nd}d"
+    fn.__doc__ = (f"{nd}-D transposed algebra convolution, weight left per tap: y_o = sum_i w_io * x_i.\n\n"
+                  f"    x (N, C_in*d, *spatial[{nd}]) or unbatched, weight (C_in, C_out // groups, *kernel[{nd}], d),\n"
+                  f"    bias (C_out, d) or None -> (N, C_out*d, *spatial'), spatial' = (s-1)*stride - 2*padding\n"
+                  f"    + dilation*(kernel-1) + output_padding + 1.  Arguments in the order of\n"
+                  f"    torch.nn.functional.conv_transpose{nd}d; method as in algebra_linear.")
+    return fn
+
+
+algebra_conv_transpose1d = _conv_transpose_fn(1)
+algebra_conv_transpose2d = _conv_transpose_fn(2)
+algebra_conv_transpose3d = _conv_transpose_fn(3)

@@ -82,7 +82,9 @@ def variance_profile(algebra) -> np.ndarray:
 
 
 def algebra_fans(weight: torch.Tensor) -> tuple[int, int]:
-    """(fan_in, fan_out) in algebra elements for a weight of shape (out, in, *kernel, d)."""
+    """(fan_in, fan_out) in algebra elements for a weight of shape (out, in, *kernel, d).  A transposed
+    convolution's weight (in, out // groups, *kernel, d) is read the same way, as torch.nn.init reads
+    nn.ConvTranspose weights."""
     if weight.dim() < 3:
         raise ValueError(f"an algebra weight has shape (out, in, *kernel, d), got {tuple(weight.shape)}")
     receptive = math.prod(weight.shape[2:-1]) if weight.dim() > 3 else 1

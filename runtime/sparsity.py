@@ -443,7 +443,11 @@ class BlockSparseAlgebraConv(_BlockSparseBase):
 
 @torch.no_grad()
 def to_block_sparse(layer: nn.Module) -> nn.Module:
-    """The element-sparse inference form of a (pruned) algebra Linear or Conv layer; same outputs."""
+    """The element-sparse inference form of a (pruned) algebra Linear or Conv layer; same outputs.
+    Transposed convolutions have none (refused)."""
+    if getattr(layer, "transposed", False):
+        raise ValueError(f"to_block_sparse: {type(layer).__name__} is a transposed convolution, which has no "
+                         f"block-sparse form; keep it dense (its element mask still applies)")
     w = layer.weight.detach()
     crow, col, values = block_csr(w, get_mask(layer))
     bias = getattr(layer, "bias", None)
@@ -456,9 +460,11 @@ def to_block_sparse(layer: nn.Module) -> nn.Module:
 
 
 def convert_to_block_sparse(model: nn.Module, min_sparsity: float = 0.0) -> nn.Module:
-    """Replace (in place) every algebra layer whose element sparsity is >= min_sparsity by its sparse form."""
+    """Replace (in place) every algebra layer whose element sparsity is >= min_sparsity by its sparse form
+    (transposed convolutions, which have none, stay dense)."""
     targets = [(n, m) for n, m in prunable_layers(model)
-               if n and (w := m.weight.detach()).numel() and float((w == 0).all(-1).float().mean()) >= min_sparsity]
+               if n and not getattr(m, "transposed", False)
+               and (w := m.weight.detach()).numel() and float((w == 0).all(-1).float().mean()) >= min_sparsity]
     for name, m in targets:
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
         setattr(parent, name.rpartition(".")[2], to_block_sparse(m))

@@ -348,3 +348,11 @@ def test_fold_through_a_basis_change(typed_build, name):
         conv[method] = (y, *torch.autograd.grad((y * y.detach().sin()).sum(), (xc, wc, b)))
     for got, want in zip(conv["fold"], conv["block"]):
         torch.testing.assert_close(got, want)
+    # the transposed convolution folds through the same change (its blocks are the adjoint layout)
+    wt = torch.randn(3, 4, 3, 2, d, generator=g, dtype=torch.float64, requires_grad=True)
+    tconv = {}
+    for method in ("block", "fold"):
+        y = Fn.algebra_conv_transpose2d(xc, wt, b, algebra=A, method=method, stride=2, padding=1)
+        tconv[method] = (y, *torch.autograd.grad((y * y.detach().cos()).sum(), (xc, wt, b)))
+    for got, want in zip(tconv["fold"], tconv["block"]):
+        torch.testing.assert_close(got, want)

@@ -184,3 +184,39 @@ def test_norm_weights_are_not_layers_and_counting_has_no_side_effects():
     assert rw.params - rc.params == n_bn * 3 * (16 - 4)        # (C, d, d) instead of (C, d) weights
     names = [n for n, _ in sp.prunable_layers(white)]
     assert names == ["stem.0", "stages.0.0.conv1", "stages.0.0.conv2"]
+
+
+# ---- transposed convolutions, recurrent layers, group norm ---------------------------------------
+
+@pytest.mark.parametrize("name", ["C", "H", "M2R", "M2C"])
+def test_transposed_conv_recurrent_and_group_norm_counts(name):
+    from runtime.layers import (AlgebraConvTranspose2d, AlgebraGroupNorm, AlgebraGRUCell, AlgebraLSTM)
+
+    A = load_algebra(name)
+    d = A.dim
+    N, cin, cout, g = 2, 4, 6, 2
+    up = nn.Sequential(AlgebraConvTranspose2d(cin, cout, 3, name, stride=2, padding=1, output_padding=1, groups=g),
+                       AlgebraGroupNorm(3, cout, name))
+    x = torch.randn(N, cin * d, 3, 5)
+    rep = counting.count(up, x)
+    pairs = N * 3 * 5 * cin * (cout // g) * 9                 # every input position meets its group's weights
+    for method, c in per_pair(name).items():
+        assert rep.total_macs(method) == c * pairs, method
+    assert rep.params == cin * (cout // g) * 9 * d + cout * d + 2 * cout * d
+    adds = A.scheme.additions["optimised"]
+    assert rep["0"].additions == {"activation": N * 15 * cin * adds["activation"],
+                                  "post": N * 6 * 10 * cout * adds["post"],
+                                  "weight": cin * (cout // g) * 9 * adds["weight"]}
+    L, I, H = 5, 3, 4
+    lstm = AlgebraLSTM(I, H, name, num_layers=2, bidirectional=True)
+    rep = counting.count(lstm, torch.randn(L, N, I * d))
+    pairs = 2 * L * N * 4 * H * (I + H) + 2 * L * N * 4 * H * (2 * H + H)     # layer 0 and 1, both directions
+    for method, c in per_pair(name).items():
+        assert rep.total_macs(method) == c * pairs, method
+    assert rep.params == 2 * (4 * H * (I + H) * d + 2 * 4 * H * d) + 2 * (4 * H * (2 * H + H) * d + 2 * 4 * H * d)
+    cell = AlgebraGRUCell(I, H, name, bias=False)
+    assert counting.count(cell, torch.randn(N, I * d)).total_macs("block") == N * 3 * H * (I + H) * d * d
+    for model, inp in ((up, x), (lstm, torch.randn(L, N, I * d))):
+        for method in ("block", "fold"):
+            fc = flop_macs(model, inp, method=method)
+            assert fc.get_total_flops() // 2 == counting.count(model, inp).total_macs(method), (model, method)

@@ -17,6 +17,24 @@ from test_functional import oracle_linear
 
 
 # ---------------------------------------------------------------------------------------- compile
+def _compiled_matches_eager(model: nn.Module, x: torch.Tensor, **compile_args) -> tuple[nn.Module, nn.Module]:
+    """Outputs and parameter gradients of torch.compile(model, fullgraph=True) equal eager ones; returns
+    (compiled, eager copy)."""
+    ref = copy.deepcopy(model)
+    compiled = torch.compile(model, fullgraph=True, dynamic=False, **compile_args)
+    y, y_ref = compiled(x), ref(x)
+    if isinstance(y, tuple):                        # recurrent: (output, h_n) or (output, (h_n, c_n))
+        y, y_ref = (torch.cat([o.flatten()] + [h.flatten() for h in (s if isinstance(s, tuple) else (s,))])
+                    for o, s in (y, y_ref))
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-4)
+    return compiled, ref
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,method", [("H", "bilinear"), ("M2R", "fold")])
 def test_torch_compile_fullgraph(name, method):
@@ -24,18 +42,8 @@ def test_torch_compile_fullgraph(name, method):
     torch.manual_seed(0)
     model = nn.Sequential(AlgebraConv1d(2, 3, 3, name, padding=1, method=method), nn.Flatten(),
                           AlgebraLinear(3 * 5, 2, name, method=method))
-    d = model[0].algebra.dim
-    ref = copy.deepcopy(model)
-    compiled = torch.compile(model, fullgraph=True, dynamic=False)
-    x = torch.randn(4, 2 * d, 5)
-    y = compiled(x)
-    y_ref = ref(x)
-    assert torch.allclose(y, y_ref, atol=1e-5)
-    g = torch.randn_like(y)
-    y.backward(g)
-    y_ref.backward(g)
-    for p, q in zip(model.parameters(), ref.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-4)
+    x = torch.randn(4, 2 * model[0].algebra.dim, 5)
+    compiled, ref = _compiled_matches_eager(model, x)
     # the compiled graph sees weight updates (no stale cached combinations)
     with torch.no_grad():
         for p, q in zip(model.parameters(), ref.parameters()):
@@ -134,3 +142,31 @@ def test_ddp_two_processes_gloo_matches_one_process():
     for key, v in single.state_dict().items():
         assert torch.allclose(states[0][key], states[1][key], atol=0, rtol=0), key
         assert torch.allclose(states[0][key], v, atol=1e-10), key
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_transposed_conv_and_group_norm():
+    from runtime.layers import AlgebraConvTranspose1d, AlgebraGroupNorm
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(AlgebraConvTranspose1d(2, 4, 3, "H", stride=2, padding=1, output_padding=1,
+                                                 method="bilinear"),
+                          AlgebraGroupNorm(2, 4, "H", mode="whitening"))
+    _compiled_matches_eager(model, torch.randn(3, 2 * 4, 5))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,method", [("H", "bilinear"), ("M2R", "fold")])
+def test_torch_compile_fullgraph_recurrent(name, method):
+    """A bidirectional LSTM (the time loop unrolls into one graph) and a GRU cell.  The aot_eager backend
+    checks the whole-graph capture and the autograd tracing of the custom Functions; inductor's code
+    generation for the unrolled loop would add tens of seconds to the suite."""
+    from runtime.layers import AlgebraGRUCell, AlgebraLSTM
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    lstm = AlgebraLSTM(2, 3, name, bidirectional=True, method=method)
+    d = lstm.algebra.dim
+    _compiled_matches_eager(lstm, torch.randn(2, 2, 2 * d), backend="aot_eager")
+    _compiled_matches_eager(AlgebraGRUCell(2, 3, name, method=method), torch.randn(2, 2 * d), backend="aot_eager")

@@ -257,3 +257,78 @@ def test_convert_keeps_dtype():
     converted = convert(model, "H", match="params")
     assert all(p.dtype == torch.float64 for p in converted.parameters())
     assert converted(torch.randn(3, 8, dtype=torch.float64)).shape == (3, 4)
+
+
+class RealUNet(nn.Module):
+    """Down with a strided conv, group / instance norms, up with a transposed conv, skip concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.gn = nn.GroupNorm(2, 8)
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.inorm = nn.InstanceNorm2d(8, affine=True)
+        self.up = nn.ConvTranspose2d(8, 8, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        h = F.relu(self.gn(self.down(x)))
+        h = F.relu(self.inorm(self.mid(h))) + h
+        return self.head(F.relu(self.up(h)))
+
+
+class RealSeq(nn.Module):
+    def __init__(self, cell: bool = False):
+        super().__init__()
+        self.cell = cell
+        self.gru = nn.GRU(5, 8, batch_first=True) if not cell else nn.GRUCell(5, 8)
+        self.lstm = nn.LSTM(8, 6, num_layers=2, bidirectional=True, dropout=0.1)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):
+        if self.cell:
+            h = torch.stack([self.gru(x[:, t]) for t in range(x.shape[1])], 1)
+        else:
+            h, _ = self.gru(x)
+        out, (hn, cn) = self.lstm(h.transpose(0, 1))
+        return self.fc(out[-1])
+
+
+@pytest.mark.parametrize("name", ["C", "H"])
+def test_convert_transposed_convs_norms_and_recurrent_layers(name):
+    from runtime.layers import (AlgebraConvTranspose2d, AlgebraGroupNorm, AlgebraGRU, AlgebraGRUCell,
+                                AlgebraInstanceNorm2d, AlgebraLSTM)
+    from runtime.models.convert import LiftedRecurrent
+
+    torch.manual_seed(0)
+    A = load_algebra(name)
+    n8 = matched_width(8, A, "width")
+    unet = convert(RealUNet(), name, match="width", norm="norm")
+    assert isinstance(unet.up, AlgebraConvTranspose2d) and unet.up.weight.shape[:2] == (n8, n8)
+    assert unet.up.output_padding == (1, 1) and unet.up.stride == (2, 2)
+    assert isinstance(unet.gn, AlgebraGroupNorm) and (unet.gn.num_groups, unet.gn.num_channels) == (2, n8)
+    assert isinstance(unet.inorm, AlgebraInstanceNorm2d) and unet.inorm.affine and unet.inorm.mode == "norm"
+    x = torch.randn(4, 3, 8, 8)
+    y = torch.randn(4, 2, 8, 8)
+    losses = train(unet, lambda: F.mse_loss(unet(x), y), 6, 1e-2)
+    assert losses[-1] < losses[0]
+    for cell in (False, True):
+        seq = convert(RealSeq(cell), name, match="params")
+        assert isinstance(seq.gru, LiftedRecurrent) and isinstance(seq.gru.lift, AlgebraLift)
+        assert isinstance(seq.gru.rnn, AlgebraGRUCell if cell else AlgebraGRU)
+        assert seq.gru.rnn.input_size == 5 and seq.gru.rnn.hidden_size == matched_width(8, A, "params")
+        if not cell:
+            assert seq.gru.rnn.batch_first
+        lstm = seq.lstm
+        assert isinstance(lstm, AlgebraLSTM) and lstm.num_layers == 2 and lstm.bidirectional
+        assert lstm.dropout == 0.1 and lstm.hidden_size == matched_width(6, A, "params")
+        assert isinstance(seq.fc, AlgebraReadout)
+        xs, t = torch.randn(4, 7, 5), torch.randint(0, 3, (4,))
+        losses = train(seq, lambda: F.cross_entropy(seq(xs), t), 6, 1e-2)
+        assert losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="cannot be the last converted layer"):
+        convert(nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4)), name)
+    with pytest.raises(ValueError, match="proj_size"):
+        convert(nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4, proj_size=2), nn.Linear(2, 2)), name)
+    with pytest.raises(ValueError, match=r"GroupNorm\(4, 12\) becomes .* elements, which 4 groups do not divide"):
+        convert(nn.Sequential(nn.Conv2d(3, 12, 3), nn.GroupNorm(4, 12), nn.Conv2d(12, 2, 1)), name, match="width")

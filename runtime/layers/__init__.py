@@ -13,3 +13,8 @@ from .pool import (AlgebraAdaptiveAvgPool1d, AlgebraAdaptiveAvgPool2d, AlgebraAd
                    AlgebraMaxPool1d, AlgebraMaxPool2d, AlgebraMaxPool3d)
 from .linear import AlgebraLinear  # noqa: E402
 from .conv import AlgebraConv1d, AlgebraConv2d, AlgebraConv3d  # noqa: E402
+from .conv_transpose import AlgebraConvTranspose1d, AlgebraConvTranspose2d, AlgebraConvTranspose3d  # noqa: E402
+from .recurrent import (AlgebraGRU, AlgebraGRUCell, AlgebraLSTM, AlgebraLSTMCell, AlgebraRNN,  # noqa: E402
+                        AlgebraRNNCell)
+from .groupnorm import (AlgebraGroupNorm, AlgebraInstanceNorm1d, AlgebraInstanceNorm2d,  # noqa: E402
+                        AlgebraInstanceNorm3d)

@@ -19,7 +19,39 @@ from torch import nn
 from .. import functional as AF
 from .linear import AlgebraLayerMixin
 
-__all__ = ["AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d"]
+__all__ = ["AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d", "add_conv_parameters", "check_channel_args"]
+
+
+def check_channel_args(cls: str, in_channels, out_channels, groups, algebra) -> None:
+    """Validate a conv layer's channel counts (algebra elements), groups and the algebra's position."""
+    for label, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{cls}: {label} must be a positive int (channels count algebra elements), got {v!r}")
+    if isinstance(algebra, (int, tuple, list)) and not isinstance(algebra, bool):
+        raise TypeError(f"{cls}: the 4th argument is the algebra (a name such as 'H' or an Algebra), got "
+                        f"{algebra!r}; pass stride etc. by keyword, e.g. {cls}(4, 8, 3, algebra='H', stride=2)")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{cls}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                         f"divisible by groups ({groups})")
+
+
+def add_conv_parameters(layer: nn.Module, in_channels: int, out_channels: int, groups: int, bias: bool, init,
+                        device, dtype, transposed: bool = False) -> None:
+    """Give a conv layer (algebra set up, kernel_size set) its channels, groups, `init`, weight
+    (out, in // groups, *kernel, d) or, transposed, (in, out // groups, *kernel, d), bias (out, d) or None,
+    error label, and initialise them with its reset_parameters()."""
+    d = layer.algebra.dim
+    factory = {"device": device, "dtype": dtype}
+    layer.in_channels, layer.out_channels, layer.groups, layer.init = in_channels, out_channels, groups, init
+    first, second = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+    layer.weight = nn.Parameter(torch.empty(first, second, *layer.kernel_size, d, **factory))
+    if bias:
+        layer.bias = nn.Parameter(torch.empty(out_channels, d, **factory))
+    else:
+        layer.register_parameter("bias", None)
+    layer._who = (f"{type(layer).__name__}(in_channels={in_channels}, out_channels={out_channels}, "
+                  f"kernel_size={layer.kernel_size}, algebra={layer.algebra.name})")
+    layer.reset_parameters()
 
 
 class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
@@ -31,20 +63,10 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
         super().__init__()
         nd = self._nd
         cls = type(self).__name__
-        for label, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{cls}: {label} must be a positive int (channels count algebra elements), got {v!r}")
-        if isinstance(algebra, (int, tuple, list)) and not isinstance(algebra, bool):
-            raise TypeError(f"{cls}: the 4th argument is the algebra (a name such as 'H' or an Algebra), got "
-                            f"{algebra!r}; pass stride etc. by keyword, e.g. {cls}(4, 8, 3, algebra='H', stride=2)")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{cls}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+        check_channel_args(cls, in_channels, out_channels, groups, algebra)
         if padding_mode not in AF._PAD_MODES:
             raise ValueError(f"{cls}: padding_mode must be one of {AF._PAD_MODES}, got {padding_mode!r}")
-        A = self._setup_algebra(algebra, method, cls)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
+        self._setup_algebra(algebra, method, cls)
         self.kernel_size = AF._ntuple(kernel_size, nd, "kernel_size", cls)
         self.stride = AF._ntuple(stride, nd, "stride", cls)
         self.dilation = AF._ntuple(dilation, nd, "dilation", cls)
@@ -56,19 +78,8 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
             self.padding = padding
         else:
             self.padding = AF._ntuple(padding, nd, "padding", cls)
-        self.groups = groups
         self.padding_mode = padding_mode
-        self.init = init
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, A.dim,
-                                               **factory))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels, A.dim, **factory))
-        else:
-            self.register_parameter("bias", None)
-        self._who = (f"{cls}(in_channels={in_channels}, out_channels={out_channels}, "
-                     f"kernel_size={self.kernel_size}, algebra={A.name})")
-        self.reset_parameters()
+        add_conv_parameters(self, in_channels, out_channels, groups, bias, init, device, dtype)
 
     def reset_parameters(self) -> None:
         self._reset_parameters(self.in_channels // self.groups * math.prod(self.kernel_size))

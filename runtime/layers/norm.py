@@ -24,6 +24,7 @@ unbiased estimates in the running buffers, batch statistics in training or when
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,8 @@ from torch import nn
 from ..registry import load_algebra
 
 __all__ = ["AlgebraBatchNorm1d", "AlgebraBatchNorm2d", "AlgebraBatchNorm3d", "AlgebraLayerNorm",
-           "inv_sqrtm_psd", "NORM_MODES"]
+           "inv_sqrtm_psd", "NORM_MODES", "unit_view", "covariance", "apply_matrix", "normalize_units",
+           "affine_parameters", "reset_affine_"]
 
 NORM_MODES = ("component", "whitening", "norm")
 
@@ -75,6 +77,93 @@ def inv_sqrtm_psd(V: torch.Tensor, eps: float = 0.0, compute_dtype: torch.dtype 
     return _InvSqrtPSD.apply(V, floor, compute_dtype)
 
 
+# ------------------------------------------------------------------------ statistics, shared by the norms
+# A "unit" is what one set of statistics normalises: a channel (batch norm), a sample's channel (instance
+# norm), a sample's group of channels (group norm).  xs holds the d components along dim `comp`; the dims
+# `red` are the samples of one unit; the remaining dims (all before `comp`) index the units, so per-unit
+# statistics have shape (*unit, d) / (*unit, d, d) / (*unit,).
+
+def unit_view(stat: torch.Tensor, x: torch.Tensor, red: Sequence[int]) -> torch.Tensor:
+    """Per-unit statistics (*unit, d) (or (*unit, 1)) -> broadcastable against x (size 1 at the dims `red`)."""
+    sizes = iter(stat.shape)
+    return stat.reshape([1 if i in red else next(sizes) for i in range(x.dim())])
+
+
+def covariance(xc: torch.Tensor, comp: int, red: Sequence[int]) -> torch.Tensor:
+    """Biased covariance of the components of centred xc over the dims `red`: (*unit, d, d)."""
+    D = xc.dim()
+    idx = list(range(D))
+    other = idx.copy()
+    other[comp] = D
+    unit = [i for i in idx if i != comp and i not in red]
+    return torch.einsum(xc, idx, xc, other, unit + [comp, D]) / math.prod([xc.shape[i] for i in red])
+
+
+def apply_matrix(M: torch.Tensor, x: torch.Tensor, comp: int, red: Sequence[int]) -> torch.Tensor:
+    """y[..., a, ...] = sum_b M[*unit, a, b] x[..., b, ...]: one d x d matrix per unit, shared over `red`."""
+    D = x.dim()
+    idx = list(range(D))
+    src = idx.copy()
+    src[comp] = D
+    unit = [i for i in idx if i != comp and i not in red]
+    return torch.einsum(M, unit + [comp, D], x, src, idx)
+
+
+def normalize_units(xs: torch.Tensor, comp: int, red: Sequence[int], mode: str, eps: float,
+                    compute_dtype: torch.dtype = torch.float64, center: bool = True,
+                    mean: torch.Tensor | None = None, second: torch.Tensor | None = None,
+                    weight: torch.Tensor | None = None):
+    """Normalise every unit of xs (see above); returns (y, mean, second).
+
+    mode "component": per unit and component, (x - mean) / sqrt(var + eps); second = var (*unit, d).
+         "whitening": per unit, cov^{-1/2} (x - mean) (`inv_sqrtm_psd`, eps*I added); second = cov (*unit, d, d).
+         "norm":      per unit, (x - mean) / sqrt(E||x - mean||^2 / d + eps); second (*unit,).
+    The batch statistics are biased; pass `mean` / `second` to use given (running) statistics instead.
+    center=False: no mean is subtracted (mean is returned as zeros).  weight: an affine weight that
+    broadcasts against the unit scale ((*unit, d), (*unit, d, d) applied on the left, (*unit,)), fused in.
+    """
+    if not center:
+        mean = xs.new_zeros([n for i, n in enumerate(xs.shape) if i not in red])
+        xc = xs
+    else:
+        if mean is None:
+            mean = xs.mean(red)
+        xc = xs - unit_view(mean, xs, red)
+    if second is None:
+        if mode == "whitening":
+            second = covariance(xc, comp, red)
+        else:
+            second = xc.square().mean(red)
+            if mode == "norm":
+                second = second.mean(-1)
+    if mode == "whitening":
+        M = inv_sqrtm_psd(second, eps, compute_dtype).to(xs.dtype)
+        y = apply_matrix(M if weight is None else weight @ M, xc, comp, red)
+    else:
+        scale = torch.rsqrt(second + eps)
+        if weight is not None:
+            scale = scale * weight
+        y = xc * unit_view(scale.unsqueeze(-1) if mode == "norm" else scale, xs, red)
+    return y, mean, second
+
+
+def affine_parameters(mode: str, C: int, d: int, factory: dict) -> tuple[nn.Parameter, nn.Parameter]:
+    """(weight, bias) of an affine norm over C elements: weight (C, d) component, (C, d, d) whitening, (C,)
+    norm (a real scale per element); bias (C, d).  Uninitialised: see `reset_affine_`."""
+    shape = {"whitening": (C, d, d), "norm": (C,)}.get(mode, (C, d))
+    return nn.Parameter(torch.empty(shape, **factory)), nn.Parameter(torch.empty(C, d, **factory))
+
+
+@torch.no_grad()
+def reset_affine_(weight: torch.Tensor, bias: torch.Tensor, mode: str) -> None:
+    """Identity affine map: weight 1 (I for whitening), bias 0."""
+    if mode == "whitening":
+        weight.copy_(torch.eye(weight.shape[-1]).expand_as(weight))
+    else:
+        weight.fill_(1)
+    bias.zero_()
+
+
 class _AlgebraBatchNorm(nn.Module):
     _not_an_algebra_layer = True          # its (C, d, d) whitening weight is not a layer weight
 
@@ -97,13 +186,7 @@ class _AlgebraBatchNorm(nn.Module):
         fk = {"device": device, "dtype": dtype}
         C = self.num_features
         if affine:
-            if mode == "whitening":
-                self.weight = nn.Parameter(torch.empty(C, d, d, **fk))
-            elif mode == "norm":
-                self.weight = nn.Parameter(torch.empty(C, **fk))
-            else:
-                self.weight = nn.Parameter(torch.empty(C, d, **fk))
-            self.bias = nn.Parameter(torch.empty(C, d, **fk))
+            self.weight, self.bias = affine_parameters(mode, C, d, fk)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -136,12 +219,7 @@ class _AlgebraBatchNorm(nn.Module):
     def reset_parameters(self) -> None:
         self.reset_running_stats()
         if self.affine:
-            with torch.no_grad():
-                if self.mode == "whitening":
-                    self.weight.copy_(torch.eye(self.algebra.dim).expand_as(self.weight))
-                else:
-                    self.weight.fill_(1)
-                self.bias.zero_()
+            reset_affine_(self.weight, self.bias, self.mode)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, algebra={self.algebra.name}, mode={self.mode!r}, eps={self.eps}, "
@@ -169,11 +247,8 @@ class _AlgebraBatchNorm(nn.Module):
         n = xs.shape[0] * math.prod(xs.shape[3:])
         if use_batch and self.training and n <= 1:
             raise ValueError(f"Expected more than 1 value per element when training, got input size {tuple(x.shape)}")
-        if self.mode == "whitening":
-            y = self._whiten(xs, use_batch, factor, n)
-        else:
-            y = self._norm(xs, use_batch, factor, n)
-        return y.flatten(1, 2)
+        second = "running_cov" if self.mode == "whitening" else "running_var"
+        return self._normalize(xs, use_batch, factor, n, second).flatten(1, 2)
 
     def _component(self, x, use_batch, factor):
         rm = self.running_mean.view(-1) if self.running_mean is not None else None
@@ -182,57 +257,23 @@ class _AlgebraBatchNorm(nn.Module):
         b = self.bias.reshape(-1) if self.affine else None
         return F.batch_norm(x, rm, rv, w, b, use_batch, factor, self.eps)
 
-    def _shape(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
-        """(C, d) statistics -> broadcastable against (N, C, d, *spatial)."""
-        return t.reshape(t.shape + (1,) * (ndim - 3))
-
-    def _whiten(self, xs, use_batch, factor, n):
-        d = self.algebra.dim
+    def _normalize(self, xs, use_batch, factor, n, second_name):
+        """Whitening / norm modes on xs (N, C, d, *spatial): batch or running statistics, fused affine."""
         red = [0] + list(range(3, xs.dim()))
+        w = self.weight if self.affine else None
         if use_batch:
-            mean = xs.mean(dim=red)                                         # (C, d)
-            xc = xs - self._shape(mean, xs.dim()).unsqueeze(0)
-            flat = xc.movedim(1, 0).movedim(2, 1).reshape(self.num_features, d, -1)   # (C, d, n)
-            cov = flat @ flat.mT / n                                        # biased, (C, d, d)
+            y, mean, second = normalize_units(xs, 2, red, self.mode, self.eps, self.compute_dtype, self.center,
+                                              weight=w)
             if self.training and self.track_running_stats:
                 with torch.no_grad():
                     self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
-                    unbiased = cov.detach() * (n / max(n - 1, 1))
-                    self.running_cov.lerp_(unbiased.to(self.running_cov.dtype), factor)
+                    running = getattr(self, second_name)
+                    running.lerp_((second.detach() * (n / max(n - 1, 1))).to(running.dtype), factor)
         else:
-            mean, cov = self.running_mean, self.running_cov
-            xc = xs - self._shape(mean, xs.dim()).unsqueeze(0)
-        Wm = inv_sqrtm_psd(cov, self.eps, self.compute_dtype).to(xs.dtype)   # (C, d, d)
+            y, _, _ = normalize_units(xs, 2, red, self.mode, self.eps, self.compute_dtype, self.center,
+                                      self.running_mean, getattr(self, second_name), w)
         if self.affine:
-            Wm = self.weight @ Wm
-        y = torch.einsum("cij,ncj...->nci...", Wm, xc)
-        if self.affine:
-            y = y + self._shape(self.bias, xs.dim()).unsqueeze(0)
-        return y
-
-    def _norm(self, xs, use_batch, factor, n):
-        d = self.algebra.dim
-        red = [0] + list(range(3, xs.dim()))
-        if use_batch:
-            mean = xs.mean(dim=red) if self.center else xs.new_zeros(self.num_features, d)
-            xc = xs - self._shape(mean, xs.dim()).unsqueeze(0)
-            sq = xc.square().sum(2)                                          # (N, C, *spatial)
-            var = sq.mean(dim=[0] + list(range(2, sq.dim()))) / d            # (C,)
-            if self.training and self.track_running_stats:
-                with torch.no_grad():
-                    self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
-                    self.running_var.lerp_((var.detach() * (n / max(n - 1, 1))).to(self.running_var.dtype),
-                                           factor)
-        else:
-            mean = self.running_mean if self.center else torch.zeros_like(self.running_mean)
-            var = self.running_var
-            xc = xs - self._shape(mean, xs.dim()).unsqueeze(0)
-        scale = torch.rsqrt(var + self.eps)                                  # (C,)
-        if self.affine:
-            scale = scale * self.weight
-        y = xc * scale.reshape((1, -1) + (1,) * (xs.dim() - 2))
-        if self.affine:
-            y = y + self._shape(self.bias, xs.dim()).unsqueeze(0)
+            y = y + unit_view(self.bias, xs, red)
         return y
 
 

@@ -1,4 +1,4 @@
-"""Swap a real model's Linear / Conv layers for algebra ones.
+"""Swap a real model's Linear / Conv / recurrent layers and norms for algebra ones.
 
     algebra_model = convert(real_model, "H", match="params")
 
@@ -11,9 +11,18 @@ concatenations that agree in the real model agree after conversion.  In module r
   AlgebraLinear/AlgebraConv(in, N(out)))``;
 - the last Linear/Conv keeps its real output: ``AlgebraReadout(N(in), out)`` for a Linear, a real conv
   over the N(in)*d components for a Conv;
-- every other Linear / Conv1d/2d/3d becomes the algebra layer with N(in) -> N(out) (same kernel, stride,
-  padding, dilation; groups must be 1 or depthwise);
-- BatchNorm1d/2d/3d(C) -> AlgebraBatchNorm*(N(C), mode=``norm``), LayerNorm(C) -> AlgebraLayerNorm(N(C));
+- every other Linear / Conv1d/2d/3d / ConvTranspose1d/2d/3d becomes the algebra layer with N(in) -> N(out)
+  (same kernel, stride, padding, output_padding, dilation; groups must be 1 or depthwise);
+- RNN / GRU / LSTM (and their cells) become AlgebraRNN / AlgebraGRU / AlgebraLSTM (cells) with
+  N(input_size) -> N(hidden_size) and the same num_layers, bias, batch_first, dropout, bidirectional (as the
+  first layer they read real features through an AlgebraLift); they cannot be the last layer (their outputs
+  and states are algebra-valued: end with a Linear) and LSTM's proj_size is refused.  A bidirectional layer
+  outputs 2 N(H) elements: the next layer (converted from 2H real features) expects N(2H), so pick H with
+  N(2H) == 2 N(H) (the next layer refuses a mismatch with a shape error);
+- BatchNorm1d/2d/3d(C) -> AlgebraBatchNorm*(N(C), mode=``norm``), LayerNorm(C) -> AlgebraLayerNorm(N(C)),
+  GroupNorm(G, C) -> AlgebraGroupNorm(G, N(C)) (N(C) must be divisible by G), InstanceNorm1d/2d/3d(C) ->
+  AlgebraInstanceNorm*(N(C)), all with mode=``norm`` and the real layer's eps / momentum / affine /
+  track_running_stats;
 - MaxPool1d/2d/3d -> the element-norm max pools (``keep_elements=True``); activations, average pools,
   flatten and residual adds act on the real components unchanged.
 
@@ -28,27 +37,45 @@ import torch
 from torch import nn
 
 from ..init import init_model_
+from ..layers.groupnorm import AlgebraGroupNorm, AlgebraInstanceNorm1d, AlgebraInstanceNorm2d, AlgebraInstanceNorm3d
 from ..layers.lift import AlgebraLift, AlgebraReadout
 from ..layers.norm import AlgebraBatchNorm1d, AlgebraBatchNorm2d, AlgebraBatchNorm3d, AlgebraLayerNorm
+from ..layers.recurrent import (AlgebraGRU, AlgebraGRUCell, AlgebraLSTM, AlgebraLSTMCell, AlgebraRNN,
+                                AlgebraRNNCell)
 from ..layers.pool import AlgebraMaxPool1d, AlgebraMaxPool2d, AlgebraMaxPool3d
 from ..registry import load_algebra
 from .width import matched_width
 
-__all__ = ["convert"]
+__all__ = ["convert", "LiftedRecurrent"]
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_RNNS = {nn.RNN: AlgebraRNN, nn.GRU: AlgebraGRU, nn.LSTM: AlgebraLSTM, nn.RNNCell: AlgebraRNNCell,
+         nn.GRUCell: AlgebraGRUCell, nn.LSTMCell: AlgebraLSTMCell}
 _BNS = {nn.BatchNorm1d: AlgebraBatchNorm1d, nn.BatchNorm2d: AlgebraBatchNorm2d, nn.BatchNorm3d: AlgebraBatchNorm3d}
+_INS = {nn.InstanceNorm1d: AlgebraInstanceNorm1d, nn.InstanceNorm2d: AlgebraInstanceNorm2d,
+        nn.InstanceNorm3d: AlgebraInstanceNorm3d}
 _POOLS = {nn.MaxPool1d: AlgebraMaxPool1d, nn.MaxPool2d: AlgebraMaxPool2d, nn.MaxPool3d: AlgebraMaxPool3d}
 
 
-def _algebra_conv(nd):
+def _algebra_conv(old: nn.Module):
     from .. import layers
 
-    return getattr(layers, f"AlgebraConv{nd}d")
+    return getattr(layers, "Algebra" + type(old).__name__)
+
+
+class LiftedRecurrent(nn.Module):
+    """A converted recurrent layer that reads real features: forward(input, hx) = rnn(lift(input), hx)."""
+
+    def __init__(self, lift: AlgebraLift, rnn: nn.Module) -> None:
+        super().__init__()
+        self.lift, self.rnn = lift, rnn
+
+    def forward(self, input: torch.Tensor, hx=None):
+        return self.rnn(self.lift(input), hx)
 
 
 def _order(model: nn.Module, example_input) -> list[str]:
-    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear,) + _CONVS)]
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear,) + _CONVS) or type(m) in _RNNS]
     if example_input is None:
         return names
     seen: list[str] = []
@@ -72,7 +99,7 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
     model = copy.deepcopy(model)
     order = _order(model, example_input)
     if not order:
-        raise ValueError("the model has no Linear or Conv layers to convert")
+        raise ValueError("the model has no Linear, Conv or recurrent layers to convert")
     first, last = order[0], order[-1]
     kw = {} if layer_method is None else {"method": layer_method}
 
@@ -94,11 +121,14 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
                     mods.append(AlgebraReadout(1, old.out_features, algebra=A, bias=bias))
                 return nn.Sequential(*mods)
             return AlgebraLinear(N(old.in_features), N(old.out_features), algebra=A, bias=bias, **kw)
+        if type(old) in _RNNS:
+            return recurrent(name, old)
         if isinstance(old, _CONVS):
-            nd = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(old)]
             cin, cout, g = old.in_channels, old.out_channels, old.groups
             bias = old.bias is not None
             geo = dict(stride=old.stride, padding=old.padding, dilation=old.dilation)
+            if old.transposed:
+                geo["output_padding"] = old.output_padding
             if name == last and name != first:
                 real = type(old)(N(cin) * d, cout, old.kernel_size, groups=1, bias=bias, **geo)
                 return real
@@ -113,11 +143,28 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
             if ng is None:
                 raise ValueError(f"{name}: cannot convert a grouped convolution (groups={g}, {cin}->{cout}) "
                                  f"to {ncin}->{ncout} elements")
-            conv = _algebra_conv(nd)(ncin, ncout, old.kernel_size, groups=ng, bias=bias, algebra=A, **geo, **kw)
+            conv = _algebra_conv(old)(ncin, ncout, old.kernel_size, groups=ng, bias=bias, algebra=A, **geo, **kw)
             if name == first:
                 return nn.Sequential(AlgebraLift(cin, algebra=A, mode="embed", dim=1), conv)
             return conv
         raise TypeError(type(old))
+
+    def recurrent(name: str, old: nn.Module) -> nn.Module:
+        if name == last:
+            raise ValueError(f"{name}: a {type(old).__name__} cannot be the last converted layer (its outputs and "
+                             f"states would be algebra-valued); end the model with a Linear")
+        if getattr(old, "proj_size", 0):
+            raise ValueError(f"{name}: LSTM with proj_size={old.proj_size} has no algebra counterpart")
+        args = dict(bias=old.bias, algebra=A, **kw)
+        if isinstance(old, nn.RNNBase):
+            args.update(num_layers=old.num_layers, batch_first=old.batch_first, dropout=old.dropout,
+                        bidirectional=old.bidirectional)
+        if isinstance(old, (nn.RNN, nn.RNNCell)):
+            args["nonlinearity"] = old.nonlinearity
+        new = _RNNS[type(old)](old.input_size if name == first else N(old.input_size), N(old.hidden_size), **args)
+        if name == first:
+            return LiftedRecurrent(AlgebraLift(old.input_size, algebra=A, mode="embed", dim=-1), new)
+        return new
 
     def swap(name: str, new: nn.Module):
         parent_name, _, child = name.rpartition(".")
@@ -136,6 +183,16 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
         elif type(m) in _BNS:
             swap(name, _BNS[type(m)](N(m.num_features), algebra=A, mode=norm, eps=m.eps, momentum=m.momentum,
                                      affine=m.affine, track_running_stats=m.track_running_stats))
+        elif type(m) in _INS:
+            swap(name, _INS[type(m)](N(m.num_features), algebra=A, mode=norm, eps=m.eps, momentum=m.momentum,
+                                     affine=m.affine, track_running_stats=m.track_running_stats))
+        elif isinstance(m, nn.GroupNorm):
+            if N(m.num_channels) % m.num_groups:
+                raise ValueError(f"{name}: GroupNorm({m.num_groups}, {m.num_channels}) becomes "
+                                 f"{N(m.num_channels)} elements, which {m.num_groups} groups do not divide; "
+                                 f"choose another match= or num_groups")
+            swap(name, AlgebraGroupNorm(m.num_groups, N(m.num_channels), algebra=A, mode=norm, eps=m.eps,
+                                        affine=m.affine))
         elif isinstance(m, nn.LayerNorm):
             if len(m.normalized_shape) != 1:
                 raise ValueError(f"{name}: only LayerNorm over the last dimension can be converted")
