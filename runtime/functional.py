@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight
+from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight, weight_combinations
 from ._fold import FoldConvFn, FoldLinearFn
 from .registry import Algebra, AlgebraNotBuiltError, FoldPlan, load_algebra
 
@@ -283,22 +283,14 @@ def _fold_forward(x, weight, bias, A, plan, Tb, conv):
 
 
 def _bilinear_forward(x, weight, bias, A, consts: Consts, conv):
-    d = A.dim
     dev = x.device.type
     ac = _autocast_dtype(dev)
     cdtype = ac if ac is not None else x.dtype
     U, V, Wm = (t.to(cdtype) for t in (consts.U, consts.V, consts.W))
     Uw = consts.U.to(weight.dtype)
-    r = U.shape[0]
 
     def make():
-        w = weight.detach()
-        wc = torch.matmul(Uw, w.reshape(-1, d).t())                       # (r, O*I*K)
-        if conv is None:
-            wc = wc.view(r, w.shape[0], w.shape[1])
-        else:
-            wc = wc.view(r * w.shape[0], *w.shape[1:-1])
-        return wc.to(cdtype).contiguous()
+        return weight_combinations(weight.detach(), Uw, conv is not None).to(cdtype).contiguous()
 
     if torch.is_grad_enabled() and weight.requires_grad:
         wc = make()         # training: the weight changes every step (and gradcheck perturbs .data)

@@ -178,7 +178,8 @@ class Algebra:
                       "fold": lambda: self.fold.block}
             if name not in arrays:
                 raise KeyError(f"unknown constant {name!r}; known: {', '.join(arrays)}")
-            hit = torch.as_tensor(np.ascontiguousarray(arrays[name]()), dtype=dtype, device=device)
+            with torch.inference_mode(False):    # a normal tensor even when first asked for under inference_mode
+                hit = torch.as_tensor(np.ascontiguousarray(arrays[name]()), dtype=dtype, device=device)
             self.cache.tensors[key] = hit
         return hit
 
