@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraBatchNorm1d", "AlgebraBatchNorm2d", "AlgebraBatchNorm3d", "AlgebraLayerNorm",
@@ -172,6 +173,7 @@ class _AlgebraBatchNorm(nn.Module):
 
     # forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         self._check_input_dim(x)
         d, C = self.algebra.dim, self.num_features
         if x.shape[1] != C * d:
@@ -320,6 +322,7 @@ class AlgebraLayerNorm(nn.Module):
                 f"elementwise_affine={self.elementwise_affine}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         C, d = self.num_elements, self.algebra.dim
         if x.shape[-1] != C * d:
             raise ValueError(f"AlgebraLayerNorm: expected last dimension {C}*{d} = {C * d}, got {tuple(x.shape)}")
