@@ -90,6 +90,9 @@ def _rel(path: str | Path | None, base: Path) -> str:
 
 def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Path, spec_hash: str,
               tool_hash: str) -> BuiltAlgebra:
+    if not nonzero_pairs(A.T):
+        raise SpecError("every product is zero (the zero algebra): a layer over it would output only its bias; "
+                        "give at least one nonzero product", algebra=A.name, file=A.source)
     p = props.compute(A.T, A.basis)
     check_claims(A, p)
     s = resolver.best(A)

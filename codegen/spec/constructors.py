@@ -14,6 +14,7 @@ from __future__ import annotations
 import keyword
 import os
 import sys
+import unicodedata
 from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
@@ -82,6 +83,9 @@ def _check_basis(basis: Any, name: str, file: str | None, unit: str | None) -> t
         if not (b.isidentifier() or (b == "1" and unit == "1")):
             raise SpecError(f"basis name {b!r} is not an identifier (only the unit may be called '1')",
                             algebra=name, file=file)
+        if unicodedata.normalize("NFKC", b) != b:      # Python (and so SymPy's parser) reads identifiers as NFKC
+            raise SpecError(f"basis name {b!r} is read by Python as {unicodedata.normalize('NFKC', b)!r}; write "
+                            f"it that way", algebra=name, file=file)
         if b in seen:
             raise SpecError(f"duplicate basis name {b!r}", algebra=name, file=file)
         seen.add(b)
