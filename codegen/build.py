@@ -152,24 +152,26 @@ def resolve_out_dir(spec_dir: Path, out_dir: Path | None) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise BuildError(f"output folder {out_dir} is a file, not a folder: pass --out with a folder path "
                          f"(it is created if missing)")
-    for sp in _site_packages():
-        if out_dir == sp or sp in out_dir.parents:
-            raise BuildError(f"refusing to write generated code into {out_dir}, inside {sp} (installed packages "
-                             f"live there); pass --out with a folder of your own")
+    sp = installed_location(out_dir)
+    if sp is not None:
+        raise BuildError(f"refusing to write generated code into {out_dir}, inside {sp} (installed packages "
+                         f"live there); pass --out with a folder of your own")
     return out_dir
 
 
-def _site_packages() -> list[Path]:
-    """Folders of installed packages (and this package's own folder when it is installed, not a checkout)."""
+def installed_location(path: Path) -> Path | None:
+    """The site-packages folder (or this package's own installed folder) that holds `path`, if any: nothing is
+    ever written there."""
     paths = {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")}
     try:
         paths.update(site.getsitepackages())
     except AttributeError:          # pragma: no cover - some embedded interpreters
         pass
-    out = [Path(p).resolve() for p in paths if p]
+    roots = [Path(p).resolve() for p in paths if p]
     if not is_checkout():
-        out.append(PACKAGE_ROOT.resolve())
-    return out
+        roots.append(PACKAGE_ROOT.resolve())
+    path = Path(path).resolve()
+    return next((r for r in roots if path == r or r in path.parents), None)
 
 
 def build(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path | None = None, only: list[str] | None = None,

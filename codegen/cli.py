@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .build import DEFAULT_SPEC_DIR, build, check, resolve_out_dir
+from .build import DEFAULT_SPEC_DIR, build, check, installed_location, resolve_out_dir
 from .exact import nonzero_pairs
 from .exact import properties as props
 from .locations import rebuild_command
@@ -106,6 +106,11 @@ def cmd_check(args) -> int:
 def cmd_search(args) -> int:
     from .search.cli import run_search
 
+    installed = installed_location(args.spec_dir)
+    if installed is not None and not args.no_save:      # refuse before spending the budget
+        raise BuildError(f"the specs in {Path(args.spec_dir).resolve()} are installed (in {installed}), where a "
+                         f"better scheme cannot be stored: copy the spec folder and pass --spec-dir, or pass "
+                         f"--no-save")
     return run_search(args)
 
 

@@ -128,6 +128,9 @@ def test_installed_wheel_works_from_an_empty_folder(wheel, tmp_path):
     assert {"R", "C", "H", "M4R", "M2C"} <= {p.name for p in cache.iterdir() if p.is_dir()}
     res = _run([str(py), "-m", "codegen", "build", "--out", str(site / "generated")], work, env, ok=False)
     assert res.returncode != 0 and "site-packages" in res.stderr
+    res = _run([str(py), "-m", "codegen", "search", "C", "--budget", "1"], work, env, ok=False)
+    assert res.returncode != 0 and "installed" in res.stderr and "--no-save" in res.stderr
+    assert "M2C" in _run([str(py), "-m", "codegen", "list"], work, env).stdout
 
     assert _snapshot(site) == before, "something was written into site-packages"
     assert sorted(p.name for p in work.iterdir()) == ["my_specs", "user_generated"]
