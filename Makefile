@@ -1,9 +1,10 @@
-# Quick start: `make demo` (install, build every algebra, run the comparison) and `make test`.
+# Quick start: `make demo` (install, build every algebra, run the comparison) and `make test` (which also builds
+# the wheel and installs it into a fresh venv: tests/test_wheel.py).  `make wheel` writes dist/algebranets-*.whl.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install build test demo clean
+.PHONY: install build test demo wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +23,8 @@ test: build
 demo: build
 	$(PY) -m examples.compare
 
+wheel: install
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf generated/*/ generated/manifest.json .pytest_cache
+	rm -rf generated/*/ generated/manifest.json .pytest_cache build dist *.egg-info

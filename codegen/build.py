@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,18 +24,25 @@ from .emit import digest, formulas
 from .exact import fraction_str, nonzero_pairs
 from .exact import properties as props
 from .exact.fold import fold_plan
+from .locations import BUILTIN_SPEC_DIR, PACKAGE_ROOT, builtin_out_dir, is_builtin_spec_dir, is_checkout
 from .schemes import Scheme, SchemeResolver
 from .spec import CLAIM_NAMES, Algebra, BuildError, SpecError
 from .spec.discover import discover
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SPEC_DIR = PROJECT_ROOT / "algebra_spec"
-DEFAULT_OUT_DIR = PROJECT_ROOT / "generated"
+DEFAULT_SPEC_DIR = BUILTIN_SPEC_DIR
 INDEX_NAME = "manifest.json"
+
+
+def _text(value) -> str:
+    """User text (a title, a path, a scheme's provenance) for one line of a comment or docstring in any generated
+    file: escaped as in a JSON string, so it holds no newline, quote, backslash or non-ASCII character raw."""
+    return json.dumps(str(value))[1:-1]
+
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "emit" / "templates")),
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                           keep_trailing_newline=True, autoescape=False)
+_env.filters["text"] = _text
 
 
 @dataclass
@@ -81,6 +90,9 @@ def _rel(path: str | Path | None, base: Path) -> str:
 
 def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Path, spec_hash: str,
               tool_hash: str) -> BuiltAlgebra:
+    if not nonzero_pairs(A.T):
+        raise SpecError("every product is zero (the zero algebra): a layer over it would output only its bias; "
+                        "give at least one nonzero product", algebra=A.name, file=A.source)
     p = props.compute(A.T, A.basis)
     check_claims(A, p)
     s = resolver.best(A)
@@ -110,13 +122,65 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
         "files": {name: digest.sha256_bytes(data) for name, data in sorted(files.items())},
     }
     files["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    check_generated(A, files)
     return BuiltAlgebra(A, p, s, files, manifest)
 
 
-def build(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path = DEFAULT_OUT_DIR, only: list[str] | None = None,
+def check_generated(A: Algebra, files: dict[str, bytes]) -> None:
+    """The post-build check: every generated Python file compiles and every JSON file parses.  A failure is a
+    bug of the generator (user text reaches the files only validated or escaped), reported as such."""
+    for name, data in files.items():
+        try:
+            if name.endswith(".py"):
+                compile(data, f"{A.name}/{name}", "exec", dont_inherit=True)
+            elif name.endswith(".json"):
+                json.loads(data)
+        except (SyntaxError, ValueError) as e:
+            raise BuildError(f"algebra {A.name} (from {A.source}): the generated {name} is invalid ({e}); this is a "
+                             f"bug in the code generator, please report it with the spec") from e
+
+
+def resolve_out_dir(spec_dir: Path, out_dir: Path | None) -> Path:
+    """The output folder: `out_dir`, or for the built-in specs their default folder (codegen.locations).  Specs of
+    your own are built where you say; a folder inside site-packages is refused (pip owns it)."""
+    if out_dir is None:
+        if not is_builtin_spec_dir(spec_dir):
+            raise BuildError(f"no output folder given for the specs in {spec_dir}: pass --out FOLDER (out_dir=...), "
+                             f"the folder to write their generated code into")
+        out_dir = builtin_out_dir()
+    out_dir = Path(out_dir).expanduser().resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BuildError(f"output folder {out_dir} is a file, not a folder: pass --out with a folder path "
+                         f"(it is created if missing)")
+    sp = installed_location(out_dir)
+    if sp is not None:
+        raise BuildError(f"refusing to write generated code into {out_dir}, inside {sp} (installed packages "
+                         f"live there); pass --out with a folder of your own")
+    return out_dir
+
+
+def installed_location(path: Path) -> Path | None:
+    """The site-packages folder (or this package's own installed folder) that holds `path`, if any: nothing is
+    ever written there."""
+    paths = {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")}
+    try:
+        paths.update(site.getsitepackages())
+    except AttributeError:          # pragma: no cover - some embedded interpreters
+        pass
+    roots = [Path(p).resolve() for p in paths if p]
+    if not is_checkout():
+        roots.append(PACKAGE_ROOT.resolve())
+    path = Path(path).resolve()
+    return next((r for r in roots if path == r or r in path.parents), None)
+
+
+def build(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path | None = None, only: list[str] | None = None,
           progress: Callable[[str], None] | None = None) -> list[BuiltAlgebra]:
-    """Build every algebra in spec_dir (or those named in `only`) into out_dir; all or nothing."""
-    spec_dir, out_dir = Path(spec_dir).resolve(), Path(out_dir).resolve()
+    """Build every algebra in spec_dir (or those named in `only`) into out_dir; all or nothing.
+
+    out_dir None: the built-in specs' default folder (see `resolve_out_dir`)."""
+    spec_dir = Path(spec_dir).resolve()
+    out_dir = resolve_out_dir(spec_dir, out_dir)
     algebras = discover(spec_dir)
     if only:
         unknown = [n for n in only if n not in algebras]
@@ -138,19 +202,25 @@ def build(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path = DEFAULT_OUT_DIR, on
 def write(built: list[BuiltAlgebra], out_dir: Path, *, full: bool, spec_hash: str, tool_hash: str,
           spec_dir: Path) -> None:
     """Write the rendered folders and the index atomically (temp folder, then renames)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BuildError(f"cannot create the output folder {out_dir}: {e}") from e
     index_path = out_dir / INDEX_NAME
     old_index = {}
     if index_path.is_file():
         try:
             old_index = json.loads(index_path.read_text()).get("algebras", {})
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, OSError):
             old_index = {}
     entries = {} if full else dict(old_index)
     tmp = out_dir / f".build-tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as e:
+        raise BuildError(f"cannot write {out_dir}: {e}") from e
     try:
         for b in built:
             folder = tmp / b.algebra.name
@@ -179,12 +249,13 @@ def write(built: list[BuiltAlgebra], out_dir: Path, *, full: bool, spec_hash: st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path = DEFAULT_OUT_DIR) -> list[str]:
+def check(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path | None = None) -> list[str]:
     """Problems that make out_dir incomplete or stale (empty list: complete and current).
 
     Rebuilds in memory and compares bytes, so it catches every difference the build would make.
     """
-    spec_dir, out_dir = Path(spec_dir).resolve(), Path(out_dir).resolve()
+    spec_dir = Path(spec_dir).resolve()
+    out_dir = resolve_out_dir(spec_dir, out_dir)
     problems = []
     algebras = discover(spec_dir)
     resolver = SchemeResolver(algebras, spec_dir)

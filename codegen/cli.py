@@ -6,9 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from .build import DEFAULT_OUT_DIR, DEFAULT_SPEC_DIR, build, check
+from .build import DEFAULT_SPEC_DIR, build, check, installed_location, resolve_out_dir
 from .exact import nonzero_pairs
 from .exact import properties as props
+from .locations import rebuild_command
 from .schemes import SchemeResolver
 from .spec import BuildError, SpecError
 from .spec.discover import discover
@@ -47,8 +48,9 @@ def scheme_text(A, s) -> str:
 
 def cmd_build(args) -> int:
     start = time.perf_counter()
-    built = build(args.spec_dir, args.out, only=args.only, progress=print)
-    print(f"built {len(built)} algebra(s) into {Path(args.out).resolve()} in {time.perf_counter() - start:.1f}s")
+    out = resolve_out_dir(args.spec_dir, args.out)
+    built = build(args.spec_dir, out, only=args.only, progress=print)
+    print(f"built {len(built)} algebra(s) into {out} in {time.perf_counter() - start:.1f}s")
     return 0
 
 
@@ -90,11 +92,12 @@ def cmd_show(args) -> int:
 
 
 def cmd_check(args) -> int:
-    problems = check(args.spec_dir, args.out)
+    out = resolve_out_dir(args.spec_dir, args.out)
+    problems = check(args.spec_dir, out)
     for p in problems:
         print(p)
     if problems:
-        print(f"{Path(args.out).resolve()} is stale or incomplete: run `python -m codegen build`")
+        print(f"{out} is stale or incomplete: run `{rebuild_command(args.spec_dir, out)}`")
         return 1
     print("generated code is complete and current")
     return 0
@@ -103,6 +106,11 @@ def cmd_check(args) -> int:
 def cmd_search(args) -> int:
     from .search.cli import run_search
 
+    installed = installed_location(args.spec_dir)
+    if installed is not None and not args.no_save:      # refuse before spending the budget
+        raise BuildError(f"the specs in {Path(args.spec_dir).resolve()} are installed (in {installed}), where a "
+                         f"better scheme cannot be stored: copy the spec folder and pass --spec-dir, or pass "
+                         f"--no-save")
     return run_search(args)
 
 
@@ -113,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     def common(p, out=True):
         p.add_argument("--spec-dir", type=Path, default=DEFAULT_SPEC_DIR, help="folder of algebra specs")
         if out:
-            p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output folder")
+            p.add_argument("--out", type=Path, default=None,
+                           help="output folder (required with your own --spec-dir; for the built-in specs: "
+                                "generated/ in a checkout, the user cache when installed)")
 
     p = sub.add_parser("build", help="check every algebra and generate code")
     common(p)

@@ -7,7 +7,9 @@ Scheme: T[i,j,k] = sum_s U[s,i] V[s,j] W[s,k], weight = left factor.  For a laye
     grad w    (roles V, W, U):  dWc[s] = Gc[s]^T Xc[s]                        dw = sum_s U_s dWc[s]
 
 so training pays r (not d^2) real multiplications per element pair in all three passes, and the gradient
-GEMMs share the forward's weight combinations Wc and activation combinations Xc.  Every linear map (the
+GEMMs share the forward's weight combinations Wc and activation combinations Xc.  Under create_graph=True the
+backward runs on plain differentiable ops and recomputes Wc and Xc from the saved weight and input, so second
+derivatives (gradient penalties, Hessian-vector products) are exact.  Every linear map (the
 V, W and U combinations) is ONE batched op over all r terms and all elements; the r GEMMs are one `bmm`
 (linear) or one grouped convolution with r*groups groups (conv).
 
@@ -20,11 +22,10 @@ import math
 import weakref
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import _workspace as ws
 
-__all__ = ["BilinearLinearFn", "BilinearConvFn", "cached_weight", "mix_in", "mix_out"]
+__all__ = ["BilinearLinearFn", "BilinearConvFn", "cached_weight", "weight_combinations", "mix_in", "mix_out"]
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -67,7 +68,8 @@ def _entries(weight: torch.Tensor) -> dict | None:
 def cached_weight(weight: torch.Tensor, key, make):
     """make() (a tensor derived from `weight` without autograd), cached until `weight` changes.
 
-    Not cached while compiling (the compiled graph owns its intermediates) or for inference tensors.
+    Not cached while compiling (the compiled graph owns its intermediates) or for inference tensors.  A value
+    made under torch.inference_mode() is made as a normal tensor, so that it can serve later calls outside it.
     """
     if torch.compiler.is_compiling():
         return make()
@@ -78,7 +80,8 @@ def cached_weight(weight: torch.Tensor, key, make):
     hit = entries.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    value = make()
+    with torch.inference_mode(False), torch.no_grad():
+        value = make()
     entries[key] = (stamp, value)
     return value
 
@@ -199,9 +202,64 @@ def _repeat_terms(w: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- linear
+def weight_combinations(weight: torch.Tensor, U: torch.Tensor, conv: bool) -> torch.Tensor:
+    """The scheme's weight combinations wc[s] = sum_a U[s,a] w[..., a] (differentiable).
+
+    weight (O, I, d) -> (r, O, I) for linear; weight (O, I, *k, d) -> (r*O, I, *k), term-major, for conv."""
+    d = weight.shape[-1]
+    r = U.shape[0]
+    wc = torch.matmul(U, weight.reshape(-1, d).t())                        # (r, O*I*K)
+    if conv:
+        return wc.view(r * weight.shape[0], *weight.shape[1:-1])
+    return wc.view(r, weight.shape[0], weight.shape[1])
+
+
+def _differentiable(ctx) -> bool:
+    """In a backward: True when autograd records it (create_graph=True).  The backward then runs on plain
+    differentiable ops (no scratch pool, no out=) and recomputes the weight and activation combinations from
+    the saved weight and input, so that second derivatives are exact; a pooled xc kept for it goes back."""
+    if not torch.is_grad_enabled():
+        return False
+    if getattr(ctx, "xc", None) is not None:
+        ws.give(ctx.xc)
+        ctx.xc = None
+    return True
+
+
+def _save(ctx, pool: bool, x, weight, wc, U, V, Wm, xc) -> None:
+    """Keep what the backward needs.  A pooled xc is scratch memory: kept as an attribute (not saved) only when
+    the weight gradient needs it, given back after the first backward (a second one recomputes it).  The
+    weight itself is kept (version-checked) only when it needs a gradient: a create_graph backward
+    differentiates the weight combinations through it."""
+    ctx.pooled = pool
+    ctx.weight_dtype = weight.dtype
+    w = weight if ctx.needs_input_grad[1] else None
+    if pool:
+        ctx.save_for_backward(x, w, wc, U, V, Wm)
+        ctx.xc = xc if ctx.needs_input_grad[1] else None
+        if ctx.xc is None:
+            ws.give(xc)
+    else:
+        ctx.save_for_backward(x, w, wc, U, V, Wm, xc)
+
+
+def _saved(ctx) -> tuple:
+    """(x, weight or None, wc, U, V, Wm, xc or None) as stored by `_save`."""
+    if ctx.pooled:
+        return (*ctx.saved_tensors, getattr(ctx, "xc", None))
+    return ctx.saved_tensors
+
+
+def _weight_grad(flat: torch.Tensor, U: torch.Tensor, shape, dtype) -> torch.Tensor:
+    """(R, r) term gradients -> weight gradient (shape, dtype): dw = flat @ U, accumulated in float32 for half."""
+    dw = torch.matmul(flat.float(), U.float()) if flat.dtype in _HALF else torch.matmul(flat, U)
+    return dw.view(shape).to(dtype)
+
+
 class BilinearLinearFn(torch.autograd.Function):
     """y (N, out*d) from x (N, in*d), weight (out, in, d), bias (out, d) or None, with weight combinations
-    wc (r, out, in) = U . weight in the compute dtype.  Internal temporaries come from the scratch pool."""
+    wc (r, out, in) = U . weight in the compute dtype.  Internal temporaries come from the scratch pool.
+    Twice differentiable: under create_graph the backward is itself recorded (see `_differentiable`)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, wc, U, V, Wm):
@@ -223,34 +281,23 @@ class BilinearLinearFn(torch.autograd.Function):
             ws.give(m)
         if bias is not None:
             y.add_(bias.to(y.dtype))
-        ctx.weight_dtype = weight.dtype
         ctx.has_bias = bias is not None
-        ctx.pooled = pool
         ctx.k = k
-        if pool:
-            # the pooled xc is kept as an attribute (not save_for_backward) and given back after the first
-            # backward; a second backward (retain_graph=True) recomputes it from x.
-            ctx.save_for_backward(x, wck, U, V, Wm)
-            ctx.xc = xc if ctx.needs_input_grad[1] else None
-            if ctx.xc is None:
-                ws.give(xc)
-        else:
-            ctx.save_for_backward(x, wck, U, V, Wm, xc)
+        _save(ctx, pool, x, weight, wck, U, V, Wm, xc)
         return y.view(N, out * d)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
-        pool = ctx.pooled
-        if pool:
-            x, wck, U, V, Wm = ctx.saved_tensors
-            xc = getattr(ctx, "xc", None)
-        else:
-            x, wck, U, V, Wm, xc = ctx.saved_tensors
+        x, weight, wck, U, V, Wm, xc = _saved(ctx)
         r, d = V.shape
         k = ctx.k
         N = x.shape[0]
         out, inn = wck.shape[1], wck.shape[2]
+        pool = ctx.pooled
+        if _differentiable(ctx):
+            pool, xc = False, None
+            if weight is not None:
+                wck = _repeat_terms(weight_combinations(weight, U.to(weight.dtype), False).to(wck.dtype), k)
         g = g.contiguous().view(N * out, d)
         gc = _pre(Wm, g, pool).view(r, N, out)                                  # W-combos of the gradient
         gk = gc.view(r * k, N // k, out)
@@ -264,12 +311,7 @@ class BilinearLinearFn(torch.autograd.Function):
             if pool:
                 ws.give(xc)
                 ctx.xc = None
-            flat = dwc.view(r, out * inn).t()
-            if flat.dtype in _HALF:
-                dw = torch.matmul(flat.float(), U.float())
-            else:
-                dw = torch.matmul(flat, U)
-            dw = dw.view(out, inn, d).to(ctx.weight_dtype)
+            dw = _weight_grad(dwc.reshape(r, out * inn).t(), U, (out, inn, d), ctx.weight_dtype)
         if ctx.needs_input_grad[0]:
             # (r, N, in).  B as a transposed view of a (r*k, in, out) copy: BLAS runs this "NT" form markedly
             # faster than "NN" with B = wck (measured ~25% on MKL); the copy is weight-sized.
@@ -293,7 +335,8 @@ class BilinearLinearFn(torch.autograd.Function):
 class BilinearConvFn(torch.autograd.Function):
     """y (N, C_out*d, *sp') from x (N, C_in*d, *sp); wc (r*C_out, C_in/groups, *k) = U . weight, stacked
     term-major so that the r convolutions are one convolution with r*groups groups.  Transposed: wc
-    (r*C_in, C_out/groups, *k) and one transposed convolution with r*groups groups (and output_padding)."""
+    (r*C_in, C_out/groups, *k) and one transposed convolution with r*groups groups (and output_padding).
+    Twice differentiable."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, wc, U, V, Wm, stride, padding, dilation, groups, transposed=False,
@@ -302,9 +345,7 @@ class BilinearConvFn(torch.autograd.Function):
         sp = x.shape[2:]
         r, d = V.shape
         cin = x.shape[1] // d
-        S = 1
-        for v in sp:
-            S *= v
+        S = math.prod(sp)
         pool = ws.pooled(x.device)
         nd = len(sp)
         cl = pool and nd in (2, 3)          # channels-last: oneDNN's grouped convolutions run faster on it
@@ -327,27 +368,13 @@ class BilinearConvFn(torch.autograd.Function):
             y = y.add_(bias.to(y.dtype).reshape(1, cout * d, *([1] * nd)))
         ctx.conv = (list(stride), list(padding), list(dilation), groups, transposed, opad)
         ctx.weight_shape = weight.shape
-        ctx.weight_dtype = weight.dtype
         ctx.has_bias = bias is not None
-        ctx.pooled = pool
-        if pool:
-            ctx.save_for_backward(x, wc, U, V, Wm)
-            ctx.xc = xc if ctx.needs_input_grad[1] else None
-            if ctx.xc is None:
-                ws.give(xc)
-        else:
-            ctx.save_for_backward(x, wc, U, V, Wm, xc)
+        _save(ctx, pool, x, weight, wc, U, V, Wm, xc)
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
-        pool = ctx.pooled
-        if pool:
-            x, wc, U, V, Wm = ctx.saved_tensors
-            xc = getattr(ctx, "xc", None)
-        else:
-            x, wc, U, V, Wm, xc = ctx.saved_tensors
+        x, weight, wc, U, V, Wm, xc = _saved(ctx)
         stride, padding, dilation, groups, transposed, opad = ctx.conv
         r, d = V.shape
         N = g.shape[0]
@@ -360,7 +387,13 @@ class BilinearConvFn(torch.autograd.Function):
         S = math.prod(sp)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dx = dw = db = None
-        cl = ctx.cl
+        pool, cl = ctx.pooled, ctx.cl
+        differentiable = _differentiable(ctx)
+        if differentiable:
+            pool = cl = False
+            xc = mix_in(x.reshape(N, cin, d, S), V).view(N, r * cin, *sp)
+            if weight is not None:
+                wc = weight_combinations(weight, U.to(weight.dtype), True).to(wc.dtype)
         if need_x or need_w:
             if xc is None:
                 if need_w and cl:
@@ -385,12 +418,7 @@ class BilinearConvFn(torch.autograd.Function):
             elif need_x:
                 dx = mix_out(dxc.reshape(N, r, cin, S), V, pool).reshape(x.shape)
             if need_w:
-                flat = dwc.reshape(r, -1).t()
-                if flat.dtype in _HALF:
-                    dw = torch.matmul(flat.float(), U.float())
-                else:
-                    dw = torch.matmul(flat, U)
-                dw = dw.view(ctx.weight_shape).to(ctx.weight_dtype)
+                dw = _weight_grad(dwc.reshape(r, -1).t(), U, ctx.weight_shape, ctx.weight_dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gs = g.reshape(N, cout, d, So)
             db = gs.sum((0, 3), dtype=torch.float32 if g.dtype in _HALF else None).to(ctx.weight_dtype)

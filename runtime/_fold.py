@@ -142,18 +142,29 @@ def _save_folded(ctx, x: torch.Tensor, B: torch.Tensor, xf: torch.Tensor, pool: 
 
 
 def _saved_folded(ctx) -> tuple:
-    """(x, B, xf) as stored by `_save_folded`; xf is None when it was handed back."""
+    """(x, B, xf, pool) as stored by `_save_folded`; xf is None when it was handed back.
+
+    Under create_graph=True (grad mode on in the backward) the backward must be recorded by autograd: it then
+    runs on plain differentiable ops (pool False, no out=) and re-folds x, so second derivatives are exact."""
     if ctx.pooled:
         x, B = ctx.saved_tensors
-        return x, B, getattr(ctx, "xf", None)
-    return ctx.saved_tensors
+        xf = getattr(ctx, "xf", None)
+    else:
+        x, B, xf = ctx.saved_tensors
+    if not torch.is_grad_enabled():
+        return x, B, xf, ctx.pooled
+    if ctx.pooled and xf is not None:
+        ws.give(xf)
+        ctx.xf = None
+    return x, B, None, False
 
 
 class FoldLinearFn(torch.autograd.Function):
     """y (N, out*d) = unfold(fold(x) @ B^T) + bias with B (out*p, in*p) the folded real weight.
 
     Internal temporaries (folded activations / gradients, the folded GEMM outputs) come from the scratch
-    pool; the backward is the same two folded GEMMs (dx: g_f B, dB: g_f^T x_f) as a real linear layer."""
+    pool; the backward is the same two folded GEMMs (dx: g_f B, dB: g_f^T x_f) as a real linear layer, and is
+    itself differentiable under create_graph=True."""
 
     @staticmethod
     def forward(ctx, x, B, bias, plan, C_in, C_out):
@@ -172,13 +183,12 @@ class FoldLinearFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         plan, (C_in, C_out) = ctx.plan, ctx.C
-        pool = ctx.pooled
-        x, B, xf = _saved_folded(ctx)
+        x, B, xf, pool = _saved_folded(ctx)
         g = g.contiguous()
         gf = fold_in(g, plan, C_out, pool=pool, adjoint=True)
         dx = dB = db = None
         if ctx.needs_input_grad[1]:
-            if xf is None:                      # a second backward (retain_graph): fold again
+            if xf is None:                      # handed back, or a second backward (retain_graph): fold again
                 xf = fold_in(x, plan, C_in, pool=pool)
             dB = torch.mm(gf.t(), xf)
             if pool:
@@ -202,7 +212,8 @@ class FoldLinearFn(torch.autograd.Function):
 
 class FoldConvFn(torch.autograd.Function):
     """Folded convolution: y = unfold(conv(fold(x), B)) + bias, B (C_out*p, C_in/groups*p, *k); transposed:
-    conv_transpose with B (C_in*p, C_out/groups*p, *k) and output_padding, as torch lays them out."""
+    conv_transpose with B (C_in*p, C_out/groups*p, *k) and output_padding, as torch lays them out.  Twice
+    differentiable like FoldLinearFn."""
 
     @staticmethod
     def forward(ctx, x, B, bias, plan, C_in, C_out, stride, padding, dilation, groups, transposed=False,
@@ -224,21 +235,20 @@ class FoldConvFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         plan, (C_in, C_out) = ctx.plan, ctx.C
-        cl = ctx.cl
         stride, padding, dilation, groups, transposed, opad = ctx.conv
-        pool = ctx.pooled
-        x, B, xf = _saved_folded(ctx)
+        x, B, xf, pool = _saved_folded(ctx)
+        cl = ctx.cl and pool
         g = g.contiguous()
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dx = dB = db = None
         if xf is None:
-            if need_w:                      # a second backward (retain_graph): fold again
+            if need_w or not pool:          # handed back or a second backward: fold again
                 xf = fold_in(x, plan, C_in, pool=pool, channels_last=cl)
             else:                           # only its shape matters
                 N = x.shape[0]
                 shape = (N * plan.m, C_in * plan.p, *x.shape[2:])
                 xf = ws.take(math.prod(shape), x.dtype, x.device).view(shape)
-                if cl and pool:
+                if cl:
                     xf = xf.view(shape[0], *shape[2:], shape[1]).movedim(-1, 1)
         if need_x or need_w:
             gf = fold_in(g, plan, C_out, pool=pool, channels_last=cl, adjoint=True)

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight
+from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight, weight_combinations
+from ._checks import require_real_floating
 from ._fold import FoldConvFn, FoldLinearFn
 from .registry import Algebra, AlgebraNotBuiltError, FoldPlan, load_algebra
 
@@ -229,15 +230,12 @@ def _autocast_dtype(device_type: str):
 
 
 def _check_tensors(who: str, x: torch.Tensor, weight: torch.Tensor, bias, allow_autocast: bool = True) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{who}: input must be a torch.Tensor, got {type(x).__name__}")
+    require_real_floating(x, who)
     if x.device != weight.device:
         raise RuntimeError(f"{who}: input is on {x.device} but the weight is on {weight.device}; move one of them "
                            f"(e.g. layer.to({str(x.device)!r}) or x.to({str(weight.device)!r}))")
     if bias is not None and bias.device != weight.device:
         raise RuntimeError(f"{who}: bias is on {bias.device} but the weight is on {weight.device}")
-    if not x.is_floating_point():
-        raise TypeError(f"{who}: input must be a floating-point tensor, got {x.dtype}; cast it with x.float()")
     if x.dtype != weight.dtype and not (allow_autocast and _autocast_dtype(x.device.type) is not None):
         raise TypeError(f"{who}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; cast the input "
                         f"(x.to({weight.dtype})) or the layer (layer.to({x.dtype})), or run under torch.autocast")
@@ -307,18 +305,10 @@ def _bilinear_weight(weight, A: Algebra, consts: Consts, conv, cdtype) -> torch.
     """The scheme's weight combinations U . weight in the compute dtype: (r, O, I) for linear, stacked
     term-major (r*W0, W1, *k) for a conv (W0, W1 the weight's first two dims).  Cached until the weight
     changes, except while training (the weight changes every step, and gradcheck perturbs .data)."""
-    d = A.dim
     Uw = consts.U.to(weight.dtype)
-    r = Uw.shape[0]
 
     def make():
-        w = weight.detach()
-        wc = torch.matmul(Uw, w.reshape(-1, d).t())                       # (r, O*I*K)
-        if conv is None:
-            wc = wc.view(r, w.shape[0], w.shape[1])
-        else:
-            wc = wc.view(r * w.shape[0], *w.shape[1:-1])
-        return wc.to(cdtype).contiguous()
+        return weight_combinations(weight.detach(), Uw, conv is not None).to(cdtype).contiguous()
 
     if torch.is_grad_enabled() and weight.requires_grad:
         return make()

@@ -1,13 +1,15 @@
 """Load generated algebras: `load_algebra("H")` -> `Algebra` with constants, scheme and torch products.
 
-The runtime never imports SymPy: it reads `generated/<Name>/manifest.json` and imports the generated
-`ops.py` by path.  A missing or stale build raises `AlgebraNotBuiltError` naming the command that fixes it.
+The runtime reads `<folder>/<Name>/manifest.json` and imports the generated `ops.py` by path; it imports SymPy
+only to build a built-in algebra into the user cache on first use when installed from a wheel (the folders are
+described in `codegen.locations`).  A missing, stale or damaged build raises `AlgebraNotBuiltError` naming the
+file and the command that fixes it.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
-import os
 import threading
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -18,19 +20,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from codegen import locations
 from codegen.emit import digest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ENV_VAR = "ALGEBRANETS_GENERATED"
-BUILD_HINT = "run `python -m codegen build`"
+from ._checks import require_real_floating
+
+ENV_VAR = locations.GENERATED_ENV
 
 
 class AlgebraNotBuiltError(RuntimeError):
-    """The algebra is not in the generated folder, or its generated code is out of date."""
+    """The algebra is not in the generated folder, or its generated code is out of date or damaged."""
 
 
 def default_generated_dir() -> Path:
-    return Path(os.environ.get(ENV_VAR) or PROJECT_ROOT / "generated")
+    """$ALGEBRANETS_GENERATED, else the built-in algebras' folder (a checkout's generated/ or the user cache)."""
+    return locations.default_generated_dir()
 
 
 def _fractions(values) -> np.ndarray:
@@ -178,19 +182,22 @@ class Algebra:
         return self.scheme.rank
 
     def mul(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Naive product, (..., d) x (..., d) -> (..., d)."""
-        self._check_last_dim(x, y)
+        """Naive product, (..., d) x (..., d) -> (..., d); real floating-point tensors."""
+        self._check_operands("mul", x=x, y=y)
         return self._ops.mul(x, y)
 
     def mul_scheme(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Product with `rank` real multiplications; same result as `mul` up to rounding."""
-        self._check_last_dim(x, y)
+        self._check_operands("mul_scheme", x=x, y=y)
         return self._ops.mul_scheme(x, y)
 
-    def _check_last_dim(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        for label, t in (("x", x), ("y", y)):
+    def _check_operands(self, who: str, **tensors: torch.Tensor) -> None:
+        """Real floating-point tensors whose last dimension is one element.  Integer and bool tensors would
+        truncate the scheme's fractional coefficients; complex ones are not coordinates over the reals."""
+        for label, t in tensors.items():
+            require_real_floating(t, f"{self.name}.{who}", label)
             if t.shape[-1:] != (self.dim,):
-                raise ValueError(f"{self.name}.mul: {label} must have last dimension {self.dim} "
+                raise ValueError(f"{self.name}.{who}: {label} must have last dimension {self.dim} "
                                  f"(one algebra element), got shape {tuple(t.shape)}")
 
     def constant(self, name: str, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:
@@ -206,7 +213,8 @@ class Algebra:
                       "fold": lambda: self.fold.block}
             if name not in arrays:
                 raise KeyError(f"unknown constant {name!r}; known: {', '.join(arrays)}")
-            hit = torch.as_tensor(np.ascontiguousarray(arrays[name]()), dtype=dtype, device=device)
+            with torch.inference_mode(False):    # a normal tensor even when first asked for under inference_mode
+                hit = torch.as_tensor(np.ascontiguousarray(arrays[name]()), dtype=dtype, device=device)
             self.cache.tensors[key] = hit
         return hit
 
@@ -216,11 +224,13 @@ class Algebra:
 
     def left_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """Left-regular representation L(x) with x*y = L(x) @ y: (..., d) -> (..., d, d)."""
+        self._check_operands("left_matrix", x=x)
         T = self.structure_tensor(x.dtype, x.device)
         return torch.einsum("ijk,...i->...kj", T, x)
 
     def right_matrix(self, y: torch.Tensor) -> torch.Tensor:
         """Right-regular representation R(y) with x*y = R(y) @ x: (..., d) -> (..., d, d)."""
+        self._check_operands("right_matrix", y=y)
         T = self.structure_tensor(y.dtype, y.device)
         return torch.einsum("ijk,...j->...ki", T, y)
 
@@ -249,7 +259,10 @@ def _current_tool_digest() -> str:
 
 def staleness(manifest: dict, folder: Path) -> str | None:
     """Why the generated folder is out of date, or None if it is current."""
-    for name, sha in manifest.get("files", {}).items():
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        return f"{folder / 'manifest.json'} is damaged (its 'files' entry is missing or malformed)"
+    for name, sha in files.items():
         path = folder / name
         if not path.is_file():
             return f"{path} is missing"
@@ -257,7 +270,7 @@ def staleness(manifest: dict, folder: Path) -> str | None:
             return f"{path} was modified after the build"
     if manifest.get("tool_digest") != _current_tool_digest():
         return "the code generator changed since the build"
-    spec_dir = (folder.parent / manifest.get("spec_dir", "")).resolve()
+    spec_dir = (folder.parent / str(manifest.get("spec_dir", ""))).resolve()
     if spec_dir.is_dir() and digest.spec_digest(spec_dir) != manifest.get("spec_digest"):
         return f"the specs in {spec_dir} changed since the build"
     return None
@@ -270,8 +283,116 @@ def _import_ops(path: Path, name: str) -> ModuleType:
     return module
 
 
+def _rebuild(manifest: dict | None, folder: Path) -> str:
+    """`run `<the command that rebuilds this folder>``, from the spec folder its manifest records."""
+    spec_dir = None
+    if manifest and isinstance(manifest.get("spec_dir"), str):
+        spec_dir = (folder.parent / manifest["spec_dir"]).resolve()
+    return f"run `{locations.rebuild_command(spec_dir, folder.parent)}`"
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise AlgebraNotBuiltError(f"{path} cannot be read ({type(e).__name__}: {e}); the build was interrupted or "
+                                   f"the file was edited: {_rebuild(None, path.parent)}") from None
+    if not isinstance(manifest, dict):
+        raise AlgebraNotBuiltError(f"{path} is not a manifest (a JSON object): {_rebuild(None, path.parent)}")
+    return manifest
+
+
+def _from_manifest(name: str, manifest: dict, folder: Path) -> Algebra:
+    """The Algebra a manifest describes; a missing or malformed field names the file and the field."""
+    field_name = "dim"
+    try:
+        d = int(manifest["dim"])
+        field_name = "structure"
+        T = _sparse(manifest["structure"], (d, d, d))
+        field_name = "scheme"
+        s = manifest["scheme"]
+        scheme = SchemeData(U=np.array([_fractions(r) for r in s["U"]]).reshape(-1, d),
+                            V=np.array([_fractions(r) for r in s["V"]]).reshape(-1, d),
+                            W=np.array([_fractions(r) for r in s["W"]]).reshape(-1, d),
+                            provenance=s["provenance"], additions=s["additions"],
+                            unusual_coefficients=tuple(s["unusual_coefficients"]))
+        field_name = "properties"
+        unit = manifest["properties"]["unit"]
+        field_name = "fold"
+        fold = FoldPlan.from_manifest(manifest["fold"], T)
+        field_name = "title / basis"
+        title, basis = str(manifest["title"]), tuple(manifest["basis"])
+        naive = int(s["naive_multiplications"])
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, AttributeError) as e:
+        what = f"missing {e.args[0]!r}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise AlgebraNotBuiltError(f"{folder / 'manifest.json'} is damaged: its {field_name!r} entry is unusable "
+                                   f"({what}): {_rebuild(manifest, folder)}") from None
+    try:
+        ops = _import_ops(folder / "ops.py", name)
+    except Exception as e:                                  # noqa: BLE001 - any failure names the file
+        raise AlgebraNotBuiltError(f"{folder / 'ops.py'} cannot be imported ({type(e).__name__}: {e}): "
+                                   f"{_rebuild(manifest, folder)}") from None
+    return Algebra(name=name, title=title, dim=d, basis=basis, structure=T,
+                   structure_exact=tuple(tuple(e) for e in manifest["structure"]),
+                   properties=manifest["properties"], unit=None if unit is None else _fractions(unit),
+                   scheme=scheme, fold=fold, naive_multiplications=naive, path=folder, _ops=ops)
+
+
+def _problem(name: str, root: Path, check_stale: bool) -> str | None:
+    """Why `name` cannot be loaded from `root` as it is (None: it can)."""
+    folder = root / name
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        have = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+        return (f"algebra {name!r} is not built in {root} (built: {', '.join(have) or 'none'}): "
+                f"run `{locations.rebuild_command(None, root)}`")
+    if check_stale:
+        manifest = _read_manifest(manifest_path)
+        why = staleness(manifest, folder)
+        if why:
+            return f"generated code for {name!r} is stale: {why}; {_rebuild(manifest, folder)}"
+    return None
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock on `folder` across processes (POSIX; elsewhere only this process's lock)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as f:
+        try:
+            import fcntl
+        except ImportError:                                 # pragma: no cover - not POSIX
+            yield
+            return
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build_builtin(name: str, root: Path) -> None:
+    """Build the built-in algebra `name` into the user-cache folder `root` (installed package, first use)."""
+    from codegen.build import build
+    from codegen.spec import BuildError, SpecError
+
+    try:
+        with _folder_lock(root):
+            if _problem(name, root, True) is None:    # another process built it meanwhile
+                return
+            build(locations.BUILTIN_SPEC_DIR, root, only=[name])
+    except SpecError as e:
+        raise AlgebraNotBuiltError(f"{name!r} is not a built-in algebra ({e}); build your own specs with "
+                                   f"`python -m codegen build --spec-dir DIR --out FOLDER` and load them with "
+                                   f"load_algebra({name!r}, path=FOLDER)") from None
+    except (BuildError, OSError) as e:
+        raise AlgebraNotBuiltError(f"cannot build the built-in algebra {name!r} into {root}: {e}; set "
+                                   f"${locations.CACHE_ENV} (or $XDG_CACHE_HOME) to a writable folder") from None
+
+
 def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool = True) -> Algebra:
-    """The built algebra `name` from `path` (default: `$ALGEBRANETS_GENERATED` or the project's generated/)."""
+    """The built algebra `name` from `path` (default: `$ALGEBRANETS_GENERATED` or the built-in algebras' folder,
+    where an installed package builds each built-in algebra on first use)."""
     if isinstance(name, Algebra):
         return name
     if not isinstance(name, str):
@@ -281,33 +402,14 @@ def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool
     with _lock:
         if key in _loaded:
             return _loaded[key]
+        why = _problem(name, root, check_stale)
+        if why and path is None and locations.is_builtin_cache(root):
+            _build_builtin(name, root)
+            why = _problem(name, root, check_stale)
+        if why:
+            raise AlgebraNotBuiltError(why)
         folder = root / name
-        manifest_path = folder / "manifest.json"
-        if not manifest_path.is_file():
-            have = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
-            raise AlgebraNotBuiltError(
-                f"algebra {name!r} is not built in {root} (built: {', '.join(have) or 'none'}): {BUILD_HINT}"
-                + (" (with --spec-dir/--out for your own specs)" if path is not None else ""))
-        manifest = json.loads(manifest_path.read_text())
-        if check_stale:
-            why = staleness(manifest, folder)
-            if why:
-                raise AlgebraNotBuiltError(f"generated code for {name!r} is stale: {why}; {BUILD_HINT}")
-        d = int(manifest["dim"])
-        T = _sparse(manifest["structure"], (d, d, d))
-        s = manifest["scheme"]
-        scheme = SchemeData(U=np.array([_fractions(r) for r in s["U"]]).reshape(-1, d),
-                            V=np.array([_fractions(r) for r in s["V"]]).reshape(-1, d),
-                            W=np.array([_fractions(r) for r in s["W"]]).reshape(-1, d),
-                            provenance=s["provenance"], additions=s["additions"],
-                            unusual_coefficients=tuple(s["unusual_coefficients"]))
-        unit = manifest["properties"]["unit"]
-        alg = Algebra(name=name, title=manifest["title"], dim=d, basis=tuple(manifest["basis"]), structure=T,
-                      structure_exact=tuple(tuple(e) for e in manifest["structure"]),
-                      properties=manifest["properties"], unit=None if unit is None else _fractions(unit),
-                      scheme=scheme, fold=FoldPlan.from_manifest(manifest["fold"], T),
-                      naive_multiplications=int(s["naive_multiplications"]), path=folder,
-                      _ops=_import_ops(folder / "ops.py", name))
+        alg = _from_manifest(name, _read_manifest(folder / "manifest.json"), folder)
         _loaded[key] = alg
         return alg
 

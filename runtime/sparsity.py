@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .init import algebra_layers
+from ._checks import require_real_floating
 from .registry import load_algebra
 
 __all__ = [
@@ -365,6 +366,7 @@ class BlockSparseAlgebraLinear(_BlockSparseBase):
         self._init_csr(algebra, crow_indices, col_indices, values, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         d = self.algebra.dim
         lead = x.shape[:-1]
         if x.is_cuda:
@@ -415,6 +417,7 @@ class BlockSparseAlgebraConv(_BlockSparseBase):
         return [(p, p) for p in _tuple(self.padding, nd)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         d, nd = self.algebra.dim, len(self.kernel_size)
         N = x.shape[0]
         pads = self._pads()

@@ -103,8 +103,18 @@ def tiles(d: int) -> list[int]:
     return [b for b in TILES if b * d <= MAX_ACC]
 
 
+def c_identifier(name: str) -> str:
+    """The algebra's name as the C/CUDA identifier prefix of its kernels: the name itself when it is ASCII (a
+    Python identifier is then [A-Za-z_][A-Za-z0-9_]*), else an ASCII spelling of it (nvcc refuses universal
+    characters in device entity names)."""
+    if name.isascii():
+        return name
+    return "an_" + "".join(c if c.isascii() else f"_u{ord(c):x}_" for c in name)
+
+
 def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     d, r = scheme.dim, scheme.rank
+    prefix = c_identifier(name)
     xs, ms = [f"x{i}" for i in range(d)], [f"m{s}" for s in range(r)]
     os_, zs = [f"o{s}" for s in range(r)], [f"z{k}" for k in range(d)]
     maps = {}
@@ -122,10 +132,10 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
 
     def add(kind, storage, params, host, **extra):
         suffix = f"_b{extra['tile']}" if "tile" in extra else ""
-        kname = {"mul_fwd": f"{name}_mul_fwd_{storage}", "mul_bwd": f"{name}_mul_bwd_{storage}",
-                 "premap": f"{name}_premap_{extra.get('map')}_{storage}",
-                 "postmap": f"{name}_postmap_{extra.get('map')}_{storage}",
-                 "gemv": f"{name}_gemv_{storage}{suffix}", "bsr": f"{name}_bsr_{storage}{suffix}"}[kind]
+        kname = {"mul_fwd": f"{prefix}_mul_fwd_{storage}", "mul_bwd": f"{prefix}_mul_bwd_{storage}",
+                 "premap": f"{prefix}_premap_{extra.get('map')}_{storage}",
+                 "postmap": f"{prefix}_postmap_{extra.get('map')}_{storage}",
+                 "gemv": f"{prefix}_gemv_{storage}{suffix}", "bsr": f"{prefix}_bsr_{storage}{suffix}"}[kind]
         kernels.append({"name": kname, "kind": kind, "storage": storage, "params": params, "host_shim": host,
                         **extra})
 
@@ -142,7 +152,7 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
         for b in tiles(d):
             add("bsr", s, ["ptr crow", "ptr col", "ptr values", "ptr x", "ptr bias", "ptr y", "i64 out", "i64 in",
                            "i64 batch"], False, tile=b)
-    table = {"algebra": name, "dim": d, "rank": r, "source": f"{name}.cu", "block": BLOCK,
+    table = {"algebra": name, "prefix": prefix, "dim": d, "rank": r, "source": f"{name}.cu", "block": BLOCK,
              "elementwise_storage": list(ELEMENTWISE_STORAGE), "map_storage": list(MAP_STORAGE),
              "matrix_storage": list(MATRIX_STORAGE),
              "tiles": tiles(d), "groups": groups,
@@ -150,7 +160,7 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
                                for P in "UVW"},
              "host_shim": {"define": "ALGEBRANETS_HOST_SHIM", "suffix": "_host"},
              "kernels": kernels}
-    return {"maps": maps, "grad_left": grad_left, "grad_right": grad_right, "mac": _mac_lines(T),
+    return {"prefix": prefix, "maps": maps, "grad_left": grad_left, "grad_right": grad_right, "mac": _mac_lines(T),
             "storages": storages, "elementwise_storage": ELEMENTWISE_STORAGE, "map_storage": MAP_STORAGE,
             "matrix_storage": MATRIX_STORAGE,
             "tiles": tiles(d), "groups": groups, "block": BLOCK, "warps": BLOCK // 32, "kernels": kernels,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import keyword
 import os
 import sys
+import unicodedata
 from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
@@ -41,12 +42,35 @@ def _caller_file() -> str | None:
 
 # --------------------------------------------------------------------------------------------- checks
 
+MAX_NAME_LENGTH = 64
+MAX_TITLE_LENGTH = 200
+
+
 def _check_name(name: Any, file: str | None) -> str:
+    """A name is a Python identifier (any script; it names a folder, a module and, spelled in ASCII, kernels)."""
     if not isinstance(name, str):
         raise SpecError(f"algebra name must be a string, got {type(name).__name__} {name!r}", file=file)
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise SpecError(f"algebra name {name!r} is not a Python identifier", algebra=name, file=file)
+        raise SpecError(f"algebra name {name!r} is not a Python identifier (letters, digits and underscores, not "
+                        f"starting with a digit, not a keyword)", file=file)
+    if len(name) > MAX_NAME_LENGTH:
+        raise SpecError(f"algebra name is {len(name)} characters long; use at most {MAX_NAME_LENGTH}",
+                        algebra=name[:MAX_NAME_LENGTH] + "...", file=file)
     return name
+
+
+def _check_title(title: Any, name: str, file: str | None) -> str:
+    """A title is one line of printable text (it is written into comments and docstrings of generated files)."""
+    if not isinstance(title, str):
+        raise SpecError(f"title must be a string, got {type(title).__name__}", algebra=name, file=file)
+    bad = next((c for c in title if not c.isprintable()), None)
+    if bad is not None:
+        raise SpecError(f"title {title!r} contains the non-printable character {bad!r} (e.g. a line break); a title "
+                        f"is one line of text", algebra=name, file=file)
+    if len(title) > MAX_TITLE_LENGTH:
+        raise SpecError(f"title is {len(title)} characters long; use at most {MAX_TITLE_LENGTH}", algebra=name,
+                        file=file)
+    return title
 
 
 def _check_basis(basis: Any, name: str, file: str | None, unit: str | None) -> tuple[str, ...]:
@@ -59,6 +83,9 @@ def _check_basis(basis: Any, name: str, file: str | None, unit: str | None) -> t
         if not (b.isidentifier() or (b == "1" and unit == "1")):
             raise SpecError(f"basis name {b!r} is not an identifier (only the unit may be called '1')",
                             algebra=name, file=file)
+        if unicodedata.normalize("NFKC", b) != b:      # Python (and so SymPy's parser) reads identifiers as NFKC
+            raise SpecError(f"basis name {b!r} is read by Python as {unicodedata.normalize('NFKC', b)!r}; write "
+                            f"it that way", algebra=name, file=file)
         if b in seen:
             raise SpecError(f"duplicate basis name {b!r}", algebra=name, file=file)
         seen.add(b)
@@ -104,6 +131,28 @@ def _exact_number(v: Any, what: str, name: str, file: str | None) -> Fraction:
         raise SpecError(f"{what}: {e}", algebra=name, file=file) from None
 
 
+def _rows(M: Any) -> list[list] | None:
+    """A matrix given as a list / tuple of rows, a 2-D numpy array or a SymPy matrix -> its rows (None: not one)."""
+    if isinstance(M, sympy.MatrixBase):
+        return M.tolist()
+    if isinstance(M, np.ndarray):
+        return [list(r) for r in M] if M.ndim == 2 else None
+    if isinstance(M, (list, tuple)) and all(isinstance(r, (list, tuple, np.ndarray)) for r in M):
+        return [list(r) for r in M]
+    return None
+
+
+def _check_scheme_rank(given: tuple | None, T: np.ndarray, name: str, file: str | None) -> None:
+    """A given scheme is only worth its verification if it can be used: its rank must not exceed the naive count."""
+    if given is None:
+        return
+    rank, naive = given[0].shape[0], len(exact.nonzero_pairs(T))
+    if rank > naive:
+        raise SpecError(f"the scheme given in the spec has rank {rank}, more than the naive product's {naive} "
+                        f"multiplications, so it would never be used; remove it or give a scheme of rank <= {naive}",
+                        algebra=name, file=file)
+
+
 def _parse_scheme(scheme: Any, d: int, name: str, file: str | None) -> tuple | None:
     """Spec-given scheme: dict(U=..., V=..., W=...) or (U, V, W), each r x d exact numbers."""
     if scheme is None:
@@ -120,9 +169,11 @@ def _parse_scheme(scheme: Any, d: int, name: str, file: str | None) -> tuple | N
     out = []
     rank = None
     for label, M in zip("UVW", mats):
-        rows = list(M) if isinstance(M, (list, tuple)) else None
-        if rows is None or not all(isinstance(r, (list, tuple)) and len(r) == d for r in rows):
-            raise SpecError(f"scheme matrix {label} must be a list of rows of length {d}", algebra=name, file=file)
+        rows = _rows(M)
+        if rows is None or not all(len(r) == d for r in rows):
+            raise SpecError(f"scheme matrix {label} must be r rows of length {d} (a list of rows, a 2-D numpy array "
+                            f"or a sympy.Matrix), got {type(M).__name__}"
+                            + (f" of shape {M.shape}" if hasattr(M, "shape") else ""), algebra=name, file=file)
         if rank is None:
             rank = len(rows)
         if len(rows) != rank:
@@ -228,8 +279,7 @@ def algebra(name: str, basis: Sequence[str], products: Mapping[Any, Any], *, uni
     if not isinstance(products, Mapping):
         raise SpecError(f"products must be a dict like {{'i*j': 'k'}}, got {type(products).__name__}",
                         algebra=name, file=file)
-    if not isinstance(title, str):
-        raise SpecError(f"title must be a string, got {type(title).__name__}", algebra=name, file=file)
+    title = _check_title(title, name, file)
     d = len(basis_t)
     table: dict[tuple[int, int], list[Fraction]] = {}
     for key, value in products.items():
@@ -254,8 +304,10 @@ def algebra(name: str, basis: Sequence[str], products: Mapping[Any, Any], *, uni
             else:
                 raise SpecError(f"missing product {basis_t[i]}*{basis_t[j]} (list it, or pass missing='zero')",
                                 algebra=name, file=file)
+    given = _parse_scheme(scheme, d, name, file)
+    _check_scheme_rank(given, T, name, file)
     return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=unit,
-                   given_scheme=_parse_scheme(scheme, d, name, file), source=file)
+                   given_scheme=given, source=file)
 
 
 def _matrix_vector(M: sympy.Matrix) -> list:
@@ -277,6 +329,7 @@ def from_matrices(name: str, matrices: Mapping[str, Any], *, claims: Mapping[str
     """
     file = _caller_file()
     name = _check_name(name, file)
+    title = _check_title(title, name, file)
     if not isinstance(matrices, Mapping) or not matrices:
         raise SpecError("matrices must be a non-empty dict {basis_name: sympy.Matrix}", algebra=name, file=file)
     basis_t = _check_basis(list(matrices), name, file, None)
@@ -318,8 +371,10 @@ def from_matrices(name: str, matrices: Mapping[str, Any], *, claims: Mapping[str
                                 f"(not closed under the product)", algebra=name, file=file)
             for k in range(d):
                 T[i, j, k] = _exact_number(sympy.simplify(sol[k]), f"product {basis_t[i]}*{basis_t[j]}", name, file)
+    given = _parse_scheme(scheme, d, name, file)
+    _check_scheme_rank(given, T, name, file)
     return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=None,
-                   given_scheme=_parse_scheme(scheme, d, name, file), source=file)
+                   given_scheme=given, source=file)
 
 
 def _plain_matrix_algebra(n: int, name: str, file: str | None, claims: Mapping[str, bool] | None) -> Algebra:
@@ -393,6 +448,7 @@ def tensor(A: Algebra, B: Algebra, *, name: str, claims: Mapping[str, bool] | No
     """
     file = _caller_file()
     name = _check_name(name, file)
+    title = _check_title(title, name, file)
     for X in (A, B):
         if not isinstance(X, Algebra):
             raise SpecError(f"tensor: expected Algebra factors, got {type(X).__name__}", algebra=name, file=file)
@@ -411,6 +467,9 @@ def basis_change(A: Algebra, P: Any, basis: Sequence[str], *, name: str, claims:
     """A in a new basis: column a of P holds new basis vector a in A's coordinates (P invertible, exact)."""
     file = _caller_file()
     name = _check_name(name, file)
+    title = _check_title(title, name, file)
+    if not isinstance(A, Algebra):
+        raise SpecError(f"basis_change: expected an Algebra, got {type(A).__name__}", algebra=name, file=file)
     try:
         P = exact.fraction_array(P)
     except exact.InexactNumberError as e:

@@ -32,6 +32,10 @@ def _import_error(path: Path, exc: BaseException) -> SpecError:
         return SpecError(f"line {exc.lineno}: syntax error: {exc.msg}", file=str(path))
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
     where = f"line {frames[-1].lineno}: " if frames else ""
+    if isinstance(exc, SystemExit):
+        return SpecError(f"{where}the spec module calls sys.exit({exc.code!r}) while it is imported; a spec file only "
+                         f"defines algebras: remove the call (or guard it with `if __name__ == '__main__':`)",
+                         file=str(path))
     return SpecError(f"{where}{type(exc).__name__}: {exc}", file=str(path))
 
 
@@ -46,12 +50,15 @@ def discover(spec_dir: Path) -> dict[str, Algebra]:
     pkg.__package__ = pkg_name
     sys.modules[pkg_name] = pkg
     found: dict[str, Algebra] = {}
+    where: dict[str, str] = {}                  # algebra name -> "variable V in file F" that defined it first
+    dont_write = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True              # never write __pycache__ into a spec folder (it may be installed)
     try:
         for path in spec_modules(spec_dir):
             try:
                 module = importlib.import_module(f"{pkg_name}.{path.stem}")
             except BaseException as exc:  # noqa: BLE001 - every failure becomes one clear SpecError
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                if isinstance(exc, KeyboardInterrupt):
                     raise
                 raise _import_error(path, exc) from None
             for var, value in vars(module).items():
@@ -59,12 +66,15 @@ def discover(spec_dir: Path) -> dict[str, Algebra]:
                     continue
                 if value.source is None:
                     value.source = str(path)
+                here = f"variable {var} in {path}"
                 other = found.get(value.name)
                 if other is not None and other != value:
-                    raise SpecError(f"duplicate algebra name {value.name!r}: also defined in {other.source}",
-                                    algebra=value.name, file=str(path))
+                    raise SpecError(f"two different algebras are named {value.name!r}: {where[value.name]} and "
+                                    f"{here}; give each its own name", algebra=value.name, file=str(path))
                 found.setdefault(value.name, value)
+                where.setdefault(value.name, here)
     finally:
+        sys.dont_write_bytecode = dont_write
         for mod in [m for m in sys.modules if m == pkg_name or m.startswith(pkg_name + ".")]:
             del sys.modules[mod]
     return dict(sorted(found.items()))

@@ -21,8 +21,9 @@ class SpecError(Exception):
         if self.algebra:
             where.append(f"algebra {self.algebra}")
         prefix = ": ".join(where)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        return " ".join(part.strip() for part in text.splitlines())      # always one line
 
 
 class BuildError(Exception):
-    """The build cannot proceed (I/O problem, inconsistent output folder)."""
+    """The build cannot proceed (I/O problem, unusable output folder) or produced an invalid file (a generator bug)."""

@@ -34,6 +34,7 @@ class KernelTable:
         self.data = json.loads(path.read_text())
         self.source = (folder / self.data["source"]).read_text()
         self.names = {k["name"] for k in self.data["kernels"]}
+        self.prefix = self.data.get("prefix", alg.name)      # the kernels' C name prefix (ASCII)
         self.tiles = list(self.data["tiles"])
         self.block = int(self.data["block"])
         self.warps = self.block // 32
@@ -97,9 +98,9 @@ def groups_for(alg: Algebra, dtypes=(torch.float32, torch.float16, torch.bfloat1
     for dt in dtypes:
         s = SUFFIX[dt]
         if "ew" in kinds and s in t.data["elementwise_storage"]:
-            out.append((f"ew_{s}", f"{alg.name}_mul_fwd_{s}"))
+            out.append((f"ew_{s}", f"{t.prefix}_mul_fwd_{s}"))
         if "mat" in kinds and s in t.data["matrix_storage"]:
-            out.append((f"mat_{s}", f"{alg.name}_gemv_{s}_b{t.tiles[0]}"))
+            out.append((f"mat_{s}", f"{t.prefix}_gemv_{s}_b{t.tiles[0]}"))
     return out
 
 
@@ -144,7 +145,7 @@ def mul_fwd(alg: Algebra, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if n:
         t = table(alg)
         dev = x.device.index
-        _fn(alg, f"ew_{s}", f"{alg.name}_mul_fwd_{s}", dev)((_grid_1d(n, t.block, dev), 1, 1), (t.block, 1, 1),
+        _fn(alg, f"ew_{s}", f"{t.prefix}_mul_fwd_{s}", dev)((_grid_1d(n, t.block, dev), 1, 1), (t.block, 1, 1),
                                                              (x.data_ptr(), y.data_ptr(), z.data_ptr(), n))
     return z
 
@@ -156,7 +157,7 @@ def mul_bwd(alg: Algebra, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor):
     if n:
         t = table(alg)
         dev = x.device.index
-        _fn(alg, f"ew_{s}", f"{alg.name}_mul_bwd_{s}", dev)(
+        _fn(alg, f"ew_{s}", f"{t.prefix}_mul_bwd_{s}", dev)(
             (_grid_1d(n, t.block, dev), 1, 1), (t.block, 1, 1),
             (x.data_ptr(), y.data_ptr(), g.data_ptr(), gx.data_ptr(), gy.data_ptr(), n))
     return gx, gy
@@ -169,7 +170,7 @@ def premap(alg: Algebra, which: str, x: torch.Tensor) -> torch.Tensor:
     if n:
         t = table(alg)
         dev = x.device.index
-        _fn(alg, f"ew_{s}", f"{alg.name}_premap_{which}_{s}", dev)(
+        _fn(alg, f"ew_{s}", f"{t.prefix}_premap_{which}_{s}", dev)(
             (_grid_1d(n, t.block, dev), 1, 1), (t.block, 1, 1), (x.data_ptr(), out.data_ptr(), n))
     return out
 
@@ -182,7 +183,7 @@ def postmap(alg: Algebra, which: str, m: torch.Tensor, bias: torch.Tensor | None
         t = table(alg)
         dev = m.device.index
         nbias = bias.shape[0] if bias is not None else 1
-        _fn(alg, f"ew_{s}", f"{alg.name}_postmap_{which}_{s}", dev)(
+        _fn(alg, f"ew_{s}", f"{t.prefix}_postmap_{which}_{s}", dev)(
             (_grid_1d(n, t.block, dev), 1, 1), (t.block, 1, 1), (m.data_ptr(), _ptr(bias), z.data_ptr(), n, nbias))
     return z
 
@@ -220,7 +221,7 @@ def gemv(alg: Algebra, w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | No
     b = tile or pick_tile(alg, batch)
     k = splits or pick_splits(alg, out, inn, dev)
     rows = t.warps // k
-    fn = _fn(alg, f"mat_{s}", f"{alg.name}_gemv_{s}_b{b}", dev)
+    fn = _fn(alg, f"mat_{s}", f"{t.prefix}_gemv_{s}_b{b}", dev)
     row_groups = (out + rows - 1) // rows
     gx = min(row_groups, _resident_blocks(fn, t.block, dev))
     chunk = MAX_GRID_Y * b
@@ -242,7 +243,7 @@ def bsr(alg: Algebra, crow: torch.Tensor, col: torch.Tensor, values: torch.Tenso
     t = table(alg)
     dev = values.device.index
     b = tile or pick_tile(alg, batch)
-    fn = _fn(alg, f"mat_{s}", f"{alg.name}_bsr_{s}_b{b}", dev)
+    fn = _fn(alg, f"mat_{s}", f"{t.prefix}_bsr_{s}_b{b}", dev)
     chunk = MAX_GRID_Y * b                      # batch rows per launch (grid.y is limited)
     for start in range(0, batch, chunk):
         nb = min(chunk, batch - start)

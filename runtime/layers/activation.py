@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["SplitActivation", "NormGatedActivation", "ModReLU", "real_activation", "element_norm"]
@@ -56,6 +57,7 @@ class SplitActivation(nn.Module):
             self._fn = real_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         return self.act(x) if hasattr(self, "act") else self._fn(x)
 
     def extra_repr(self) -> str:
@@ -83,6 +85,7 @@ class NormGatedActivation(nn.Module):
         nn.init.constant_(self.bias, self.bias_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         d = self.algebra.dim
         dim = self.dim % x.dim()
         if x.shape[dim] != self.num_elements * d:

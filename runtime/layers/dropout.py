@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraDropout", "algebra_dropout"]
@@ -43,6 +44,7 @@ class AlgebraDropout(nn.Module):
         self.algebra = load_algebra(algebra)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         return algebra_dropout(x, self.p, self.algebra.dim, self.dim, self.training)
 
     def extra_repr(self) -> str:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraLift", "AlgebraReadout"]
@@ -69,6 +70,7 @@ class AlgebraLift(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         dim = self.dim % x.dim()
         if x.shape[dim] != self.in_features:
             raise ValueError(f"AlgebraLift: expected {self.in_features} real features along dim {self.dim}, "
@@ -105,6 +107,7 @@ class AlgebraReadout(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         d = self.algebra.dim
         dim = self.dim % x.dim()
         if x.shape[dim] != self.in_features * d:

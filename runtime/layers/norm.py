@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraBatchNorm1d", "AlgebraBatchNorm2d", "AlgebraBatchNorm3d", "AlgebraLayerNorm",
@@ -49,13 +50,16 @@ class _InvSqrtPSD(torch.autograd.Function):
         lam = lam.clamp_min(floor)
         s = lam.sqrt()
         out = (Q / s.unsqueeze(-2)) @ Q.mT
-        ctx.save_for_backward(Q, s)
+        ctx.save_for_backward(Q, s, V)
         ctx.in_dtype = V.dtype
+        ctx.floor, ctx.compute_dtype = floor, compute_dtype
         return out.to(V.dtype)
 
     @staticmethod
     def backward(ctx, G):
-        Q, s = ctx.saved_tensors
+        Q, s, V = ctx.saved_tensors
+        if torch.is_grad_enabled():             # create_graph=True: a backward autograd can differentiate again
+            return _inv_sqrt_grad_differentiable(V, G, ctx.floor, ctx.compute_dtype), None, None
         G = G.to(Q.dtype)
         G = 0.5 * (G + G.mT)
         M = Q.mT @ G @ Q
@@ -63,6 +67,22 @@ class _InvSqrtPSD(torch.autograd.Function):
         K = -1.0 / (si * sj * (si + sj))          # divided difference of t -> t^{-1/2}, exact at ties
         dV = Q @ (K * M) @ Q.mT
         return dV.to(ctx.in_dtype), None, None
+
+
+def _inv_sqrt_grad_differentiable(V: torch.Tensor, G: torch.Tensor, floor: float, compute_dtype) -> torch.Tensor:
+    """The same gradient as _InvSqrtPSD.backward through differentiable ops: with X = V^{-1/2} and S = X^{-1},
+    dV is the H solving S H + H S = -X sym(G) X (the eigenbasis form above is this solution), solved as one
+    d^2 x d^2 system, with X from _InvSqrtPSD itself, so derivatives of every order stay exact."""
+    d = V.shape[-1]
+    Vc = V.to(compute_dtype)
+    X = _InvSqrtPSD.apply(0.5 * (Vc + Vc.mT), floor, compute_dtype)
+    S = torch.linalg.inv(X)
+    Gc = G.to(compute_dtype)
+    R = -(X @ (0.5 * (Gc + Gc.mT)) @ X)
+    eye = torch.eye(d, dtype=compute_dtype, device=V.device).expand_as(S)
+    kron = lambda a, b: torch.einsum("...ij,...kl->...ikjl", a, b).reshape(*a.shape[:-2], d * d, d * d)
+    H = torch.linalg.solve(kron(S, eye) + kron(eye, S), R.reshape(*R.shape[:-2], d * d, 1))
+    return H.reshape(R.shape).to(V.dtype)
 
 
 def inv_sqrtm_psd(V: torch.Tensor, eps: float = 0.0, compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -231,6 +251,7 @@ class _AlgebraBatchNorm(nn.Module):
 
     # forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         self._check_input_dim(x)
         d, C = self.algebra.dim, self.num_features
         if x.shape[1] != C * d:
@@ -342,6 +363,7 @@ class AlgebraLayerNorm(nn.Module):
                 f"elementwise_affine={self.elementwise_affine}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_real_floating(x, type(self).__name__)
         C, d = self.num_elements, self.algebra.dim
         if x.shape[-1] != C * d:
             raise ValueError(f"AlgebraLayerNorm: expected last dimension {C}*{d} = {C * d}, got {tuple(x.shape)}")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraMaxPool1d", "AlgebraMaxPool2d", "AlgebraMaxPool3d",
@@ -49,6 +50,7 @@ class _MaxPool(nn.Module):
         self.algebra = load_algebra(algebra)
 
     def forward(self, x):
+        require_real_floating(x, type(self).__name__)
         f = _MAX[self.nd]
         return element_max_pool(x, self.algebra.dim, self.nd, lambda t: f(
             t, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode,
@@ -68,6 +70,7 @@ class _AdaptiveMaxPool(nn.Module):
         self.algebra = load_algebra(algebra)
 
     def forward(self, x):
+        require_real_floating(x, type(self).__name__)
         f = _AMAX[self.nd]
         return element_max_pool(x, self.algebra.dim, self.nd, lambda t: f(t, self.output_size, return_indices=True))
 
@@ -104,6 +107,10 @@ def _with_algebra(base):
         def __init__(self, *args, algebra="R", **kwargs):
             super().__init__(*args, **kwargs)
             self.algebra = load_algebra(algebra)
+
+        def forward(self, x):
+            require_real_floating(x, type(self).__name__)      # torch would truncate integer averages
+            return super().forward(x)
 
         def extra_repr(self):
             return super().extra_repr() + f", algebra={self.algebra.name}"
