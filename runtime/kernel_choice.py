@@ -71,6 +71,4 @@ def cpu_kernel_applies(requested: str, A: Algebra, x: torch.Tensor, weight: torc
         return _decline(requested, "CPU autocast is on (the kernels have no reduced-precision path)")
     if conv_groups != 1:
         return _decline(requested, f"grouped convolutions (groups={conv_groups}) have no kernel")
-    if not cpu.ready(A):
-        return _decline(requested, f"the CPU kernels are unavailable ({(cpu.unavailable_reason() or '').splitlines()[0]})")
-    return True
+    return cpu.ready(A)         # when False, runtime.cpu has warned (once) why
