@@ -344,6 +344,20 @@ class _BlockSparseBase(nn.Module):
         rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow[1:] - crow[:-1])
         self.register_buffer("_rows", rows, persistent=False)
 
+    def _int32(self, cols: torch.Tensor) -> torch.Tensor:
+        """The column indices as the CPU kernel's int32, converted again only when `cols` changes (never cached
+        while compiling, or when made under inference mode, whose tensors must not leak out of it)."""
+        if torch.compiler.is_compiling():
+            return cols.to(torch.int32)
+        stamp = (cols._version, cols.data_ptr(), cols.device, cols.numel())
+        hit = self.__dict__.get("_int32_cols")            # (source, stamp, int32 copy): one per layer
+        if hit is not None and hit[0] is cols and hit[1] == stamp:
+            return hit[2]
+        out = cols.to(torch.int32)
+        if not torch.is_inference_mode_enabled():
+            self.__dict__["_int32_cols"] = (cols, stamp, out)
+        return out
+
     @property
     def nnz(self) -> int:
         return int(self.col_indices.numel())
@@ -354,8 +368,8 @@ class _BlockSparseBase(nn.Module):
         if kernel_choice.cpu_kernel_applies("auto", self.algebra, X, self.values, self.bias, None):
             from . import cpu
 
-            return cpu.bsr_linear(self.algebra, self.crow_indices, cols, self.values, X.reshape(X.shape[0], -1),
-                                  self.bias).reshape(X.shape[0], -1, X.shape[-1])
+            return cpu.bsr_linear(self.algebra, self.crow_indices, self._int32(cols), self.values,
+                                  X.reshape(X.shape[0], -1), self.bias).reshape(X.shape[0], -1, X.shape[-1])
         prod = self.algebra.mul(self.values.to(X.dtype), X[:, cols])            # (B, nnz, d), weight left
         out = X.new_zeros(X.shape[0], self.crow_indices.numel() - 1, X.shape[-1])
         out = out.index_add(1, self._rows, prod)

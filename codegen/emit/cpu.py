@@ -58,10 +58,15 @@ def expansion(T: np.ndarray, kmap: list[list[int]]) -> list[tuple[int, int, str]
     return out
 
 
+def _pow2_ceil(v: int) -> int:
+    return 1 << max(0, (v - 1).bit_length())
+
+
 def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     d, r = scheme.dim, scheme.rank
     kmap = patterns(T)
     progs = programs(scheme)
+    dp = _pow2_ceil(d)
     naive = int(sum(1 for c in T.flat if c != 0))
     table = {
         "algebra": name, "abi": ABI, "dim": d, "rank": r, "patterns": len(kmap), "naive_multiplications": naive,
@@ -74,6 +79,7 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     }
     return {
         "kmap": kmap, "patterns": len(kmap), "expansion": expansion(T, kmap),
+        "repeat": {sl: [lane % dp for lane in range(sl)] for sl in (2, 4, 8, 16, 32, 64)},
         "mac": mac_lines(T, acc="acc[r][{k}][v]", w="splat(we[r * rs + {i}])", x="vload(xe + ({j} * VB + v) * VL)",
                          weight_major=True),
         "weight_map": program_lines(progs["weight"], "cu"),

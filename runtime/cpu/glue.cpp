@@ -16,6 +16,8 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <climits>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -32,8 +34,8 @@ struct Entry {
   i64 (*work)(int sparse, int variant, i64 batch, i64 in);
   void (*prep)(int sparse, int variant, const T* x, i64 sb, i64 si, i64 sj, i64 batch, i64 in, T* work, i64 i0,
                i64 i1);
-  void (*rows)(int variant, const T* w, const i64* crow, const int* col, const T* work, const T* bias, T* y,
-               i64 out, i64 in, i64 batch, i64 o0, i64 o1);
+  i64 (*rows)(int variant, const T* w, const i64* crow, const int* col, const T* work, const T* bias, T* y,
+              i64 out, i64 in, i64 batch, i64 o0, i64 o1);       // returns the column indices outside [0, in)
 };
 
 struct Kernels {
@@ -86,9 +88,11 @@ at::Tensor run(const Entry<T>& k, int dim, const at::Tensor& w, const at::Tensor
   const int* cl = sparse ? col->const_data_ptr<int>() : nullptr;
   const T* bp = b.defined() ? b.const_data_ptr<T>() : nullptr;
   T* yp = y.mutable_data_ptr<T>();
+  std::atomic<i64> bad{0};
   at::parallel_for(0, out, (kRowGrain + per_row - 1) / per_row, [&](int64_t o0, int64_t o1) {
-    k.rows(variant, wt, cr, cl, wp, bp, yp, out, in, batch, o0, o1);
+    bad += k.rows(variant, wt, cr, cl, wp, bp, yp, out, in, batch, o0, o1);
   });
+  TORCH_CHECK(bad.load() == 0, "algebranets_cpu.bsr: ", bad.load(), " column indices lie outside [0, ", in, ")");
   return y;
 }
 
@@ -109,16 +113,25 @@ void check_common(const Kernels& k, const at::Tensor& w, const at::Tensor& x, co
   }
 }
 
-// The block-CSR structure is well formed (the kernels index with it unchecked).
-template <typename I>
-void check_csr(const int64_t* crow, i64 out, i64 nnz, const I* col, i64 in) {
+// The row pointers are well formed (the kernels check each column index themselves and skip and count any
+// outside [0, in), so no column is read out of bounds).
+void check_crow(const int64_t* crow, i64 out, i64 nnz) {
   TORCH_CHECK(crow[0] == 0 && crow[out] == nnz, "algebranets_cpu.bsr: crow must start at 0 and end at nnz = ", nnz,
               ", got ", crow[0], " and ", crow[out]);
-  bool rows_ok = true, cols_ok = true;
-  for (i64 o = 0; o < out; ++o) rows_ok &= crow[o] <= crow[o + 1];
-  for (i64 q = 0; q < nnz; ++q) cols_ok &= col[q] >= 0 && col[q] < in;
-  TORCH_CHECK(rows_ok, "algebranets_cpu.bsr: crow must be non-decreasing");
-  TORCH_CHECK(cols_ok, "algebranets_cpu.bsr: column indices must lie in [0, ", in, ")");
+  bool ok = true;
+  for (i64 o = 0; o < out; ++o) ok &= crow[o] <= crow[o + 1];
+  TORCH_CHECK(ok, "algebranets_cpu.bsr: crow must be non-decreasing");
+}
+
+// int64 column indices as the kernels' int32 ones; an index that does not fit becomes -1 (counted as outside)
+at::Tensor int32_columns(const at::Tensor& col) {
+  if (col.scalar_type() == at::kInt) return col.contiguous();
+  const at::Tensor c = col.contiguous();
+  at::Tensor out = at::empty({c.numel()}, c.options().dtype(at::kInt));
+  const int64_t* src = c.const_data_ptr<int64_t>();
+  int* dst = out.mutable_data_ptr<int>();
+  for (i64 q = 0; q < c.numel(); ++q) dst[q] = src[q] >= 0 && src[q] <= INT_MAX ? (int)src[q] : -1;
+  return out;
 }
 
 at::Tensor dense(c10::string_view algebra, const at::Tensor& weight, const at::Tensor& x,
@@ -149,10 +162,9 @@ at::Tensor bsr(c10::string_view algebra, const at::Tensor& crow, const at::Tenso
   const i64 out = crow.numel() - 1;
   check_common(k, values, x, bias, out, "algebranets_cpu.bsr");
   TORCH_CHECK(x.size(1) < (i64(1) << 31), "algebranets_cpu.bsr: at most 2^31 - 1 input elements");
-  const at::Tensor cr = crow.contiguous(), c = col.contiguous();
-  if (c.scalar_type() == at::kInt) check_csr(cr.const_data_ptr<int64_t>(), out, c.numel(), c.const_data_ptr<int>(), x.size(1));
-  else check_csr(cr.const_data_ptr<int64_t>(), out, c.numel(), c.const_data_ptr<int64_t>(), x.size(1));
-  const at::Tensor cl = c.scalar_type() == at::kInt ? c : c.to(at::kInt);     // the kernels index with int32
+  const at::Tensor cr = crow.contiguous();
+  check_crow(cr.const_data_ptr<int64_t>(), out, col.numel());
+  const at::Tensor cl = int32_columns(col);
   const at::Tensor v = values.contiguous();
   if (v.scalar_type() == at::kFloat) return run<float>(k.f32, k.dim, v, &cr, &cl, x, bias, out, variant);
   return run<double>(k.f64, k.dim, v, &cr, &cl, x, bias, out, variant);
