@@ -21,7 +21,7 @@ Tables
 Every variant of one table row runs interleaved (one sample of each per round, each sample long enough to
 time: several calls) so load changes on a shared machine hit them alike; the tables give medians over
 rounds.  Goals (issue 11): dense <= 1.05; 90 % sparse <= 0.2 (batch 1) and <= 0.5 (batch 32); 50 % sparse
-<= 0.7 (batch 1).
+<= 0.7 (batch 1).  On a shared machine, --clock cpu (one thread) times only this process's work.
 """
 from __future__ import annotations
 
@@ -44,12 +44,15 @@ from bench_layers import ALGEBRAS, ensure_built  # noqa: E402
 SPARSE_ALGEBRAS = ["H", "M4R", "C"]
 
 
+CLOCK = {"fn": time.perf_counter}
+
+
 def timed(fn, target_s: float = 0.004):
     """fn wrapped to run enough calls per sample to take about target_s; returns (sample, calls)."""
     fn()
     t = time.perf_counter()
     fn()
-    one = max(time.perf_counter() - t, 1e-7)
+    one = max(time.perf_counter() - t, 1e-7)       # (wall time: only to size the samples)
     reps = max(1, min(1000, int(target_s / one)))
 
     def sample():
@@ -64,9 +67,9 @@ def interleaved_medians(fns: dict, rounds: int) -> dict[str, float]:
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, (sample, reps) in samples.items():
-            t = time.perf_counter()
+            t = CLOCK["fn"]()
             sample()
-            times[k].append((time.perf_counter() - t) / reps)
+            times[k].append((CLOCK["fn"]() - t) / reps)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -179,7 +182,11 @@ def crossover_rows(algebras, rounds, sizes=(512, 2048), batches=(1, 2, 4, 8, 12,
                 with torch.no_grad():
                     t = interleaved_medians({"kernel": lambda: kern(x), "torch": lambda: other(x)}, rounds)
                 wins.append((batch, t["kernel"] / t["torch"], best))
-            last = max([b for b, r, _ in wins if r < 1.0], default=0)
+            last = 0                              # the kernel won at every measured batch up to here
+            for b, r, _ in wins:
+                if r >= 1.0:
+                    break
+                last = b
             rows.append({"N": N, "algebra": name, "ratios": wins, "kernel_wins_up_to": last})
             print(f"  N={N:5d} {name:6s} kernel / torch: "
                   + " ".join(f"b{b}:{r:.2f}" for b, r, _ in wins) + f"  -> kernel up to batch {last}", flush=True)
@@ -206,8 +213,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="512,2048,4096")
     ap.add_argument("--quick", action="store_true", help="H, C, M4R at N = 2048 only")
     ap.add_argument("--crossover", action="store_true", help="only the kernel / torch crossover per batch")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time (default), or this thread's CPU time: steadier on a loaded machine, 1 thread only")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        if args.threads != "1":
+            ap.error("--clock cpu measures one thread: use --threads 1")
+        CLOCK["fn"] = time.thread_time
     ensure_built()
     algebras = args.algebras.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -5,12 +5,13 @@
   apply, one warning says why and the layer runs the path "auto" would pick among block / fold / bilinear.
   With gradients the kernel still runs the forward and autograd uses the exact gradient formulas of the op.
 * method="auto" on CPU: the kernel at inference (no gradient needed) for batches up to
-  `cpu_max_batch(algebra, threads)`; training keeps the torch paths, whose backward the kernel could not
+  `cpu_max_batch(algebra)`; training keeps the torch paths, whose backward the kernel could not
   speed up.  On CUDA, `auto` runs the generated gemv for small batches (runtime.functional).
 
 The crossovers below are measured, not modelled: `benchmarks/bench_inference.py --crossover` times the
-kernel against the best torch path per algebra and batch (docs/benchmarks.md, "Crossovers"); each entry is
-the largest batch at which the kernel was faster.
+kernel against the torch path `auto` would otherwise pick, per algebra and batch, at N = 512 and 2048 real
+features (docs/benchmarks.md, "Crossovers"); each entry is the largest batch up to which the kernel won at
+both sizes (rounded down to the measured batches, at most 16, the batch range the dense kernel is built for).
 """
 from __future__ import annotations
 
@@ -22,16 +23,17 @@ from .registry import Algebra
 
 __all__ = ["CPU_MAX_BATCH", "CPU_MAX_BATCH_OTHER", "cpu_max_batch", "needs_grad", "cpu_kernel_applies"]
 
-#: (algebra, threads) -> largest batch at which `auto` uses the CPU kernel (docs/benchmarks.md, "Crossovers")
-CPU_MAX_BATCH: dict[tuple[str, int], int] = {}
-#: for algebras (and thread counts) without a measurement
+#: algebra -> largest batch at which `auto` runs the CPU kernel at inference (docs/benchmarks.md, "Crossovers";
+#: one thread, CPU time, on the 2-core AMD EPYC benchmark machine)
+CPU_MAX_BATCH: dict[str, int] = {"R": 4, "C": 16, "H": 16, "Dual": 16, "Cross3": 16, "M2R": 16, "M3R": 16,
+                                 "M4R": 2, "M2C": 16}
+#: for algebras without a measurement (user algebras)
 CPU_MAX_BATCH_OTHER = 8
 
 
-def cpu_max_batch(algebra: Algebra, threads: int | None = None) -> int:
-    """The largest batch `auto` runs through the CPU kernel for this algebra and thread count."""
-    t = torch.get_num_threads() if threads is None else threads
-    return CPU_MAX_BATCH.get((algebra.name, min(t, 2)), CPU_MAX_BATCH_OTHER)
+def cpu_max_batch(algebra: Algebra) -> int:
+    """The largest batch `auto` runs through the CPU kernel for this algebra."""
+    return CPU_MAX_BATCH.get(algebra.name, CPU_MAX_BATCH_OTHER)
 
 
 def needs_grad(*tensors) -> bool:
