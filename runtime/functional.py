@@ -346,13 +346,13 @@ def linear_impl(x, weight, bias, A: Algebra, method, who: str):
     lead = x.shape[:-1]
     x2 = x.reshape(-1, inn * d)
     N = x2.shape[0]
-    consts = constants(A, weight.dtype, weight.device)
     if _gemv_kernel_applies(method, A, x2, weight, bias, N):      # auto, CUDA, small batch: generated kernel
         from . import cuda as _cuda
         return _cuda.gemv(A, weight, x2, bias).reshape(*lead, out * d)
     if kernel_choice.cpu_kernel_applies(_check_method(_requested(method), who), A, x2, weight, bias, N):
-        from . import cpu as _cpu
-        return _cpu.dense(A, weight, x2, bias).reshape(*lead, out * d)
+        from . import cpu as _cpu                                   # CPU kernel (inference, small batch)
+        return _cpu.dense_checked(A, weight, x2, bias).reshape(*lead, out * d)
+    consts = constants(A, weight.dtype, weight.device)
     wg = torch.is_grad_enabled() and weight.requires_grad
     method = _resolve_method(method, A, who, rows=N, in_elems=inn, out_elems=out, weight_grad=wg)
     if method == "bilinear":
@@ -467,7 +467,9 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
         raise ValueError(f"{who}: input spatial size {tuple(sp_in)} is too small for kernel {ksize} with "
                          f"padding {padding} and dilation {dilation}")
     rows = N * math.prod(sp_out)
-    if kernel_choice.cpu_kernel_applies(_check_method(_requested(method), who), A, x, weight, bias, rows, groups):
+    # convolutions run the kernel only when asked: im2col costs more than it saves (docs/benchmarks.md)
+    if (_check_method(_requested(method), who) == "kernel"
+            and kernel_choice.cpu_kernel_applies("kernel", A, x, weight, bias, rows, groups)):
         y = _conv_kernel(x, weight, bias, A, padding, stride, dilation, ksize)
         return y.squeeze(0) if unbatched else y
     wg = torch.is_grad_enabled() and weight.requires_grad

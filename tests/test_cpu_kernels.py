@@ -220,7 +220,7 @@ def test_method_kernel_layers_match_block(name):
 
 
 def test_auto_uses_the_kernel_for_small_inference_batches_only(monkeypatch):
-    calls = count_calls(monkeypatch, "dense")
+    calls = count_calls(monkeypatch, "dense_checked")
     lin = AlgebraLinear(8, 6, "H")
     limit = kernel_choice.cpu_max_batch(lin.algebra)
     with torch.no_grad():
@@ -234,6 +234,10 @@ def test_auto_uses_the_kernel_for_small_inference_batches_only(monkeypatch):
         lin(torch.randn(1, 32))
     assert len(calls) == 2
     assert y_small.shape == (limit, 24)
+    conv_calls = count_calls(monkeypatch, "dense")
+    with torch.no_grad():                                 # convolutions: the kernel only when asked
+        algebra_conv1d(torch.randn(1, 8, 5), torch.randn(2, 2, 3, 4), None, "H")
+    assert not conv_calls
 
 
 @pytest.mark.parametrize("name", ["C", "H", "M2R"])

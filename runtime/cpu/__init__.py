@@ -30,7 +30,7 @@ from ..registry import Algebra, load_algebra
 from . import ops
 from ._build import ENV_CACHE, ENV_CXX, KernelBuildError, cache_dir, find_compiler
 
-__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "bsr_linear",
+__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear",
            "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX", "ENV_CACHE",
            "DTYPES", "ops"]
 
@@ -143,6 +143,14 @@ def dense(algebra: Algebra | str, weight: Tensor, x: Tensor, bias: Tensor | None
     lead = x.shape[:-1]
     y = torch.ops.algebranets_cpu.dense(key_of(alg), weight, x.reshape(-1, inn, d), bias, _variant(variant))
     return y.reshape(*lead, out * d)
+
+
+def dense_checked(algebra: Algebra, weight: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:
+    """`dense` for callers that have checked the shapes and dtypes and that `ready(algebra)` holds
+    (runtime.functional): x (N, in*d) -> (N, out*d), no validation beyond the op's own."""
+    y = torch.ops.algebranets_cpu.dense(key_of(algebra), weight, x.view(x.shape[0], weight.shape[1], algebra.dim),
+                                        bias, -1)
+    return y.view(x.shape[0], weight.shape[0] * algebra.dim)
 
 
 def bsr_linear(algebra: Algebra | str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor,
