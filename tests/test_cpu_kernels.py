@@ -81,36 +81,30 @@ SHAPES = [(1, 1), (3, 17), (17, 3), (3, 1000), (1000, 3)]        # (out, in) in 
 
 
 # ------------------------------------------------------------------------------------------ kernels
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_dense_kernel_matches_block_path(alg, dtype):
-    torch.manual_seed(0)
-    d = alg.dim
-    for out, inn in SHAPES:
-        w, b = torch.randn(out, inn, d, dtype=dtype), torch.randn(out, d, dtype=dtype)
-        for batch in (1, 3, 17):
-            x = torch.randn(batch, inn * d, dtype=dtype)
-            ref = block_reference(x, w, b, alg)
-            for v in variants(alg, False):
-                assert_matches(cpu.dense(alg, w, x, b, variant=v), ref, inn * d, dtype)
-            assert_matches(cpu.dense(alg, w, x, None), block_reference(x, w, None, alg), inn * d, dtype)
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_sparse_kernel_matches_block_path(alg, dtype):
+def test_kernels_match_block_path(alg, dtype, sparse):
+    """Every variant, with and without bias, int64 and int32 columns; sparse weights with an empty row."""
     torch.manual_seed(1)
     d = alg.dim
     for out, inn in SHAPES:
         w, b = torch.randn(out, inn, d, dtype=dtype), torch.randn(out, d, dtype=dtype)
-        w = w * (torch.rand(out, inn) < 0.3).unsqueeze(-1).to(dtype)
-        w[out // 2] = 0                                                # an empty row
-        crow, col, values = sp.block_csr(w)
-        assert (crow[1:] == crow[:-1]).any()
-        for batch in (1, 3, 17, 64):
+        if sparse:
+            w = w * (torch.rand(out, inn) < 0.3).unsqueeze(-1).to(dtype)
+            w[out // 2] = 0                                            # an empty row
+            crow, col, values = sp.block_csr(w)
+            assert (crow[1:] == crow[:-1]).any()
+        for batch in ((1, 3, 17, 64) if sparse else (1, 3, 17)):
             x = torch.randn(batch, inn * d, dtype=dtype)
-            ref = block_reference(x, w, b, alg)
-            for v in variants(alg, True):
-                assert_matches(cpu.bsr_linear(alg, crow, col, values, x, b, variant=v), ref, inn * d, dtype)
-                assert_matches(cpu.bsr_linear(alg, crow, col.int(), values, x, b, variant=v), ref, inn * d, dtype)
+            for bias in (b, None):
+                ref = block_reference(x, w, bias, alg)
+                for v in variants(alg, sparse):
+                    if sparse:
+                        for c in (col, col.int()):
+                            assert_matches(cpu.bsr_linear(alg, crow, c, values, x, bias, variant=v), ref, inn * d,
+                                           dtype)
+                    else:
+                        assert_matches(cpu.dense(alg, w, x, bias, variant=v), ref, inn * d, dtype)
 
 
 def test_sparse_kernel_with_no_nonzeros_gives_the_bias():

@@ -110,18 +110,26 @@ def _variant(variant: str | None) -> int:
     return ops.VARIANTS[variant]
 
 
-def _check(alg: Algebra, x: Tensor, values: Tensor, bias: Tensor | None, who: str) -> None:
+def _checked(algebra: Algebra | str, op: str, x: Tensor, values: Tensor, bias: Tensor | None,
+             layout: str) -> tuple[Algebra, str]:
+    """The algebra and the caller's name for messages, after checking dtypes, the weight layout
+    ("(out, in, d)" or "(nnz, d)") and that the kernels run here."""
+    alg = load_algebra(algebra)
+    who = f"runtime.cpu.{op}({alg.name})"
+    d = alg.dim
+    if values.dim() != layout.count(",") + 1 or values.shape[-1] != d:
+        raise ValueError(f"{who}: the weights must be {layout.replace('d)', f'{d})')}, got {tuple(values.shape)}")
     if values.dtype not in DTYPES:
         raise TypeError(f"{who}: the CPU kernels compute in float32 or float64, got {values.dtype}")
     if x.dtype != values.dtype or (bias is not None and bias.dtype != values.dtype):
         raise TypeError(f"{who}: x, weights and bias must share one dtype, got {x.dtype}, {values.dtype}"
                         + ("" if bias is None else f", {bias.dtype}"))
-    if x.shape[-1:] == () or x.shape[-1] % alg.dim:
-        raise ValueError(f"{who}: x's last dimension must be a multiple of d={alg.dim} ({alg.name}), got "
-                         f"{tuple(x.shape)}")
+    if x.shape[-1:] == () or x.shape[-1] % d:
+        raise ValueError(f"{who}: x's last dimension must be a multiple of d={d} ({alg.name}), got {tuple(x.shape)}")
     if not ready(alg):
         raise KernelBuildError(f"{who}: the CPU kernels of {alg.name} are unavailable: "
                                f"{_failed.get(key_of(alg)) or _failed.get('')}", log=unavailable_reason() or "")
+    return alg, who
 
 
 def dense(algebra: Algebra | str, weight: Tensor, x: Tensor, bias: Tensor | None = None, *,
@@ -131,18 +139,12 @@ def dense(algebra: Algebra | str, weight: Tensor, x: Tensor, bias: Tensor | None
     weight (out, in, d), x (..., in*d) element-major, bias (out, d) or None -> (..., out*d).  Differentiable.
     variant: None (the kernel's choice for the batch), "small", "lanes_naive" or "lanes_scheme".
     """
-    alg = load_algebra(algebra)
-    who = f"runtime.cpu.dense({alg.name})"
-    d = alg.dim
-    if weight.dim() != 3 or weight.shape[2] != d:
-        raise ValueError(f"{who}: weight must be (out, in, {d}), got {tuple(weight.shape)}")
-    _check(alg, x, weight, bias, who)
-    out, inn, _ = weight.shape
+    alg, who = _checked(algebra, "dense", x, weight, bias, "(out, in, d)")
+    out, inn, d = weight.shape
     if x.shape[-1] != inn * d:
         raise ValueError(f"{who}: x must be (..., {inn * d}) = (..., in*d), got {tuple(x.shape)}")
-    lead = x.shape[:-1]
     y = torch.ops.algebranets_cpu.dense(key_of(alg), weight, x.reshape(-1, inn, d), bias, _variant(variant))
-    return y.reshape(*lead, out * d)
+    return y.reshape(*x.shape[:-1], out * d)
 
 
 def dense_checked(algebra: Algebra, weight: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:
@@ -161,12 +163,8 @@ def bsr_linear(algebra: Algebra | str, crow: Tensor, col: Tensor, values: Tensor
     (..., out*d): y[b, o] = sum_{p in row o} values[p] * x[b, col[p]] + bias[o].  Differentiable in values, x
     and bias.  variant as in `dense`.
     """
-    alg = load_algebra(algebra)
-    who = f"runtime.cpu.bsr_linear({alg.name})"
+    alg, _ = _checked(algebra, "bsr_linear", x, values, bias, "(nnz, d)")
     d = alg.dim
-    if values.dim() != 2 or values.shape[1] != d:
-        raise ValueError(f"{who}: values must be (nnz, {d}), got {tuple(values.shape)}")
-    _check(alg, x, values, bias, who)
     out = crow.shape[0] - 1
     lead = x.shape[:-1]
     y = torch.ops.algebranets_cpu.bsr(key_of(alg), crow, col, values, x.reshape(-1, x.shape[-1] // d, d), bias,

@@ -8,7 +8,7 @@ runtime/cpu/glue.cpp), with fake implementations (torch.compile, torch.export) a
 
 `algebra` is the string key of runtime._opkey; `variant` (-1: the kernel's choice, 0 small, 1 lanes naive,
 2 lanes scheme) exists for tests and benchmarks.  Gradients are the exact ones of runtime.cuda.reference
-(einsums over the structure tensor), themselves differentiable, so double backward works.
+(runtime._linear_ops, shared with the CUDA ops), themselves differentiable, so double backward works.
 
 Loading: `load_glue()` compiles (once per cache) and loads the ops; `register(algebra)` compiles and loads an
 algebra's generated kernels and registers them with the ops under its key.  Both raise KernelBuildError when
@@ -19,13 +19,10 @@ from __future__ import annotations
 import ctypes
 import json
 import threading
-from typing import Optional
-
 import torch
-from torch import Tensor
 
+from .. import _linear_ops as lin
 from .._opkey import algebra_of, key_of
-from ..cuda import reference
 from ..registry import Algebra
 from . import _build
 
@@ -97,44 +94,7 @@ def registered(algebra: Algebra) -> bool:
 
 # ------------------------------------------------------------------------ fake and autograd (once)
 def _register_python_parts() -> None:
-    torch.library.register_fake(f"{NS}::dense")(_dense_fake)
-    torch.library.register_fake(f"{NS}::bsr")(_bsr_fake)
-    torch.library.register_autograd(f"{NS}::dense", _dense_grad, setup_context=_dense_setup)
-    torch.library.register_autograd(f"{NS}::bsr", _bsr_grad, setup_context=_bsr_setup)
-
-
-def _dense_fake(algebra: str, weight: Tensor, x: Tensor, bias: Optional[Tensor], variant: int = -1) -> Tensor:
-    return weight.new_empty((x.shape[0], weight.shape[0], weight.shape[2]))
-
-
-def _bsr_fake(algebra: str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor, bias: Optional[Tensor],
-              variant: int = -1) -> Tensor:
-    return values.new_empty((x.shape[0], crow.shape[0] - 1, values.shape[1]))
-
-
-def _dense_setup(ctx, inputs, output):
-    algebra, weight, x, bias, _ = inputs
-    ctx.algebra = algebra
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(weight, x)
-
-
-def _dense_grad(ctx, grad):
-    weight, x = ctx.saved_tensors
-    gw, gx, gb = reference.gemv_grads(algebra_of(ctx.algebra), weight, x, grad, ctx.needs_input_grad[1],
-                                      ctx.needs_input_grad[2], ctx.has_bias and ctx.needs_input_grad[3])
-    return None, gw, gx, gb, None
-
-
-def _bsr_setup(ctx, inputs, output):
-    algebra, crow, col, values, x, bias, _ = inputs
-    ctx.algebra = algebra
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(crow, col, values, x)
-
-
-def _bsr_grad(ctx, grad):
-    crow, col, values, x = ctx.saved_tensors
-    gv, gx, gb = reference.bsr_grads(algebra_of(ctx.algebra), crow, col, values, x, grad, ctx.needs_input_grad[3],
-                                     ctx.needs_input_grad[4], ctx.has_bias and ctx.needs_input_grad[5])
-    return None, None, None, gv, gx, gb, None
+    torch.library.register_fake(f"{NS}::dense")(lin.gemv_fake)
+    torch.library.register_fake(f"{NS}::bsr")(lin.bsr_fake)
+    torch.library.register_autograd(f"{NS}::dense", lin.gemv_backward, setup_context=lin.gemv_setup)
+    torch.library.register_autograd(f"{NS}::bsr", lin.bsr_backward, setup_context=lin.bsr_setup)

@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .. import _linear_ops as lin
 from .._opkey import algebra_of, key_of
 from ..registry import Algebra
 from . import _backend, _launch, reference
@@ -207,26 +208,8 @@ def _gemv_cuda(algebra: str, weight: Tensor, x: Tensor, bias: Optional[Tensor]) 
     return reference.gemv(alg, weight, x, bias)
 
 
-@gemv.register_fake
-def _gemv_fake(algebra: str, weight: Tensor, x: Tensor, bias: Optional[Tensor]) -> Tensor:
-    return weight.new_empty((x.shape[0], weight.shape[0], weight.shape[2]))
-
-
-def _gemv_setup(ctx, inputs, output):
-    algebra, weight, x, bias = inputs
-    ctx.algebra = algebra
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(weight, x)
-
-
-def _gemv_grad(ctx, grad):
-    weight, x = ctx.saved_tensors
-    gw, gx, gb = reference.gemv_grads(algebra_of(ctx.algebra), weight, x, grad, ctx.needs_input_grad[1],
-                                      ctx.needs_input_grad[2], ctx.has_bias and ctx.needs_input_grad[3])
-    return None, gw, gx, gb
-
-
-gemv.register_autograd(_gemv_grad, setup_context=_gemv_setup)
+gemv.register_fake(lin.gemv_fake)
+gemv.register_autograd(lin.gemv_backward, setup_context=lin.gemv_setup)
 
 
 # ------------------------------------------------------------------------------------ block sparse
@@ -244,23 +227,5 @@ def _bsr_cuda(algebra: str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor
     return reference.bsr_linear(alg, crow, col, values, x, bias)
 
 
-@bsr_linear.register_fake
-def _bsr_fake(algebra: str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor, bias: Optional[Tensor]) -> Tensor:
-    return values.new_empty((x.shape[0], crow.shape[0] - 1, values.shape[1]))
-
-
-def _bsr_setup(ctx, inputs, output):
-    algebra, crow, col, values, x, bias = inputs
-    ctx.algebra = algebra
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(crow, col, values, x)
-
-
-def _bsr_grad(ctx, grad):
-    crow, col, values, x = ctx.saved_tensors
-    gv, gx, gb = reference.bsr_grads(algebra_of(ctx.algebra), crow, col, values, x, grad, ctx.needs_input_grad[3],
-                                     ctx.needs_input_grad[4], ctx.has_bias and ctx.needs_input_grad[5])
-    return None, None, None, gv, gx, gb
-
-
-bsr_linear.register_autograd(_bsr_grad, setup_context=_bsr_setup)
+bsr_linear.register_fake(lin.bsr_fake)
+bsr_linear.register_autograd(lin.bsr_backward, setup_context=lin.bsr_setup)
