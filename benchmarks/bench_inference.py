@@ -193,6 +193,35 @@ def crossover_rows(algebras, rounds, sizes=(512, 2048), batches=(1, 2, 4, 8, 12,
     return rows
 
 
+def markdown(results: dict) -> str:
+    """The tables of docs/benchmarks.md from the results of main() (keyed by thread count)."""
+    out = []
+    for threads, res in results.items():
+        if "dense" in res:
+            out += [f"#### {threads} thread(s): batch 1, layer time / real `nn.Linear(N, N)`", "",
+                    "| N | algebra | real us | auto | kernel | torch path before (which) | kernel GB/s | real GB/s |",
+                    "|---|---|---|---|---|---|---|---|"]
+            out += [f"| {r['N']} | {r['algebra']} | {r['real_us']:.1f} | {r['auto_ratio']:.2f} | "
+                    f"{r['kernel_ratio']:.2f} | {r['torch_ratio']:.2f} ({r['torch_path']}) | {r['kernel_GBs']:.1f} | "
+                    f"{r['real_GBs']:.1f} |" for r in res["dense"]]
+            out += ["", f"#### {threads} thread(s): element-sparse layer / dense layer (N = 2048)", "",
+                    "| algebra | sparsity | batch | dense us | sparse us | ratio |", "|---|---|---|---|---|---|"]
+            out += [f"| {r['algebra']} | {int(r['sparsity'] * 100)} % | {r['batch']} | {r['dense_us']:.0f} | "
+                    f"{r['sparse_us']:.0f} | {r['ratio']:.2f} |" for r in res["sparse"]]
+            out += ["", f"#### {threads} thread(s): small convolution, kernel / best torch path", "",
+                    "| algebra | elements | kernel us | torch us (path) | ratio |", "|---|---|---|---|---|"]
+            out += [f"| {r['algebra']} | {r['channels']} | {r['kernel_us']:.0f} | {r['torch_us']:.0f} "
+                    f"({r['best_torch']}) | {r['ratio']:.2f} |" for r in res["conv"]]
+        if "crossover" in res:
+            out += [f"#### {threads} thread(s): kernel / torch path per batch", "",
+                    "| N | algebra | " + " | ".join(f"b{b}" for b, _, _ in res["crossover"][0]["ratios"])
+                    + " | kernel wins up to |", "|---|---|" + "---|" * (len(res["crossover"][0]["ratios"]) + 1)]
+            out += [f"| {r['N']} | {r['algebra']} | " + " | ".join(f"{x:.2f}" for _, x, _ in r["ratios"])
+                    + f" | {r['kernel_wins_up_to']} |" for r in res["crossover"]]
+        out.append("")
+    return "\n".join(out)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -216,6 +245,7 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time (default), or this thread's CPU time: steadier on a loaded machine, 1 thread only")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--markdown", help="also write the tables (as in docs/benchmarks.md) here")
     args = ap.parse_args()
     if args.clock == "cpu":
         if args.threads != "1":
@@ -242,6 +272,8 @@ def main() -> None:
         out["conv"] = conv_rows([a for a in ("C", "H", "M2R", "M4R") if a in algebras], args.rounds)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(results))
 
 
 if __name__ == "__main__":

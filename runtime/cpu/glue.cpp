@@ -59,7 +59,7 @@ Kernels lookup(const std::string& key) {
 }
 
 // grain sizes: a task gets at least this many weight components (rows) or activation components (prep)
-constexpr i64 kRowGrain = 1 << 15;
+constexpr i64 kRowGrain = 1 << 16;
 constexpr i64 kPrepGrain = 1 << 14;
 
 template <typename T>
