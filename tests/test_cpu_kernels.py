@@ -368,7 +368,7 @@ def test_libraries_are_cached_by_content(tmp_path, monkeypatch):
     src = tmp_path / "tiny_cpu.cpp"
     src.write_text('extern "C" int tiny_cpu_abi() { return 1; }\n')
     first = _build.kernel_library(cxx, src, "tiny")
-    assert first.parent == tmp_path / "cache" / "kernels" and first.is_file()
+    assert first.parent == tmp_path / "cache" / "cpu" / "kernels" and first.is_file()
 
     def no_compile(*args, **kwargs):
         raise AssertionError("rebuilt a cached library")
@@ -383,9 +383,9 @@ def test_libraries_are_cached_by_content(tmp_path, monkeypatch):
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(_build.ENV_CACHE, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cpu.cache_dir() == tmp_path / "algebranets"
+    assert cpu.cache_dir() == tmp_path / "algebranets" / "cpu"
     monkeypatch.setenv(_build.ENV_CACHE, str(tmp_path / "x"))
-    assert cpu.cache_dir() == tmp_path / "x"
+    assert cpu.cache_dir() == tmp_path / "x" / "cpu"
 
 
 NO_COMPILER = r'''
@@ -417,7 +417,7 @@ print("ok")
 
 
 def test_no_compiler_warns_once_and_runs_the_torch_paths(tmp_path):
-    env = dict(os.environ, ALGEBRANETS_CXX=str(tmp_path / "no-such-g++"), ALGEBRANETS_CACHE_DIR=str(tmp_path / "c"),
+    env = dict(os.environ, ALGEBRANETS_CXX=str(tmp_path / "no-such-g++"), ALGEBRANETS_CACHE=str(tmp_path / "c"),
                PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-c", NO_COMPILER], env=env, capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]

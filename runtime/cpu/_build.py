@@ -2,18 +2,18 @@
 
 Two kinds of library, both built on first use and kept in the cache folder (never in site-packages):
 
-* ``kernels/<Name>-<hash>.so``: an algebra's generated `<Name>_cpu.cpp` (plain C++, no torch headers), with
+* ``cpu/kernels/<Name>-<hash>.so``: an algebra's generated `<Name>_cpu.cpp` (plain C++, no torch headers), with
   -O3 -march=native.  The hash covers the source, the flags, the compiler's version and the target it
   resolves -march=native to, so a library is never used on a machine or compiler it was not built for and
   never rebuilt when nothing changed.
-* ``glue/glue-<hash>.so``: runtime/cpu/glue.cpp, the torch ops (TORCH_LIBRARY) that thread the kernels with
+* ``cpu/glue/glue-<hash>.so``: runtime/cpu/glue.cpp, the torch ops (TORCH_LIBRARY) that thread the kernels with
   at::parallel_for; the hash also covers torch's version and headers.
 
 Builds write a temporary file and rename it, so concurrent processes never see a partial library.
 
 Environment: ALGEBRANETS_CXX names the compiler (a path or a name on PATH; when set and not found, there is
-no compiler); otherwise CXX, then g++, c++, clang++.  ALGEBRANETS_CACHE_DIR overrides the cache folder, which
-is otherwise $XDG_CACHE_HOME/algebranets or ~/.cache/algebranets.
+no compiler); otherwise CXX, then g++, c++, clang++.  The libraries go to the `cpu` folder of the user cache:
+$ALGEBRANETS_CACHE, else $XDG_CACHE_HOME/algebranets, else ~/.cache/algebranets.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 
 ENV_CXX = "ALGEBRANETS_CXX"
-ENV_CACHE = "ALGEBRANETS_CACHE_DIR"
+ENV_CACHE = "ALGEBRANETS_CACHE"
 KERNEL_FLAGS = ("-std=c++17", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp-simd", "-fPIC", "-shared")
 GLUE_FLAGS = ("-std=c++20", "-O2", "-fPIC", "-shared", "-fopenmp")
 GLUE_SOURCE = Path(__file__).resolve().parent / "glue.cpp"
@@ -39,12 +39,13 @@ class KernelBuildError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Where the compiled libraries live."""
+    """Where the compiled libraries live: the `cpu` folder of the AlgebraNets user cache ($ALGEBRANETS_CACHE, or
+    $XDG_CACHE_HOME/algebranets, or ~/.cache/algebranets)."""
     given = os.environ.get(ENV_CACHE)
     if given:
-        return Path(given)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "algebranets"
+        return Path(given).expanduser() / "cpu"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "algebranets" / "cpu"
 
 
 def find_compiler() -> str | None:
