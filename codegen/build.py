@@ -19,6 +19,7 @@ import jinja2
 import numpy as np
 
 from . import __version__
+from .emit import cpu as cpu_emit
 from .emit import cuda as cuda_emit
 from .emit import digest, formulas
 from .exact import fraction_str, nonzero_pairs
@@ -102,11 +103,14 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
     ctx = dict(version=__version__, spec_file=spec_file, name=A.name, title=A.title, dim=A.dim, basis=A.basis,
                rank=s.rank, naive_mults=naive_mults, scheme_provenance=s.provenance)
     cuda = cuda_emit.context(A.T, s, A.name)
+    cpu = cpu_emit.context(A.T, s, A.name)
     files = {
         "ops.py": _env.get_template("ops.py.j2").render(**ctx, naive=f.naive["py"], scheme=f.scheme["py"]).encode(),
         f"{A.name}.cu": _env.get_template("kernels.cu.j2").render(**ctx, naive=f.naive["cu"], scheme=f.scheme["cu"],
                                                                   cuda=cuda).encode(),
         "kernels.json": (json.dumps(cuda["kernel_table"], indent=1, sort_keys=True) + "\n").encode(),
+        f"{A.name}_cpu.cpp": _env.get_template("kernels_cpu.cpp.j2").render(**ctx, cpu=cpu).encode(),
+        "cpu_kernels.json": (json.dumps(cpu["kernel_table"], indent=1, sort_keys=True) + "\n").encode(),
     }
     structure = [[i, j, k, fraction_str(A.T[i, j, k])] for i, j, k in np.ndindex(*A.T.shape) if A.T[i, j, k] != 0]
     manifest = {

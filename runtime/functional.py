@@ -20,9 +20,13 @@ Methods (all give the same result up to rounding):
     bilinear  the verified rank-r scheme: r real GEMMs (one bmm / one grouped conv) on cached weight
               combinations and activation combinations, backward through the mode-permuted schemes
               (runtime/_bilinear.py): r MACs per pair in every pass.
-    auto      the cheapest of the three by a cost model (`method_costs`): GEMM MACs scaled by a
+    kernel    the generated CPU kernel (runtime.cpu; CUDA: runtime.cuda's gemv): one pass over the compact
+              weight with the naive products (or the scheme's), for small batches and inference; linear, and
+              convolutions with groups=1 through whole-element im2col.  See runtime/kernel_choice.py.
+    auto      the cheapest of block / fold / bilinear by a cost model (`method_costs`): GEMM MACs scaled by a
               shape-efficiency factor, plus the memory traffic each method adds (fold's permute copies,
-              bilinear's combination passes), in MAC-equivalents.
+              bilinear's combination passes), in MAC-equivalents; on CPU at inference, the kernel for batches
+              up to a measured crossover (runtime.kernel_choice), on CUDA the generated gemv for small batches.
 
 Choosing: a per-call / per-layer `method=` wins over the global default (`set_default_method`,
 `default_method(...)` context manager; initially "auto"); `force_method(...)` overrides both (e.g. to run
@@ -39,9 +43,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import kernel_choice
 from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight, weight_combinations
 from ._checks import require_real_floating
 from ._fold import FoldConvFn, FoldLinearFn
+from ._im2col import element_columns, from_rows
 from .registry import Algebra, AlgebraNotBuiltError, FoldPlan, load_algebra
 
 __all__ = [
@@ -52,7 +58,7 @@ __all__ = [
     "method_costs", "choose_method", "fold_info", "structure_scale",
 ]
 
-METHODS = ("auto", "block", "fold", "bilinear")
+METHODS = ("auto", "block", "fold", "bilinear", "kernel")
 
 # ------------------------------------------------------------------------------------ method choice
 _default = {"method": "auto"}
@@ -154,14 +160,16 @@ def choose_method(algebra, **shape) -> str:
     return min(("block", "fold", "bilinear"), key=lambda k: costs[k])
 
 
-def _resolve_method(method, A: Algebra, who: str, **shape) -> str:
+def _requested(method) -> str:
+    """The method in force for a call: the forced one, else the call's / layer's, else the default."""
     forced = getattr(_local, "forced", None)
-    if forced is not None:
-        method = forced
-    elif method is None:
-        method = _default["method"]
-    _check_method(method, who)
-    if method == "auto":
+    return forced if forced is not None else (method if method is not None else _default["method"])
+
+
+def _resolve_method(method, A: Algebra, who: str, **shape) -> str:
+    """The torch path to run: block, fold or bilinear ("kernel" that could not run falls back like "auto")."""
+    method = _check_method(_requested(method), who)
+    if method in ("auto", "kernel"):
         method = _auto_cached(A, tuple(sorted(shape.items())))
     return method
 
@@ -367,10 +375,12 @@ def linear_impl(x, weight, bias, A: Algebra, method, who: str):
     lead = x.shape[:-1]
     x2 = x.reshape(-1, inn * d)
     N = x2.shape[0]
-    consts = constants(A, weight.dtype, weight.device)
     if _gemv_kernel_applies(method, A, x2, weight, bias, N):      # auto, CUDA, small batch: generated kernel
         from . import cuda as _cuda
         return _cuda.gemv(A, weight, x2, bias).reshape(*lead, out * d)
+    if kernel_choice.cpu_kernel_applies(_check_method(_requested(method), who), A, x2, weight, bias, N):
+        from . import cpu as _cpu                                   # CPU kernel (inference, small batch)
+        return _cpu.dense_checked(A, weight, x2, bias).reshape(*lead, out * d)
     wg = torch.is_grad_enabled() and weight.requires_grad
     method = _resolve_method(method, A, who, rows=N, in_elems=inn, out_elems=out, weight_grad=wg)
     return linear_stepper(weight, bias, A, method, N, who, resolved=True)(x2).reshape(*lead, out * d)
@@ -401,9 +411,7 @@ def _gemv_kernel_applies(method, A: Algebra, x2, weight, bias, N: int) -> bool:
     the gemv kernel serves in one pass over the compact weights go to it (memory-bound case)."""
     if not x2.is_cuda:
         return False
-    forced = getattr(_local, "forced", None)
-    requested = forced if forced is not None else (method if method is not None else _default["method"])
-    if requested != "auto" or torch.is_autocast_enabled("cuda"):
+    if _requested(method) not in ("auto", "kernel") or torch.is_autocast_enabled("cuda"):
         return False
     from . import cuda as _cuda
     return (_cuda.kernels_available(x2) and x2.dtype == weight.dtype and weight.device == x2.device
@@ -416,7 +424,7 @@ def algebra_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     """y_o = sum_i weight_oi * x_i + bias_o over the algebra (weight on the left).
 
     x (..., in*d), weight (out, in, d), bias (out, d) or None -> (..., out*d).
-    method: "auto" | "block" | "fold" | "bilinear" | None (the global default).
+    method: "auto" | "block" | "fold" | "bilinear" | "kernel" | None (the global default).
     """
     A = resolve_algebra(algebra, "algebra_linear")
     return linear_impl(x, weight, bias, A, method, f"algebra_linear({A.name})")
@@ -516,12 +524,30 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
     if any(s <= 0 for s in sp_out):
         raise ValueError(f"{who}: input spatial size {tuple(sp_in)} is too small for kernel {ksize} with "
                          f"padding {padding} and dilation {dilation}")
+    rows = N * math.prod(sp_out)
+    # convolutions run the kernel only when asked: im2col costs more than it saves (docs/benchmarks.md)
+    if (_check_method(_requested(method), who) == "kernel"
+            and kernel_choice.cpu_kernel_applies("kernel", A, x, weight, bias, rows, groups)):
+        y = _conv_kernel(x, weight, bias, A, padding, stride, dilation, ksize)
+        return y.squeeze(0) if unbatched else y
     wg = torch.is_grad_enabled() and weight.requires_grad
-    method = _resolve_method(method, A, who, rows=N * math.prod(sp_out), in_elems=cin, out_elems=cout,
+    method = _resolve_method(method, A, who, rows=rows, in_elems=cin, out_elems=cout,
                              groups=groups, kernel=math.prod(ksize), in_positions=N * math.prod(sp_in),
                              weight_grad=wg)
     y = _conv_dispatch(method, x, weight, bias, A, consts, (nd, stride, padding, dilation, groups, False, (0,) * nd))
     return y.squeeze(0) if unbatched else y
+
+
+def _conv_kernel(x, weight, bias, A: Algebra, padding, stride, dilation, ksize):
+    """A groups=1 convolution through the CPU kernel: whole-element im2col rows times the (C_out, C_in*K, d)
+    weight.  x (N, C_in*d, *S) with `padding` (symmetric zeros) still to apply."""
+    from . import cpu as _cpu
+
+    if any(padding):
+        x = F.pad(x, [p for p in reversed(padding) for _ in range(2)])
+    X, out_sp = element_columns(x, A.dim, ksize, stride, dilation)
+    y = _cpu.dense(A, weight.reshape(weight.shape[0], -1, A.dim), X.reshape(X.shape[0], -1), bias)
+    return from_rows(y.reshape(X.shape[0], weight.shape[0], A.dim), x.shape[0], out_sp)
 
 
 def _conv_fn(nd: int):

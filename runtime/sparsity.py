@@ -12,7 +12,7 @@ weight.shape[:-1]): the layer sees weight = original * mask, gradients of pruned
 mask is part of `state_dict()` (``parametrizations.weight.0.mask``) and `torch.compile` traces it like any
 buffer.  `load_pruned_state_dict(model, sd)` restores masks into a fresh (unpruned) model first.
 
-Block-CSR element-sparse form (shared with the CUDA kernels): ``crow_indices`` int64 (out + 1,),
+Block-CSR element-sparse form (shared with the CPU and CUDA kernels): ``crow_indices`` int64 (out + 1,),
 ``col_indices`` int64 (nnz,), ``values`` (nnz, d);  y[b, o] = sum_{p in row o} values[p] * x[b, col[p]] + bias[o]
 with the weight on the left.  For convolutions the rows are output channels and the columns index the
 flattened (C_in // groups, *kernel) im2col elements of the row's group.
@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from . import kernel_choice
+from ._im2col import element_columns, from_rows
 from .init import algebra_layers
 from ._checks import require_real_floating
 from .registry import load_algebra
@@ -343,12 +345,32 @@ class _BlockSparseBase(nn.Module):
         rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow[1:] - crow[:-1])
         self.register_buffer("_rows", rows, persistent=False)
 
+    def _int32(self, cols: torch.Tensor) -> torch.Tensor:
+        """The column indices as the CPU kernel's int32, converted again only when `cols` changes (never cached
+        while compiling, or when made under inference mode, whose tensors must not leak out of it)."""
+        if torch.compiler.is_compiling():
+            return cols.to(torch.int32)
+        stamp = (cols._version, cols.data_ptr(), cols.device, cols.numel())
+        hit = self.__dict__.get("_int32_cols")            # (source, stamp, int32 copy): one per layer
+        if hit is not None and hit[0] is cols and hit[1] == stamp:
+            return hit[2]
+        out = cols.to(torch.int32)
+        if not torch.is_inference_mode_enabled():
+            self.__dict__["_int32_cols"] = (cols, stamp, out)
+        return out
+
     @property
     def nnz(self) -> int:
         return int(self.col_indices.numel())
 
     def _spmm(self, X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """X (B, n_cols, d) -> (B, rows, d)."""
+        """X (B, n_cols, d) -> (B, rows, d): the generated CPU kernel (runtime.cpu) when it applies, else a
+        gather and an index_add in torch."""
+        if kernel_choice.cpu_kernel_applies("auto", self.algebra, X, self.values, self.bias, None):
+            from . import cpu
+
+            return cpu.bsr_linear(self.algebra, self.crow_indices, self._int32(cols), self.values,
+                                  X.reshape(X.shape[0], -1), self.bias).reshape(X.shape[0], -1, X.shape[-1])
         prod = self.algebra.mul(self.values.to(X.dtype), X[:, cols])            # (B, nnz, d), weight left
         out = X.new_zeros(X.shape[0], self.crow_indices.numel() - 1, X.shape[-1])
         out = out.index_add(1, self._rows, prod)
@@ -418,26 +440,15 @@ class BlockSparseAlgebraConv(_BlockSparseBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_real_floating(x, type(self).__name__)
-        d, nd = self.algebra.dim, len(self.kernel_size)
+        d = self.algebra.dim
         N = x.shape[0]
         pads = self._pads()
         flat = [p for pair in reversed(pads) for p in pair]
         if any(flat):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, flat, mode=mode)
-        xs = x.unflatten(1, (self.in_channels, d))                  # (N, C, d, *S)
-        for i, (k, s, dl) in enumerate(zip(self.kernel_size, self.stride, self.dilation)):
-            xs = xs.unfold(3 + i, dl * (k - 1) + 1, s)              # window appended last
-            if dl > 1:
-                xs = xs[..., ::dl]
-        # (N, C, d, *O, *k) -> (N, *O, C, *k, d)
-        out_sp = xs.shape[3:3 + nd]
-        perm = [0] + list(range(3, 3 + nd)) + [1] + list(range(3 + nd, 3 + 2 * nd)) + [2]
-        X = xs.permute(perm).reshape(N * math.prod(out_sp), -1, d)
-        y = self._spmm(X, self._gcols)                              # (N*L, out, d)
-        y = y.reshape((N,) + tuple(out_sp) + (self.out_channels, d))
-        y = y.permute([0, nd + 1, nd + 2] + list(range(1, nd + 1)))
-        return y.reshape((N, self.out_channels * d) + tuple(out_sp))
+        X, out_sp = element_columns(x, d, self.kernel_size, self.stride, self.dilation)
+        return from_rows(self._spmm(X, self._gcols), N, out_sp)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

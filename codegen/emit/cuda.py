@@ -21,8 +21,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .additions import LinearProgram, optimise
-from .formulas import combination, literal
+from .additions import optimise
+from .formulas import combination, mac_lines, program_lines, rename
 from ..schemes import Scheme
 
 #: storage suffix -> C++ storage type, accumulation type, bytes
@@ -45,17 +45,6 @@ BLOCK = 256
 MAX_GROUP_BYTES = 144
 
 
-def _lines(prog, lang="cu"):
-    return [(n, combination(t, lang)) for n, t in prog.steps] + [(n, combination(t, lang)) for n, t in prog.outputs]
-
-
-def _prefix(prog, prefix):
-    mapping = {name: f"{prefix}{name}" for name, _ in prog.steps}
-    ren = (lambda terms: tuple((c, mapping.get(n, n)) for c, n in terms))
-    return LinearProgram(inputs=prog.inputs, steps=tuple((mapping[n], ren(t)) for n, t in prog.steps),
-                         outputs=tuple((n, ren(t)) for n, t in prog.outputs))
-
-
 def _naive_contraction(T: np.ndarray, out_axis: int, a_axis: int, b_axis: int, a: str, b: str, out: str):
     """out_o = sum T[...] a_p b_q with (o, p, q) on the given axes of T: list of (target, expr)."""
     d = T.shape[0]
@@ -71,25 +60,6 @@ def _naive_contraction(T: np.ndarray, out_axis: int, a_axis: int, b_axis: int, a
                     terms.append((Fraction(c), f"{a}{p}*{b}{q}"))
         lines.append((f"{out}{o}", combination(terms, "cu")))
     return lines
-
-
-def _mac_lines(T: np.ndarray):
-    """acc_k += c * w_i * x_j, one statement per nonzero constant (the compiler fuses each into an FMA)."""
-    d = T.shape[0]
-    out = []
-    for k in range(d):
-        for i in range(d):
-            for j in range(d):
-                c = Fraction(T[i, j, k])
-                if c == 0:
-                    continue
-                if c == 1:
-                    out.append(f"acc[{k}] += w[{i}] * x[{j}];")
-                elif c == -1:
-                    out.append(f"acc[{k}] -= w[{i}] * x[{j}];")
-                else:
-                    out.append(f"acc[{k}] += ({literal(c, 'cu')} * w[{i}]) * x[{j}];")
-    return out
 
 
 def group_elements(d: int, nbytes: int) -> int:
@@ -119,9 +89,9 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     os_, zs = [f"o{s}" for s in range(r)], [f"z{k}" for k in range(d)]
     maps = {}
     for P, M in (("U", scheme.U), ("V", scheme.V), ("W", scheme.W)):
-        pre = _prefix(optimise(M, xs, os_), "p")
-        post = _prefix(optimise(M.T, ms, zs), "q")
-        maps[P] = {"pre": _lines(pre), "post": _lines(post),
+        pre = rename(optimise(M, xs, os_), "p")
+        post = rename(optimise(M.T, ms, zs), "q")
+        maps[P] = {"pre": program_lines(pre, "cu"), "post": program_lines(post, "cu"),
                    "pre_additions": pre.additions, "post_additions": post.additions}
     # gradients of z = x*y: gx_i = sum_jk T[i,j,k] y_j g_k, gy_j = sum_ik T[i,j,k] x_i g_k
     grad_left = _naive_contraction(T, 0, 1, 2, "y", "g", "z")
@@ -160,7 +130,7 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
                                for P in "UVW"},
              "host_shim": {"define": "ALGEBRANETS_HOST_SHIM", "suffix": "_host"},
              "kernels": kernels}
-    return {"prefix": prefix, "maps": maps, "grad_left": grad_left, "grad_right": grad_right, "mac": _mac_lines(T),
+    return {"prefix": prefix, "maps": maps, "grad_left": grad_left, "grad_right": grad_right, "mac": mac_lines(T),
             "storages": storages, "elementwise_storage": ELEMENTWISE_STORAGE, "map_storage": MAP_STORAGE,
             "matrix_storage": MATRIX_STORAGE,
             "tiles": tiles(d), "groups": groups, "block": BLOCK, "warps": BLOCK // 32, "kernels": kernels,

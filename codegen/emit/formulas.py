@@ -67,7 +67,7 @@ def _naive_lines(T: np.ndarray, lang: str) -> list[tuple[str, str]]:
     return lines
 
 
-def _rename(prog: LinearProgram, prefix: str) -> LinearProgram:
+def rename(prog: LinearProgram, prefix: str) -> LinearProgram:
     """Give a program's temporaries a prefix so several programs can share one scope."""
     mapping = {name: f"{prefix}{name}" for name, _ in prog.steps}
     ren = (lambda terms: tuple((c, mapping.get(n, n)) for c, n in terms))
@@ -76,8 +76,33 @@ def _rename(prog: LinearProgram, prefix: str) -> LinearProgram:
                          outputs=tuple((n, ren(t)) for n, t in prog.outputs))
 
 
-def _program_lines(prog: LinearProgram, lang: str) -> list[tuple[str, str]]:
+def program_lines(prog: LinearProgram, lang: str) -> list[tuple[str, str]]:
+    """A program as (target, expression) assignments: its steps, then its outputs."""
     return [(n, combination(t, lang)) for n, t in prog.steps] + [(n, combination(t, lang)) for n, t in prog.outputs]
+
+
+def mac_lines(T: np.ndarray, acc: str = "acc[{k}]", w: str = "w[{i}]", x: str = "x[{j}]",
+              lang: str = "cu", weight_major: bool = False) -> list[str]:
+    """acc_k += c * w_i * x_j, one statement per nonzero structure constant T[i,j,k] = c (each becomes one
+    multiply-add).  acc, w, x: format strings for the accumulator, weight and activation components.
+    Ordered by output k, or with weight_major by weight component i (each w_i is used in one run)."""
+    d = T.shape[0]
+    out = []
+    for first in range(d):
+        for second in range(d):
+            k, i = (second, first) if weight_major else (first, second)
+            for j in range(d):
+                c = Fraction(T[i, j, k])
+                if c == 0:
+                    continue
+                a, wi, xj = acc.format(k=k), w.format(i=i), x.format(j=j)
+                if c == 1:
+                    out.append(f"{a} += {wi} * {xj};")
+                elif c == -1:
+                    out.append(f"{a} -= {wi} * {xj};")
+                else:
+                    out.append(f"{a} += ({literal(c, lang)} * {wi}) * {xj};")
+    return out
 
 
 def programs(scheme: Scheme) -> dict[str, LinearProgram]:
@@ -87,9 +112,9 @@ def programs(scheme: Scheme) -> dict[str, LinearProgram]:
     a, b = [f"a{s}" for s in range(r)], [f"b{s}" for s in range(r)]
     ms, zs = [f"m{s}" for s in range(r)], [f"z{k}" for k in range(d)]
     return {
-        "weight": _rename(optimise(scheme.U, xs, a), "u"),
-        "activation": _rename(optimise(scheme.V, ys, b), "v"),
-        "post": _rename(optimise(scheme.W.T, ms, zs), "w"),
+        "weight": rename(optimise(scheme.U, xs, a), "u"),
+        "activation": rename(optimise(scheme.V, ys, b), "v"),
+        "post": rename(optimise(scheme.W.T, ms, zs), "w"),
     }
 
 
@@ -98,9 +123,9 @@ def build(T: np.ndarray, scheme: Scheme, langs: Sequence[str] = ("py", "cu")) ->
     progs = programs(scheme)
     naive, sch = {}, {}
     for lang in langs:
-        lines = _program_lines(progs["weight"], lang) + _program_lines(progs["activation"], lang)
+        lines = program_lines(progs["weight"], lang) + program_lines(progs["activation"], lang)
         lines += [(f"m{s}", f"a{s}*b{s}") for s in range(scheme.rank)]
-        lines += _program_lines(progs["post"], lang)
+        lines += program_lines(progs["post"], lang)
         sch[lang] = tuple(lines)
         naive[lang] = tuple(_naive_lines(T, lang))
     d, r = scheme.dim, scheme.rank

@@ -21,7 +21,7 @@ from ..registry import Algebra, load_algebra
 from . import _backend, ops, reference
 from ._backend import BackendUnavailable, nvrtc_options
 from ._launch import launches, warmup
-from .ops import key_of
+from .._opkey import key_of
 
 __all__ = ["kernels_available", "backend_name", "backend_error", "mul", "premap", "postmap", "gemv",
            "bsr_linear", "bilinear_linear", "max_gemv_batch", "to_cupy", "from_cupy", "key_of", "ops",

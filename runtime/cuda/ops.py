@@ -16,56 +16,17 @@ The algebra is passed as a string key (`key_of(algebra)`), so graphs and `opchec
 """
 from __future__ import annotations
 
-import threading
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ..registry import Algebra, load_algebra
+from .. import _linear_ops as lin
+from .._opkey import algebra_of, key_of
+from ..registry import Algebra
 from . import _backend, _launch, reference
 
 NS = "algebranets_cuda"
-_lock = threading.Lock()
-_by_key: dict[str, Algebra] = {}
-
-
-def key_of(algebra: Algebra | str) -> str:
-    """The string that names `algebra` in the ops (its name, made unique if two differ under one name).
-
-    Pass Algebra objects inside `torch.compile`d code (a name goes through `load_algebra`, which locks).
-    """
-    alg = algebra if isinstance(algebra, Algebra) else load_algebra(algebra)
-    key = alg.cache.op_key
-    if key is None:
-        key = _register(alg)
-    return key
-
-
-def _same(a: Algebra, b: Algebra) -> bool:
-    return (a.dim == b.dim and np.array_equal(a.structure, b.structure) and np.array_equal(a.scheme.U, b.scheme.U)
-            and np.array_equal(a.scheme.V, b.scheme.V) and np.array_equal(a.scheme.W, b.scheme.W)
-            and a.path == b.path)
-
-
-def _register(alg: Algebra) -> str:
-    with _lock:
-        key, n = alg.name, 1
-        while key in _by_key and _by_key[key] is not alg and not _same(_by_key[key], alg):
-            n += 1
-            key = f"{alg.name}#{n}"
-        _by_key.setdefault(key, alg)
-        alg.cache.op_key = key
-        return key
-
-
-def algebra_of(key: str) -> Algebra:
-    alg = _by_key.get(key)
-    if alg is None:
-        alg = load_algebra(key.split("#")[0])
-        _by_key.setdefault(key, alg)
-    return alg
 
 
 def prep(t: Tensor) -> Tensor:
@@ -88,17 +49,6 @@ def use_kernel(alg: Algebra, kind: str, *tensors: Optional[Tensor]) -> bool:
         return _launch.supports(alg, kind, first.dtype)
     except FileNotFoundError:
         return False
-
-
-def _cd(t: Tensor) -> torch.dtype:
-    return reference.compute_dtype(t.dtype)
-
-
-def _structure(alg: Algebra, dtype: torch.dtype, device) -> Tensor:
-    """The structure tensor; a fresh constant while tracing (fake / compile), the cached one otherwise."""
-    if torch.compiler.is_compiling() or torch._guards.detect_fake_mode() is not None:
-        return torch.tensor(alg.structure.tolist(), dtype=dtype, device=device)
-    return alg.structure_tensor(dtype, device)
 
 
 # -------------------------------------------------------------------------------------------- mul
@@ -258,35 +208,8 @@ def _gemv_cuda(algebra: str, weight: Tensor, x: Tensor, bias: Optional[Tensor]) 
     return reference.gemv(alg, weight, x, bias)
 
 
-@gemv.register_fake
-def _gemv_fake(algebra: str, weight: Tensor, x: Tensor, bias: Optional[Tensor]) -> Tensor:
-    return weight.new_empty((x.shape[0], weight.shape[0], weight.shape[2]))
-
-
-def _gemv_setup(ctx, inputs, output):
-    algebra, weight, x, bias = inputs
-    ctx.algebra = algebra
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(weight, x)
-
-
-def _gemv_grad(ctx, grad):
-    weight, x = ctx.saved_tensors
-    alg = algebra_of(ctx.algebra)
-    c = _cd(weight)
-    T = _structure(alg, c, weight.device)
-    G = torch.einsum("pjk,bok->bopj", T, grad.to(c))                 # (B, out, d, d)
-    gx = gw = gb = None
-    if ctx.needs_input_grad[2]:
-        gx = torch.einsum("oip,bopj->bij", weight.to(c), G).to(x.dtype)
-    if ctx.needs_input_grad[1]:
-        gw = torch.einsum("bij,bopj->oip", x.to(c), G).to(weight.dtype)
-    if ctx.has_bias and ctx.needs_input_grad[3]:
-        gb = grad.to(c).sum(0).to(grad.dtype)
-    return None, gw, gx, gb
-
-
-gemv.register_autograd(_gemv_grad, setup_context=_gemv_setup)
+gemv.register_fake(lin.gemv_fake)
+gemv.register_autograd(lin.gemv_backward, setup_context=lin.gemv_setup)
 
 
 # ------------------------------------------------------------------------------------ block sparse
@@ -304,34 +227,5 @@ def _bsr_cuda(algebra: str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor
     return reference.bsr_linear(alg, crow, col, values, x, bias)
 
 
-@bsr_linear.register_fake
-def _bsr_fake(algebra: str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor, bias: Optional[Tensor]) -> Tensor:
-    return values.new_empty((x.shape[0], crow.shape[0] - 1, values.shape[1]))
-
-
-def _bsr_setup(ctx, inputs, output):
-    algebra, crow, col, values, x, bias = inputs
-    ctx.algebra = algebra
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(crow, col, values, x)
-
-
-def _bsr_grad(ctx, grad):
-    crow, col, values, x = ctx.saved_tensors
-    alg = algebra_of(ctx.algebra)
-    c = _cd(values)
-    T = _structure(alg, c, values.device)
-    rows = reference.bsr_rows(crow)
-    g = grad.to(c)[:, rows]                                          # (B, nnz, d)
-    gv = gx = gb = None
-    if ctx.needs_input_grad[3]:
-        gv = torch.einsum("ijk,bpj,bpk->pi", T, x.to(c)[:, col], g).to(values.dtype)
-    if ctx.needs_input_grad[4]:
-        contrib = torch.einsum("ijk,pi,bpk->bpj", T, values.to(c), g)
-        gx = torch.zeros(x.shape, dtype=c, device=x.device).index_add_(1, col, contrib).to(x.dtype)
-    if ctx.has_bias and ctx.needs_input_grad[5]:
-        gb = grad.to(c).sum(0).to(grad.dtype)
-    return None, None, None, gv, gx, gb
-
-
-bsr_linear.register_autograd(_bsr_grad, setup_context=_bsr_setup)
+bsr_linear.register_fake(lin.bsr_fake)
+bsr_linear.register_autograd(lin.bsr_backward, setup_context=lin.bsr_setup)

@@ -9,6 +9,7 @@ Shapes follow the kernels (d = algebra.dim, r = algebra.rank, weight = left fact
     gemv(w, x, bias)              w (out, in, d), x (B, in, d)           -> (B, out, d)
     bsr_linear(crow, col, values, x, bias)
                                   block-CSR (one element per block), x (B, in, d) -> (B, out, d)
+    gemv_grads, bsr_grads         their gradients, in differentiable torch ops (so double backward works)
 
 Half-precision inputs are computed in float32 and rounded once at the end, like the kernels.
 """
@@ -25,6 +26,14 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _T(alg: Algebra, dtype: torch.dtype, device) -> torch.Tensor:
     return alg.structure_tensor(compute_dtype(dtype), device)
+
+
+def structure(alg: Algebra, dtype: torch.dtype, device) -> torch.Tensor:
+    """The structure tensor in `dtype`: a fresh constant while tracing (fake tensors, torch.compile), so that
+    no traced tensor lands in the algebra's cache; the cached one otherwise."""
+    if torch.compiler.is_compiling() or torch._guards.detect_fake_mode() is not None:
+        return torch.tensor(alg.structure.tolist(), dtype=dtype, device=device)
+    return alg.structure_tensor(dtype, device)
 
 
 def scheme_matrix(alg: Algebra, which: str, dtype: torch.dtype, device) -> torch.Tensor:
@@ -91,3 +100,31 @@ def bsr_linear(alg: Algebra, crow: torch.Tensor, col: torch.Tensor, values: torc
     if bias is not None:
         y = y + bias.to(c)
     return y.to(values.dtype)
+
+
+def gemv_grads(alg: Algebra, w: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, need_w: bool, need_x: bool,
+               need_b: bool):
+    """(grad w, grad x, grad bias) of y = gemv(w, x, bias) given grad (B, out, d); None where not needed."""
+    c = compute_dtype(w.dtype)
+    T = structure(alg, c, w.device)
+    G = torch.einsum("pjk,bok->bopj", T, grad.to(c))                 # (B, out, d, d)
+    gx = torch.einsum("oip,bopj->bij", w.to(c), G).to(x.dtype) if need_x else None
+    gw = torch.einsum("bij,bopj->oip", x.to(c), G).to(w.dtype) if need_w else None
+    gb = grad.to(c).sum(0).to(grad.dtype) if need_b else None
+    return gw, gx, gb
+
+
+def bsr_grads(alg: Algebra, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
+              grad: torch.Tensor, need_values: bool, need_x: bool, need_b: bool):
+    """(grad values, grad x, grad bias) of y = bsr_linear(crow, col, values, x, bias) given grad (B, out, d)."""
+    c = compute_dtype(values.dtype)
+    T = structure(alg, c, values.device)
+    g = grad.to(c)[:, bsr_rows(crow)]                               # (B, nnz, d)
+    gv = gx = None
+    if need_values:
+        gv = torch.einsum("ijk,bpj,bpk->pi", T, x.to(c)[:, col], g).to(values.dtype)
+    if need_x:
+        contrib = torch.einsum("ijk,pi,bpk->bpj", T, values.to(c), g)
+        gx = torch.zeros(x.shape, dtype=c, device=x.device).index_add_(1, col, contrib).to(x.dtype)
+    gb = grad.to(c).sum(0).to(grad.dtype) if need_b else None
+    return gv, gx, gb

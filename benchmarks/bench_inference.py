@@ -1,0 +1,280 @@
+"""CPU inference benchmark of the generated kernels (issue 11): float32, no autograd, medians of interleaved rounds.
+
+    .venv/bin/python benchmarks/bench_inference.py                  # all tables, 1 and 2 threads (~10 min)
+    .venv/bin/python benchmarks/bench_inference.py --quick          # H, C, M4R; N = 2048 only (~2 min)
+    .venv/bin/python benchmarks/bench_inference.py --crossover      # kernel vs torch paths per batch
+    .venv/bin/python benchmarks/bench_inference.py --threads 1 --algebras H,C --sizes 512 --json out.json
+
+Tables
+  dense    one layer at batch 1 against a real torch.nn.Linear(N, N) with the same parameter count (the
+           algebra layer has round(N / sqrt(d)) elements per side), both with bias: the layer with
+           method="auto" (which runs the kernel at batch 1), the kernel alone (method="kernel") and the best
+           torch path (the cheapest of block / fold / bilinear, i.e. auto before this issue); ratios to the
+           real layer, and the weight bandwidth reached (GB/s of weight bytes read per call) next to the real
+           GEMV's.
+  sparse   element-sparse inference layers (runtime.sparsity.to_block_sparse of a layer pruned to 90 % or 50 %
+           element sparsity) against the dense layer (method="auto") at batch 1 and 32, N = 2048: H, M4R, C.
+  conv     a small convolution (batch 1, 3x3, 4x4 image, 64 real channels) through the kernel against the torch
+           paths: does the kernel pay for convolutions?
+  crossover (--crossover) the kernel against the best torch path for batches 1..32 at N = 512 and 2048; the
+           largest batch at which the kernel wins is what runtime/kernel_choice.py records.
+Every variant of one table row runs interleaved (one sample of each per round, each sample long enough to
+time: several calls) so load changes on a shared machine hit them alike; the tables give medians over
+rounds.  Goals (issue 11): dense <= 1.05; 90 % sparse <= 0.2 (batch 1) and <= 0.5 (batch 32); 50 % sparse
+<= 0.7 (batch 1).  On a shared machine, --clock cpu (one thread) times only this process's work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from bench_layers import ALGEBRAS, ensure_built  # noqa: E402
+
+SPARSE_ALGEBRAS = ["H", "M4R", "C"]
+
+
+CLOCK = {"fn": time.perf_counter}
+
+
+def timed(fn, target_s: float = 0.004):
+    """fn wrapped to run enough calls per sample to take about target_s; returns (sample, calls)."""
+    fn()
+    t = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t, 1e-7)       # (wall time: only to size the samples)
+    reps = max(1, min(1000, int(target_s / one)))
+
+    def sample():
+        for _ in range(reps):
+            fn()
+    return sample, reps
+
+
+def interleaved_medians(fns: dict, rounds: int) -> dict[str, float]:
+    """Median seconds per call of each variant, sampled in interleaved rounds."""
+    samples = {k: timed(f) for k, f in fns.items()}
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, (sample, reps) in samples.items():
+            t = CLOCK["fn"]()
+            sample()
+            times[k].append((CLOCK["fn"]() - t) / reps)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def elements(N: int, d: int) -> int:
+    return max(1, round(N / math.sqrt(d)))
+
+
+def torch_paths(A, batch: int, n: int) -> str:
+    """The torch path `auto` picks without the kernel (the cheapest of block / fold / bilinear)."""
+    from runtime.functional import choose_method
+    return choose_method(A, rows=batch, in_elems=n, out_elems=n, weight_grad=False)
+
+
+def dense_rows(algebras, sizes, rounds):
+    from runtime import load_algebra
+    from runtime.layers import AlgebraLinear
+    rows = []
+    for N in sizes:
+        real = torch.nn.Linear(N, N)
+        xr = torch.randn(1, N)
+        for name in algebras:
+            A = load_algebra(name)
+            n = elements(N, A.dim)
+            layer = AlgebraLinear(n, n, name)
+            kern = AlgebraLinear(n, n, name, method="kernel")
+            best = torch_paths(A, 1, n)
+            torch_layer = AlgebraLinear(n, n, name, method=best)
+            for m in (kern, torch_layer):
+                m.load_state_dict(layer.state_dict())
+            x = torch.randn(1, n * A.dim)
+            with torch.no_grad():
+                t = interleaved_medians({"real": lambda: real(xr), "auto": lambda: layer(x),
+                                         "kernel": lambda: kern(x), "torch": lambda: torch_layer(x)}, rounds)
+            wbytes = n * n * A.dim * 4
+            rows.append({"N": N, "algebra": name, "d": A.dim, "elements": n, "torch_path": best,
+                         "real_us": t["real"] * 1e6, "auto_us": t["auto"] * 1e6, "kernel_us": t["kernel"] * 1e6,
+                         "torch_us": t["torch"] * 1e6, "auto_ratio": t["auto"] / t["real"],
+                         "kernel_ratio": t["kernel"] / t["real"], "torch_ratio": t["torch"] / t["real"],
+                         "kernel_GBs": wbytes / t["kernel"] / 1e9, "real_GBs": N * N * 4 / t["real"] / 1e9})
+            print(f"  N={N:5d} {name:6s} real {t['real'] * 1e6:8.1f} us  auto {rows[-1]['auto_ratio']:5.2f}  "
+                  f"kernel {rows[-1]['kernel_ratio']:5.2f}  torch ({best}) {rows[-1]['torch_ratio']:5.2f}  "
+                  f"GB/s kernel {rows[-1]['kernel_GBs']:5.1f} real {rows[-1]['real_GBs']:5.1f}", flush=True)
+    return rows
+
+
+def sparse_rows(algebras, rounds, N=2048):
+    from runtime import load_algebra
+    from runtime import sparsity as sp
+    from runtime.layers import AlgebraLinear
+    rows = []
+    for name in algebras:
+        A = load_algebra(name)
+        n = elements(N, A.dim)
+        for sparsity, batches in ((0.9, (1, 32)), (0.5, (1,))):
+            torch.manual_seed(0)
+            dense = AlgebraLinear(n, n, name)
+            pruned = AlgebraLinear(n, n, name)
+            pruned.load_state_dict(dense.state_dict())
+            sp.prune_elements_(pruned, sparsity)
+            fast = sp.to_block_sparse(pruned)
+            for batch in batches:
+                x = torch.randn(batch, n * A.dim)
+                with torch.no_grad():
+                    t = interleaved_medians({"dense": lambda: dense(x), "sparse": lambda: fast(x)}, rounds)
+                rows.append({"algebra": name, "N": N, "sparsity": sparsity, "batch": batch, "nnz": fast.nnz,
+                             "dense_us": t["dense"] * 1e6, "sparse_us": t["sparse"] * 1e6,
+                             "ratio": t["sparse"] / t["dense"]})
+                print(f"  {name:4s} {int(sparsity * 100)}% batch {batch:3d}: dense {t['dense'] * 1e6:8.1f} us  "
+                      f"sparse {t['sparse'] * 1e6:8.1f} us  ratio {rows[-1]['ratio']:5.2f}", flush=True)
+    return rows
+
+
+def conv_rows(algebras, rounds):
+    from runtime import load_algebra
+    from runtime.layers import AlgebraConv2d
+    rows = []
+    for name in algebras:
+        A = load_algebra(name)
+        c = max(1, 64 // A.dim)
+        x = torch.randn(1, c * A.dim, 4, 4)
+        layers = {m: AlgebraConv2d(c, c, 3, name, padding=1, method=m) for m in ("kernel", "block", "fold",
+                                                                                 "bilinear")}
+        for m in layers.values():
+            m.load_state_dict(layers["kernel"].state_dict())
+        with torch.no_grad():
+            t = interleaved_medians({m: (lambda m=m: layers[m](x)) for m in layers}, rounds)
+        best = min(("block", "fold", "bilinear"), key=lambda m: t[m])
+        rows.append({"algebra": name, "channels": c, "kernel_us": t["kernel"] * 1e6, "best_torch": best,
+                     "torch_us": t[best] * 1e6, "ratio": t["kernel"] / t[best]})
+        print(f"  {name:6s} conv 3x3 {c}->{c} elements, 4x4, batch 1: kernel {t['kernel'] * 1e6:7.1f} us, "
+              f"{best} {t[best] * 1e6:7.1f} us, ratio {rows[-1]['ratio']:5.2f}", flush=True)
+    return rows
+
+
+def crossover_rows(algebras, rounds, sizes=(512, 2048), batches=(1, 2, 4, 8, 12, 16, 24, 32)):
+    from runtime import load_algebra
+    from runtime.layers import AlgebraLinear
+    rows = []
+    for N in sizes:
+        for name in algebras:
+            A = load_algebra(name)
+            n = elements(N, A.dim)
+            kern = AlgebraLinear(n, n, name, method="kernel")
+            wins = []
+            for batch in batches:
+                best = torch_paths(A, batch, n)
+                other = AlgebraLinear(n, n, name, method=best)
+                other.load_state_dict(kern.state_dict())
+                x = torch.randn(batch, n * A.dim)
+                with torch.no_grad():
+                    t = interleaved_medians({"kernel": lambda: kern(x), "torch": lambda: other(x)}, rounds)
+                wins.append((batch, t["kernel"] / t["torch"], best))
+            last = 0                              # the kernel won at every measured batch up to here
+            for b, r, _ in wins:
+                if r >= 1.0:
+                    break
+                last = b
+            rows.append({"N": N, "algebra": name, "ratios": wins, "kernel_wins_up_to": last})
+            print(f"  N={N:5d} {name:6s} kernel / torch: "
+                  + " ".join(f"b{b}:{r:.2f}" for b, r, _ in wins) + f"  -> kernel up to batch {last}", flush=True)
+    return rows
+
+
+def markdown(results: dict) -> str:
+    """The tables of docs/benchmarks.md from the results of main() (keyed by thread count)."""
+    out = []
+    for threads, res in results.items():
+        if "dense" in res:
+            out += [f"#### {threads} thread(s): batch 1, layer time / real `nn.Linear(N, N)`", "",
+                    "| N | algebra | real us | auto | kernel | torch path before (which) | kernel GB/s | real GB/s |",
+                    "|---|---|---|---|---|---|---|---|"]
+            out += [f"| {r['N']} | {r['algebra']} | {r['real_us']:.1f} | {r['auto_ratio']:.2f} | "
+                    f"{r['kernel_ratio']:.2f} | {r['torch_ratio']:.2f} ({r['torch_path']}) | {r['kernel_GBs']:.1f} | "
+                    f"{r['real_GBs']:.1f} |" for r in res["dense"]]
+            out += ["", f"#### {threads} thread(s): element-sparse layer / dense layer (N = 2048)", "",
+                    "| algebra | sparsity | batch | dense us | sparse us | ratio |", "|---|---|---|---|---|---|"]
+            out += [f"| {r['algebra']} | {int(r['sparsity'] * 100)} % | {r['batch']} | {r['dense_us']:.0f} | "
+                    f"{r['sparse_us']:.0f} | {r['ratio']:.2f} |" for r in res["sparse"]]
+            out += ["", f"#### {threads} thread(s): small convolution, kernel / best torch path", "",
+                    "| algebra | elements | kernel us | torch us (path) | ratio |", "|---|---|---|---|---|"]
+            out += [f"| {r['algebra']} | {r['channels']} | {r['kernel_us']:.0f} | {r['torch_us']:.0f} "
+                    f"({r['best_torch']}) | {r['ratio']:.2f} |" for r in res["conv"]]
+        if "crossover" in res:
+            out += [f"#### {threads} thread(s): kernel / torch path per batch", "",
+                    "| N | algebra | " + " | ".join(f"b{b}" for b, _, _ in res["crossover"][0]["ratios"])
+                    + " | kernel wins up to |", "|---|---|" + "---|" * (len(res["crossover"][0]["ratios"]) + 1)]
+            out += [f"| {r['N']} | {r['algebra']} | " + " | ".join(f"{x:.2f}" for _, x, _ in r["ratios"])
+                    + f" | {r['kernel_wins_up_to']} |" for r in res["crossover"]]
+        out.append("")
+    return "\n".join(out)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, python {platform.python_version()}, torch {torch.__version__}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--algebras", default=",".join(ALGEBRAS))
+    ap.add_argument("--sizes", default="512,2048,4096")
+    ap.add_argument("--quick", action="store_true", help="H, C, M4R at N = 2048 only")
+    ap.add_argument("--crossover", action="store_true", help="only the kernel / torch crossover per batch")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time (default), or this thread's CPU time: steadier on a loaded machine, 1 thread only")
+    ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--markdown", help="also write the tables (as in docs/benchmarks.md) here")
+    args = ap.parse_args()
+    if args.clock == "cpu":
+        if args.threads != "1":
+            ap.error("--clock cpu measures one thread: use --threads 1")
+        CLOCK["fn"] = time.thread_time
+    ensure_built()
+    algebras = args.algebras.split(",")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.quick:
+        algebras, sizes = ["H", "C", "M4R"], [2048]
+    results = {}
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        print(f"== {machine()}", flush=True)
+        out = results[threads] = {}
+        if args.crossover:
+            out["crossover"] = crossover_rows(algebras, args.rounds)
+            continue
+        print("dense, batch 1 (ratio to the real layer of equal parameters):")
+        out["dense"] = dense_rows(algebras, sizes, args.rounds)
+        print("element-sparse (ratio to the dense layer):")
+        out["sparse"] = sparse_rows([a for a in SPARSE_ALGEBRAS if a in algebras], args.rounds)
+        print("small convolution:")
+        out["conv"] = conv_rows([a for a in ("C", "H", "M2R", "M4R") if a in algebras], args.rounds)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

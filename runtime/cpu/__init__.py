@@ -1,0 +1,172 @@
+"""Generated CPU kernels for small batches and element sparsity, compiled on first use and cached.
+
+    from runtime import cpu
+    cpu.kernels_available()                    # a C++ compiler is there and the torch ops load
+    y = cpu.dense("H", weight, x, bias)        # x (..., in*d), weight (out, in, d) -> (..., out*d)
+    y = cpu.bsr_linear("H", crow, col, values, x, bias)   # element-sparse weight (block-CSR), same layout
+
+`python -m codegen build` emits, per algebra, `generated/<Name>/<Name>_cpu.cpp` from the same exact
+arithmetic as the CUDA kernels; this package compiles it with the system C++ compiler (-O3 -march=native,
+cached by content hash under `cache_dir()`, see `_build`), and runs it through the `torch.library` ops of
+`ops.py` (`torch.ops.algebranets_cpu.dense` / `.bsr`), threaded over output rows with torch's intra-op
+threads.  The ops have fake implementations and exact gradients, so `torch.compile(fullgraph=True)`,
+`torch.export` and autograd (double backward included) work.
+
+`runtime.functional` runs linear layers through `dense` for method="kernel", and for method="auto" on CPU at
+inference for batches up to a measured crossover; `runtime.sparsity`'s inference layers run `bsr_linear`.
+Without a C++ compiler (or when it fails) `ready()` is False, one `KernelUnavailableWarning` says why, and
+the layers use their torch paths.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+
+import torch
+from torch import Tensor
+
+from .._opkey import key_of
+from ..registry import Algebra, load_algebra
+from . import ops
+from ._build import ENV_CACHE, ENV_CXX, KernelBuildError, cache_dir, find_compiler
+
+__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear",
+           "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX", "ENV_CACHE",
+           "DTYPES", "ops"]
+
+#: dtypes the kernels compute in
+DTYPES = (torch.float32, torch.float64)
+
+
+class KernelUnavailableWarning(RuntimeWarning):
+    """The CPU kernels cannot run here (no compiler, or it failed); the torch paths run instead."""
+
+
+_lock = threading.Lock()
+_failed: dict[str, str] = {}        # algebra key ("" for the glue) -> why it cannot run
+_logs: dict[str, str] = {}
+_warned: set[str] = set()
+
+
+def _fail(key: str, e: Exception) -> None:
+    why = str(e)
+    _failed[key] = why
+    _logs[key] = getattr(e, "log", "")
+    if why not in _warned:
+        _warned.add(why)
+        more = " (runtime.cpu.unavailable_reason() has the compiler's output)" if _logs[key] else ""
+        warnings.warn(f"AlgebraNets CPU kernels unavailable: {why}{more}; layers use the torch paths instead",
+                      KernelUnavailableWarning, stacklevel=4)
+
+
+def kernels_available() -> bool:
+    """Whether the kernel ops load (compiling them on the first call).  Never raises; warns once if not."""
+    if "" in _failed:
+        return False
+    try:
+        ops.load_glue()
+        return True
+    except (KernelBuildError, OSError, RuntimeError) as e:
+        _fail("", e)
+        return False
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernels cannot run, with the compiler's output if it failed (None when nothing failed)."""
+    key = "" if "" in _failed else next(iter(_failed), None)
+    if key is None:
+        return None
+    return _failed[key] + (f"\n{_logs[key]}" if _logs.get(key) else "")
+
+
+def load_kernels(algebra: Algebra | str) -> str:
+    """Compile (if not cached) and load an algebra's kernels; returns its op key.  Raises KernelBuildError."""
+    return ops.register(load_algebra(algebra))
+
+
+@torch.compiler.assume_constant_result
+def ready(algebra: Algebra) -> bool:
+    """Whether the algebra's kernels run in this process (compiles and loads them on first use; warns once and
+    returns False when that is impossible).  A constant to torch.compile."""
+    if ops.registered(algebra):
+        return True
+    key = key_of(algebra)
+    if key in _failed or "" in _failed:
+        return False
+    with _lock:
+        try:
+            ops.register(algebra)
+            return True
+        except (KernelBuildError, OSError, RuntimeError) as e:
+            _fail(key if ops.glue_loaded() else "", e)
+            return False
+
+
+def _variant(variant: str | None) -> int:
+    if variant is None:
+        return -1
+    if variant not in ops.VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(map(repr, ops.VARIANTS))} or None, got {variant!r}")
+    return ops.VARIANTS[variant]
+
+
+def _checked(algebra: Algebra | str, op: str, x: Tensor, values: Tensor, bias: Tensor | None,
+             layout: str) -> tuple[Algebra, str]:
+    """The algebra and the caller's name for messages, after checking dtypes, the weight layout
+    ("(out, in, d)" or "(nnz, d)") and that the kernels run here."""
+    alg = load_algebra(algebra)
+    who = f"runtime.cpu.{op}({alg.name})"
+    d = alg.dim
+    if values.dim() != layout.count(",") + 1 or values.shape[-1] != d:
+        raise ValueError(f"{who}: the weights must be {layout.replace('d)', f'{d})')}, got {tuple(values.shape)}")
+    if values.dtype not in DTYPES:
+        raise TypeError(f"{who}: the CPU kernels compute in float32 or float64, got {values.dtype}")
+    if x.dtype != values.dtype or (bias is not None and bias.dtype != values.dtype):
+        raise TypeError(f"{who}: x, weights and bias must share one dtype, got {x.dtype}, {values.dtype}"
+                        + ("" if bias is None else f", {bias.dtype}"))
+    if x.shape[-1:] == () or x.shape[-1] % d:
+        raise ValueError(f"{who}: x's last dimension must be a multiple of d={d} ({alg.name}), got {tuple(x.shape)}")
+    if not ready(alg):
+        raise KernelBuildError(f"{who}: the CPU kernels of {alg.name} are unavailable: "
+                               f"{_failed.get(key_of(alg)) or _failed.get('')}", log=unavailable_reason() or "")
+    return alg, who
+
+
+def dense(algebra: Algebra | str, weight: Tensor, x: Tensor, bias: Tensor | None = None, *,
+          variant: str | None = None) -> Tensor:
+    """y_o = sum_i weight_oi * x_i + bias_o with the generated kernel (weight left).
+
+    weight (out, in, d), x (..., in*d) element-major, bias (out, d) or None -> (..., out*d).  Differentiable.
+    variant: None (the kernel's choice for the batch), "small", "lanes_naive" or "lanes_scheme".
+    """
+    alg, who = _checked(algebra, "dense", x, weight, bias, "(out, in, d)")
+    out, inn, d = weight.shape
+    if x.shape[-1] != inn * d:
+        raise ValueError(f"{who}: x must be (..., {inn * d}) = (..., in*d), got {tuple(x.shape)}")
+    y = torch.ops.algebranets_cpu.dense(key_of(alg), weight, x.reshape(-1, inn, d), bias, _variant(variant))
+    return y.reshape(*x.shape[:-1], out * d)
+
+
+def dense_checked(algebra: Algebra, weight: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:
+    """`dense` for callers that have checked the shapes and dtypes and that `ready(algebra)` holds
+    (runtime.functional): x (N, in*d) -> (N, out*d), no validation beyond the op's own."""
+    y = torch.ops.algebranets_cpu.dense(key_of(algebra), weight, x.view(x.shape[0], weight.shape[1], algebra.dim),
+                                        bias, -1)
+    return y.view(x.shape[0], weight.shape[0] * algebra.dim)
+
+
+def bsr_linear(algebra: Algebra | str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor,
+               bias: Tensor | None = None, *, variant: str | None = None) -> Tensor:
+    """Element-sparse weight (block-CSR, one algebra element per block, runtime.sparsity.block_csr) times x.
+
+    crow (out+1,) int64, col (nnz,) int32 or int64, values (nnz, d), x (..., in*d), bias (out, d) ->
+    (..., out*d): y[b, o] = sum_{p in row o} values[p] * x[b, col[p]] + bias[o].  Differentiable in values, x
+    and bias.  variant as in `dense`.
+    """
+    alg, _ = _checked(algebra, "bsr_linear", x, values, bias, "(nnz, d)")
+    d = alg.dim
+    out = crow.shape[0] - 1
+    lead = x.shape[:-1]
+    y = torch.ops.algebranets_cpu.bsr(key_of(alg), crow, col, values, x.reshape(-1, x.shape[-1] // d, d), bias,
+                                      _variant(variant))
+    return y.reshape(*lead, out * d)

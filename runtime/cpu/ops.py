@@ -1,0 +1,100 @@
+"""The CPU kernels as `torch.library` ops: ``torch.ops.algebranets_cpu.dense`` and ``.bsr`` (defined in C++,
+runtime/cpu/glue.cpp), with fake implementations (torch.compile, torch.export) and autograd formulas here.
+
+    dense(algebra, weight, x, bias?, variant=-1) -> (B, out, d)      weight (out, in, d), x (B, in, d)
+    bsr(algebra, crow, col, values, x, bias?, variant=-1) -> (B, out, d)
+                                                                     block-CSR: crow (out+1,) int64, col (nnz,)
+                                                                     int32 / int64, values (nnz, d); x (B, in, d)
+
+`algebra` is the string key of runtime._opkey; `variant` (-1: the kernel's choice, 0 small, 1 lanes naive,
+2 lanes scheme) exists for tests and benchmarks.  Gradients are the exact ones of runtime.cuda.reference
+(runtime._linear_ops, shared with the CUDA ops), themselves differentiable, so double backward works.
+
+Loading: `load_glue()` compiles (once per cache) and loads the ops; `register(algebra)` compiles and loads an
+algebra's generated kernels and registers them with the ops under its key.  Both raise KernelBuildError when
+there is no compiler or it fails; runtime.cpu turns that into one warning and the torch paths.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+import torch
+
+from .. import _linear_ops as lin
+from .._opkey import algebra_of, key_of
+from ..registry import Algebra
+from . import _build
+
+NS = "algebranets_cpu"
+VARIANTS = {"small": 0, "lanes_naive": 1, "lanes_scheme": 2}
+
+_lock = threading.RLock()
+_glue: dict = {}                      # "lib": ctypes handle of the loaded glue
+_libraries: dict[str, ctypes.CDLL] = {}   # algebra key -> its kernel library (kept alive)
+
+
+def load_glue() -> None:
+    """Compile (if not cached) and load the torch ops, and register their fake and autograd implementations."""
+    with _lock:
+        if _glue:
+            return
+        cxx = _build.find_compiler()
+        if cxx is None:
+            raise _build.KernelBuildError(_no_compiler())
+        path = _build.glue_library(cxx)
+        torch.ops.load_library(str(path))
+        lib = ctypes.CDLL(str(path))
+        lib.algebranets_cpu_register.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
+                                                 ctypes.POINTER(ctypes.c_void_p)]
+        lib.algebranets_cpu_register.restype = ctypes.c_int
+        _register_python_parts()
+        _glue.update(lib=lib, cxx=cxx)
+
+
+def _no_compiler() -> str:
+    import os
+
+    given = os.environ.get(_build.ENV_CXX)
+    if given:
+        return f"no C++ compiler: {_build.ENV_CXX}={given!r} was not found"
+    return "no C++ compiler found (install g++ or set CXX / ALGEBRANETS_CXX)"
+
+
+def register(algebra: Algebra | str) -> str:
+    """Compile (if not cached) and load the algebra's CPU kernels; returns its op key."""
+    alg = algebra if isinstance(algebra, Algebra) else algebra_of(key_of(algebra))
+    key = key_of(alg)
+    with _lock:
+        if key in _libraries:
+            return key
+        load_glue()
+        table = json.loads((alg.path / "cpu_kernels.json").read_text())
+        path = _build.kernel_library(_glue["cxx"], alg.path / table["source"], alg.name)
+        lib = ctypes.CDLL(str(path))
+        entry = table["entry_points"]
+        abi = getattr(lib, entry["abi"])
+        abi.restype = ctypes.c_int
+        names = [entry[f"{kind}_{s}"] for s in ("f32", "f64") for kind in ("variant", "work", "prep", "rows")]
+        fns = (ctypes.c_void_p * len(names))(*[ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in names])
+        if _glue["lib"].algebranets_cpu_register(key.encode(), abi(), int(table["dim"]), fns) != 0:
+            raise _build.KernelBuildError(f"{path} was generated for CPU kernel ABI {abi()}, the runtime speaks "
+                                          f"another: run `python -m codegen build`")
+        _libraries[key] = lib
+        return key
+
+
+def glue_loaded() -> bool:
+    return bool(_glue)
+
+
+def registered(algebra: Algebra) -> bool:
+    return algebra.cache.op_key is not None and algebra.cache.op_key in _libraries
+
+
+# ------------------------------------------------------------------------ fake and autograd (once)
+def _register_python_parts() -> None:
+    torch.library.register_fake(f"{NS}::dense")(lin.gemv_fake)
+    torch.library.register_fake(f"{NS}::bsr")(lin.bsr_fake)
+    torch.library.register_autograd(f"{NS}::dense", lin.gemv_backward, setup_context=lin.gemv_setup)
+    torch.library.register_autograd(f"{NS}::bsr", lin.bsr_backward, setup_context=lin.bsr_setup)
