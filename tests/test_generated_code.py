@@ -60,7 +60,7 @@ def _oracle(A, x, w):
     return torch.einsum("ajk,oia,nij->nok", T, w, x.view(x.shape[0], w.shape[1], -1)).reshape(x.shape[0], -1)
 
 
-@pytest.mark.parametrize("method", ["block", "fold", "bilinear"])
+@pytest.mark.parametrize("method", ["block", "fold", "bilinear", "kernel"])
 @pytest.mark.parametrize("name", ["Nil", "\u0394elta"])
 def test_layers_over_odd_algebras(out, name, method):
     A = load_algebra(name, out)
@@ -88,6 +88,8 @@ def test_non_ascii_name_gets_ascii_kernel_names(out):
     source = (out / "\u0394elta" / "\u0394elta.cu").read_text(encoding="utf-8")
     code = "\n".join(line.split("//")[0] for line in source.splitlines())
     assert code.isascii(), "a non-ASCII character outside comments of the CUDA source"
+    cpu = json.loads((out / "\u0394elta" / "cpu_kernels.json").read_text())
+    assert all(e.isascii() and e.startswith(table["prefix"] + "_") for e in cpu["entry_points"].values())
 
 
 @pytest.mark.parametrize("name", ["Nil", "\u0394elta"])

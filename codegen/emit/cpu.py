@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..schemes import Scheme
-from .formulas import combination, mac_lines, program_lines, programs
+from .formulas import c_identifier, combination, mac_lines, program_lines, programs
 
 #: version of the C ABI between the generated kernels and runtime/cpu/glue.cpp
 ABI = 1
@@ -64,6 +64,7 @@ def _pow2_ceil(v: int) -> int:
 
 def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     d, r = scheme.dim, scheme.rank
+    prefix = c_identifier(name)
     kmap = patterns(T)
     progs = programs(scheme)
     dp = _pow2_ceil(d)
@@ -73,12 +74,12 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
         "weight_additions": progs["weight"].additions, "source": f"{name}_cpu.cpp",
         "storages": list(STORAGE),
         "variants": {"small": 0, "lanes_naive": 1, "lanes_scheme": 2},
-        "entry_points": {"abi": f"{name}_cpu_abi",
-                         **{f"{kind}_{s}": f"{name}_cpu_{kind}_{s}" for s in STORAGE
+        "entry_points": {"abi": f"{prefix}_cpu_abi",
+                         **{f"{kind}_{s}": f"{prefix}_cpu_{kind}_{s}" for s in STORAGE
                             for kind in ("variant", "work", "prep", "rows")}},
     }
     return {
-        "kmap": kmap, "patterns": len(kmap), "expansion": expansion(T, kmap),
+        "prefix": prefix, "kmap": kmap, "patterns": len(kmap), "expansion": expansion(T, kmap),
         "repeat": {sl: [lane % dp for lane in range(sl)] for sl in (2, 4, 8, 16, 32, 64)},
         "mac": mac_lines(T, acc="acc[r][{k}][v]", w="splat(we[r * rs + {i}])", x="vload(xe + ({j} * VB + v) * VL)",
                          weight_major=True),

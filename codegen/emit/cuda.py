@@ -22,7 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 from .additions import optimise
-from .formulas import combination, mac_lines, program_lines, rename
+from .formulas import c_identifier, combination, mac_lines, program_lines, rename
 from ..schemes import Scheme
 
 #: storage suffix -> C++ storage type, accumulation type, bytes
@@ -71,15 +71,6 @@ def group_elements(d: int, nbytes: int) -> int:
 
 def tiles(d: int) -> list[int]:
     return [b for b in TILES if b * d <= MAX_ACC]
-
-
-def c_identifier(name: str) -> str:
-    """The algebra's name as the C/CUDA identifier prefix of its kernels: the name itself when it is ASCII (a
-    Python identifier is then [A-Za-z_][A-Za-z0-9_]*), else an ASCII spelling of it (nvcc refuses universal
-    characters in device entity names)."""
-    if name.isascii():
-        return name
-    return "an_" + "".join(c if c.isascii() else f"_u{ord(c):x}_" for c in name)
 
 
 def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:

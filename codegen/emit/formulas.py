@@ -136,3 +136,12 @@ def build(T: np.ndarray, scheme: Scheme, langs: Sequence[str] = ("py", "cu")) ->
                       "activation": naive_program(scheme.V, xs, outs).additions,
                       "post": naive_program(scheme.W.T, ms, zs).additions}}
     return Formulas(naive=naive, scheme=sch, additions=adds)
+
+
+def c_identifier(name: str) -> str:
+    """The algebra's name as the C/C++/CUDA identifier prefix of its kernels: the name itself when it is ASCII (a
+    Python identifier is then [A-Za-z_][A-Za-z0-9_]*), else an ASCII spelling of it (nvcc refuses universal
+    characters in device entity names)."""
+    if name.isascii():
+        return name
+    return "an_" + "".join(c if c.isascii() else f"_u{ord(c):x}_" for c in name)
