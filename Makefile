@@ -1,9 +1,10 @@
 # Quick start: `make demo` (install, build every algebra, run the comparison) and `make test`.
+# `make study`: every algebra at 3 widths x 3 seeds on the demo's data (about an hour on 2 cores, resumable).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install build test demo clean
+.PHONY: install build test demo study clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ test: build
 
 demo: build
 	$(PY) -m examples.compare
+
+study: build
+	$(PY) -m examples.study
 
 clean:
 	rm -rf generated/*/ generated/manifest.json .pytest_cache
