@@ -134,6 +134,17 @@ def test_imagenet_resume_repeats_the_uninterrupted_run_exactly(image_dir, tmp_pa
         imagenet.main(image_args(image_dir, tmp_path / "b", "--algebra", "H", "--resume"))
 
 
+def test_imagenet_bf16_autocast_and_channels_last_follow_float32(image_dir, tmp_path):
+    base = ["--algebra", "M2R", "--steps", "2"]
+    imagenet.main(image_args(image_dir, tmp_path / "f32", *base))
+    imagenet.main(image_args(image_dir, tmp_path / "bf16", *base, "--amp", "bf16", "--channels-last"))
+    f32, bf16 = read_log(tmp_path / "f32"), read_log(tmp_path / "bf16")
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["amp"] == "bf16"
+    assert float(bf16[0]["loss"]) != float(f32[0]["loss"])             # bf16 arithmetic did happen
+    assert float(bf16[0]["loss"]) == pytest.approx(float(f32[0]["loss"]), abs=0.05)
+    assert float(bf16[-1]["val_top1"]) >= 0
+
+
 @pytest.mark.slow
 def test_imagenet_two_gloo_processes(image_dir, tmp_path):
     out = tmp_path / "ddp"
@@ -285,3 +296,16 @@ def test_weight_decay_skips_biases_and_norms():
     weights = {id(m.weight) for m in model.modules() if isinstance(m, (AlgebraConv2d, AlgebraReadout))}
     assert decay == weights
     assert no_decay == {id(p) for p in model.parameters()} - weights
+
+
+def test_whole_model_matching_hits_the_real_total_or_refuses():
+    real = lm.build_model("R", 256, 32, 2, 2, 64, 16, None)
+    model = lm.build_model("H", 256, 32, 2, 2, 64, 16, "params", scope="model")
+    from runtime import counting
+
+    got, want = counting.count_params(model), counting.count_params(real)
+    assert abs(got - want) <= 0.1 * want and model.d_model % 2 == 0
+    per_layer = lm.build_model("H", 256, 32, 2, 2, 64, 16, "params")
+    assert abs(counting.count_params(per_layer) - want) > abs(got - want)   # the embeddings were paid for
+    with pytest.raises(ValueError, match="no width matches"):              # vocabulary larger than the layers
+        lm.build_model("M4R", 5000, 16, 1, 2, 32, 16, "params", scope="model")

@@ -143,6 +143,16 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
 
 
+@torch.no_grad()
+def _channels_last_(model: nn.Module) -> None:
+    """Real 4-d conv weights to channels-last.  (`model.to(memory_format=...)` refuses the algebra convs'
+    5-d (out, in, kh, kw, d) weights; those layers take channels-last activations as they are.)"""
+    for m in model.modules():
+        for name, p in m.named_parameters(recurse=False):
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.amp == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -203,7 +213,7 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
         checkpoint.check_identity(state["identity"], task.identity, ckpt_from)
         sparsity.load_pruned_state_dict(model, state["model"])
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        _channels_last_(model)
     opt = _optimizer(model, cfg)
     pruner = None
 
