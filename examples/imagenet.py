@@ -31,7 +31,7 @@ from runtime.models import convert, matched_width, matched_widths, resnet
 from .training import distributed, images
 from .training.loop import Task, train
 from .training.matching import search_width
-from .training.options import add_arguments, apply_runtime_options, resolve_algebra, train_config
+from .training.options import add_arguments, launch, resolve_algebra, train_config
 
 ARCHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
          "resnet50": ("bottleneck", (3, 4, 6, 3)), "resnet101": ("bottleneck", (3, 4, 23, 3)),
@@ -122,24 +122,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--torchvision", action=argparse.BooleanOptionalAction, default=None,
                    help="torchvision's ImageFolder and transforms (default: when it imports)")
     add_arguments(p, optimizer="sgd", lr=None, weight_decay=5e-5, batch_size=128, label_smoothing=0.1,
-                  log_every=50, workers=8)
+                  log_every=50, workers=8, length=("epochs", 90))
     p.set_defaults(warmup_epochs=5.0)
     return p
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    args = parser().parse_args(argv)
-    if args.epochs is None and args.steps is None:
-        args.epochs = 90
-    apply_runtime_options(args)
-    ctx = distributed.setup(args.device)
-    clean = False
-    try:
-        result = run(args, ctx)
-        clean = True
-        return result
-    finally:
-        distributed.teardown(ctx, clean)
+    return launch(parser().parse_args(argv), run)
 
 
 def run(args, ctx: distributed.Context) -> dict[str, float]:

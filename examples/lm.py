@@ -35,7 +35,7 @@ from runtime.models import TransformerLM, matched_width
 from .training import distributed
 from .training.loop import Task, train
 from .training.matching import search_width
-from .training.options import add_arguments, apply_runtime_options, resolve_algebra, train_config
+from .training.options import add_arguments, launch, resolve_algebra, train_config
 from .training.sampling import sample_seed
 from .training.text import EvalWindows, TokenData, TrainWindows, load_enwik8, load_wikitext
 
@@ -137,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--top-k", type=int, default=40)
     add_arguments(p, optimizer="adamw", lr=6e-4, weight_decay=0.1, batch_size=32, label_smoothing=0.0,
-                  log_every=100, workers=2)
+                  log_every=100, workers=2, length=("steps", 100_000))
     p.set_defaults(warmup_steps=2000, clip=1.0, eval_every=2000, ckpt_every=2000)
     return p
 
@@ -160,18 +160,7 @@ def load_data(args, ctx: distributed.Context) -> TokenData:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    args = parser().parse_args(argv)
-    if args.epochs is None and args.steps is None:
-        args.steps = 100_000
-    apply_runtime_options(args)
-    ctx = distributed.setup(args.device)
-    clean = False
-    try:
-        result = run(args, ctx)
-        clean = True
-        return result
-    finally:
-        distributed.teardown(ctx, clean)
+    return launch(parser().parse_args(argv), run)
 
 
 def run(args, ctx: distributed.Context) -> dict[str, float]:

@@ -12,21 +12,25 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from runtime.registry import Algebra, AlgebraNotBuiltError, load_algebra
 
-from .distributed import Context, barrier
+from .distributed import Context, barrier, setup, teardown
 from .loop import TrainConfig
 
-__all__ = ["add_arguments", "apply_runtime_options", "resolve_algebra", "train_config", "MATCH_CHOICES"]
+__all__ = ["add_arguments", "launch", "resolve_algebra", "train_config", "MATCH_CHOICES"]
 
 MATCH_CHOICES = ("params", "macs", "width", "none")
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, optimizer: str, lr: float | None, weight_decay: float,
-                  batch_size: int, label_smoothing: float, log_every: int, workers: int) -> None:
+                  batch_size: int, label_smoothing: float, log_every: int, workers: int,
+                  length: tuple[str, int]) -> None:
+    """The common options; `length` = ("epochs" | "steps", n) is the run's length when neither is given."""
+    parser.set_defaults(default_length=length)
     g = parser.add_argument_group("algebra")
     g.add_argument("--algebra", default="R", help="algebra name: R, C, H, M2R, ... or one of your own")
     g.add_argument("--spec-dir", type=Path, default=None,
@@ -87,13 +91,24 @@ def add_arguments(parser: argparse.ArgumentParser, *, optimizer: str, lr: float 
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def apply_runtime_options(args) -> None:
-    """Threads and determinism, before any model is built."""
+def launch(args, run: Callable[[argparse.Namespace, Context], dict]) -> dict:
+    """Apply the run-wide options (length, threads, determinism), join the process group when started
+    by torchrun, `run(args, ctx)`, and leave the group."""
+    if args.epochs is None and args.steps is None:
+        setattr(args, *args.default_length)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    ctx = setup(args.device)
+    clean = False
+    try:
+        result = run(args, ctx)
+        clean = True
+        return result
+    finally:
+        teardown(ctx, clean)
 
 
 def resolve_algebra(args, ctx: Context) -> Algebra:
