@@ -33,7 +33,7 @@ from .distributed import Context, all_reduce_sum, barrier
 from .log import CsvLog, progress_bar
 from .sampling import ResumableSampler, SeededDataset, ShardSampler, sample_seed
 
-__all__ = ["Task", "TrainConfig", "train", "evaluate", "lr_at", "param_groups"]
+__all__ = ["Task", "TrainConfig", "train", "evaluate", "eval_loader", "lr_at", "param_groups"]
 
 
 class Task:
@@ -153,11 +153,11 @@ def _channels_last_(model: nn.Module) -> None:
                 p.data = p.data.contiguous(memory_format=torch.channels_last)
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp == "bf16":
+def _autocast(amp: str, device: torch.device):
+    if amp == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    if cfg.amp != "none":
-        raise ValueError(f"amp must be 'bf16' or 'none', got {cfg.amp!r}")
+    if amp != "none":
+        raise ValueError(f"amp must be 'bf16' or 'none', got {amp!r}")
     return nullcontext()
 
 
@@ -167,14 +167,19 @@ def _loader(dataset: Dataset, sampler, batch_size: int, cfg: TrainConfig, ctx: C
                       persistent_workers=cfg.workers > 0)
 
 
-def evaluate(task: Task, model: nn.Module, dataset: Dataset, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
-    """Task metrics over a whole dataset: each rank scores its shard, the sums are added over ranks."""
-    loader = _loader(dataset, ShardSampler(len(dataset), ctx.rank, ctx.world),
-                     cfg.eval_batch_size or cfg.batch_size, cfg, ctx, drop_last=False)
+def eval_loader(dataset: Dataset, cfg: TrainConfig, ctx: Context) -> DataLoader:
+    """This rank's shard of an evaluation set, in order, nothing dropped or repeated."""
+    return _loader(dataset, ShardSampler(len(dataset), ctx.rank, ctx.world), cfg.eval_batch_size or cfg.batch_size,
+                   cfg, ctx, drop_last=False)
+
+
+def evaluate(task: Task, model: nn.Module, loader: DataLoader, ctx: Context, amp: str) -> dict[str, float]:
+    """Task metrics over a whole dataset: each rank scores its shard (`eval_loader`), the sums are added
+    over ranks."""
     totals = torch.zeros(len(task.sums), dtype=torch.float64, device=ctx.device)
     was_training = model.training
     model.eval()
-    with torch.no_grad(), _autocast(cfg, ctx.device):
+    with torch.no_grad(), _autocast(amp, ctx.device):
         for batch in loader:
             sums = task.eval_sums(model, task.prepare(batch, ctx.device))
             totals += torch.stack([sums[k].double() for k in task.sums])
@@ -269,10 +274,12 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
                 "world_size": ctx.world, "torch": str(torch.__version__)})
         barrier(ctx)
 
+    eval_loaders = {name: eval_loader(ds, cfg, ctx) for name, ds in {**task.eval_sets, **task.final_sets}.items()}
+
     def run_eval(sets: dict[str, Dataset]) -> dict[str, float]:
         row = {}
-        for set_name, ds in sets.items():
-            for k, v in evaluate(task, model, ds, cfg, ctx).items():
+        for set_name in sets:
+            for k, v in evaluate(task, model, eval_loaders[set_name], ctx, cfg.amp).items():
                 row[f"{set_name}_{k}"] = v
         if ctx.is_main:
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
@@ -284,18 +291,19 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
     start_time = time.perf_counter()
     window_t, window_items, window_steps = time.perf_counter(), 0, 0
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    # one loader for the whole run (its workers persist); the sampler is moved to each epoch before iterating
+    train_loader = _loader(SeededDataset(task.train_set, cfg.seed), sampler, cfg.batch_size, cfg, ctx, drop_last=True)
     model.train()
     while step < stop:
         epoch, within = divmod(step, steps_per_epoch)
         sampler.start(epoch, within * cfg.batch_size)
-        for batch in _loader(SeededDataset(task.train_set, cfg.seed), sampler, cfg.batch_size, cfg, ctx,
-                             drop_last=True):
+        for batch in train_loader:
             lr = lr_at(step, total, warmup, cfg.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
             torch.manual_seed(sample_seed(cfg.seed, ctx.rank, step, 1))
             batch = task.prepare(batch, ctx.device)
-            with _autocast(cfg, ctx.device):
+            with _autocast(cfg.amp, ctx.device):
                 loss, items = task.loss(net, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
