@@ -194,6 +194,18 @@ def _columns(task: Task) -> list[str]:
             + [f"{s}_{m}" for s in sets for m in task.metrics])
 
 
+def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int, int, int, int]:
+    """Steps: total (the schedule's length), warm-up, between evaluations, between checkpoints, and where
+    this invocation stops."""
+    if (cfg.epochs is None) == (cfg.steps is None):
+        raise ValueError("give exactly one of epochs and steps")
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    warmup = (cfg.warmup_steps if cfg.warmup_steps is not None
+              else round((cfg.warmup_epochs or 0) * steps_per_epoch))
+    stop = min(total, cfg.stop_at) if cfg.stop_at is not None else total
+    return total, warmup, cfg.eval_every or steps_per_epoch, cfg.ckpt_every or steps_per_epoch, stop
+
+
 def _resume_state(cfg: TrainConfig, ctx: Context) -> tuple[dict | None, Path]:
     path = cfg.out / "checkpoint.pt"
     if cfg.resume is None:
@@ -227,14 +239,7 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
     if steps_per_epoch < 1:
         raise ValueError(f"the training set ({len(task.train_set)} samples) holds less than one batch of "
                          f"{cfg.batch_size} per process x {ctx.world} processes")
-    if (cfg.epochs is None) == (cfg.steps is None):
-        raise ValueError("give exactly one of epochs and steps")
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
-    warmup = (cfg.warmup_steps if cfg.warmup_steps is not None
-              else round((cfg.warmup_epochs or 0) * steps_per_epoch))
-    eval_every = cfg.eval_every or steps_per_epoch
-    ckpt_every = cfg.ckpt_every or steps_per_epoch
-    stop = min(total, cfg.stop_at) if cfg.stop_at is not None else total
+    total, warmup, eval_every, ckpt_every, stop = _schedule(cfg, steps_per_epoch)
     if cfg.prune > 0:
         pruner = sparsity.GradualPruner(model, cfg.prune, start_step=int(cfg.prune_start * total),
                                         end_step=int(cfg.prune_end * total), frequency=cfg.prune_every)
