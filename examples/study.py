@@ -189,11 +189,20 @@ def markdown(summary: list[dict], budget: StudyBudget, seeds: int) -> str:
     return text
 
 
+def _compact(v: float, _pos=None) -> str:
+    """2000 -> "2k", 5e6 -> "5M" (axis labels)."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
+
+
 def plot(summary: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     markers = "os^vD<>ph*P"
@@ -208,6 +217,9 @@ def plot(summary: list[dict], path: Path) -> None:
                             marker=markers[i % len(markers)], capsize=3, label=alg,
                             linestyle="--" if alg == "R" else "-", linewidth=2 if alg == "R" else 1)
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))    # 1-2-5 ticks, compact labels
+            ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(xl)
             ax.set_ylabel(("digits test accuracy" if task == "digits" else "text bits per character (lower is better)"))
             ax.grid(alpha=0.3, which="both")
