@@ -1,10 +1,11 @@
 # Quick start: `make demo` (install, build every algebra, run the comparison) and `make test` (which also builds
 # the wheel and installs it into a fresh venv: tests/test_wheel.py).  `make wheel` writes dist/algebranets-*.whl.
+# `make study`: every algebra at 3 widths x 3 seeds on the demo's data (about an hour on 2 cores, resumable).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install build test demo wheel clean
+.PHONY: install build test demo study wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ test: build
 
 demo: build
 	$(PY) -m examples.compare
+
+study: build
+	$(PY) -m examples.study
 
 wheel: install
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .

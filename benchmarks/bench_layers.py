@@ -56,16 +56,18 @@ def ensure_built() -> None:
     clear_cache()
 
 
-def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(fns: dict, rounds: int, warmup: int = 1, clock=time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each function, one call of each per round (`clock`: wall time by default;
+    `time.process_time` counts this process's CPU time, steadier on a loaded machine)."""
     for f in fns.values():
         for _ in range(warmup):
             f()
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t = clock()
             f()
-            times[k].append(time.perf_counter() - t)
+            times[k].append(clock() - t)
     return times
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from runtime import counting, load_algebra
@@ -29,9 +30,10 @@ def per_pair(name):
 
 
 def flop_macs(model, *inputs, method):
-    """FlopCounterMode's multiply-adds (flops / 2) per module, on a warm forward (cached weight transforms)."""
+    """FlopCounterMode's multiply-adds (flops / 2) per module, on a warm forward (cached weight transforms).
+    Attention runs on SDPA's math backend: FlopCounterMode has no formula for the fused CPU kernel."""
     model.eval()
-    with torch.no_grad(), force_method(method):
+    with torch.no_grad(), force_method(method), sdpa_kernel(SDPBackend.MATH):
         model(*inputs)
         with FlopCounterMode(display=False) as fc:
             model(*inputs)

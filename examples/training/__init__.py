@@ -1,0 +1,7 @@
+"""What `examples.imagenet` and `examples.lm` share: one implementation each of process setup
+(`distributed`), data order and per-sample seeding (`sampling`), the training loop (`loop`),
+checkpoints (`checkpoint`), the CSV log and progress bar (`log`), and the command-line options both
+scripts take (`options`).
+
+A script supplies a `loop.Task` (model, datasets, loss, evaluation metrics) and calls `loop.train`.
+"""
