@@ -149,6 +149,8 @@ def unfold_out(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | No
         which = "in_T" if adjoint else "out"
         if yf.dim() == 2:
             y = _unfold_planar(yf, plan.matrix(which, yf.dtype, yf.device, folded=True), plan, C)
+        elif pool and C * math.prod(yf.shape[2:]) >= _UNFOLD_GEMM_MIN:
+            return _unfold_gemm(yf, plan.matrix(which, yf.dtype, yf.device, folded=True), plan, C, bias)
         else:
             unfolded = _unfold_plain(yf, plan.plain, C, None, pool)
             y = _change(unfolded, plan.matrix(which, yf.dtype, yf.device), C, False)
@@ -156,6 +158,31 @@ def unfold_out(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | No
                 ws.give(unfolded)
         return y if bias is None else y.add_(bias.reshape(1, -1, *([1] * (y.dim() - 2))))
     return _unfold_plain(yf, plan, C, bias, False)
+
+
+_UNFOLD_GEMM_MIN = 4096     # elements x positions per batch item from which _unfold_gemm's per-item calls pay
+
+
+def _unfold_gemm(yf: torch.Tensor, M: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | None) -> torch.Tensor:
+    """unfold_out through a change for a convolution, unfold and change in one pass: per batch item n and block c,
+    y[n, i] (d, S) += M[:, c-block] (d x p) times yf[n*m + c, i*p:(i+1)*p] (p x S), a batched GEMM over the C
+    elements reading the folded output in whatever layout the convolution left it (channels-last or not) and
+    writing y with the positions contiguous; the bias is added while y[n] is in cache.  M in folded order
+    (columns).  Not differentiable (out=): the caller uses it only outside create_graph."""
+    m, p = plan.m, plan.p
+    N, sp = yf.shape[0] // m, tuple(yf.shape[2:])
+    d, S = m * p, math.prod(sp)
+    Z = yf.reshape(N, m, C, p, S)
+    Ms = [M[:, c * p:(c + 1) * p].contiguous().expand(C, d, p) for c in range(m)]
+    b = None if bias is None else bias.reshape(C, d, 1)
+    y = torch.empty((N, C, d, S), dtype=yf.dtype, device=yf.device)
+    for n in range(N):
+        torch.bmm(Ms[0], Z[n, 0], out=y[n])
+        for c in range(1, m):
+            y[n].baddbmm_(Ms[c], Z[n, c])
+        if b is not None:
+            y[n].add_(b)
+    return y.view(N, C * d, *sp)
 
 
 def _unfold_plain(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | None, pool: bool) -> torch.Tensor:
