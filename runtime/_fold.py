@@ -7,6 +7,12 @@ into m identical p x p blocks (the fold plan, found exactly by the build and sto
 so the m blocks of each activation element are folded into the batch and the layer becomes ONE real GEMM / conv
 with a (out*p) x (in*p) weight: p^2 = d^2/m MACs per element pair instead of d^2.  For M_n(R) the blocks are the
 n columns of the activation matrix (m = n, p = n); for M_2(C) its two complex columns (m = 2, p = 4).
+
+A plan with a basis change (x -> F x on the way in, y -> G y on the way out, per element) costs no extra pass
+for a linear layer: its folded activations are component-major (columns (s, c) instead of (c, s), the weight
+expanded alike), so the change and the fold are one batched GEMM per call.  A convolution keeps its
+channels-last folded layout (its convolutions need it); there the change is one batched GEMM over the spatial
+positions (into pooled memory) next to the fold copy.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import torch
 from . import _workspace as ws
 from .registry import FoldPlan
 
-__all__ = ["FoldPlan", "fold_in", "unfold_out", "FoldLinearFn", "FoldConvFn"]
+__all__ = ["FoldPlan", "fold_in", "unfold_out", "fold_planar", "FoldLinearFn", "FoldConvFn"]
 
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -40,12 +46,39 @@ def _folded_view(x: torch.Tensor, plan: FoldPlan, C: int) -> torch.Tensor:
     return x.reshape(N, C, *plan.view_shape, *sp).permute(_fold_dims(plan, len(sp)))
 
 
-def _change(x: torch.Tensor, M: torch.Tensor, C: int) -> torch.Tensor:
-    """Each element of x (N, C*d, *sp) multiplied by the (d, d) matrix M: one GEMM."""
+def fold_planar(plan: FoldPlan, conv: bool) -> bool:
+    """Whether the folded activations are component-major, (N*m, p*C) with column s*C + c: a linear layer folding
+    through a basis change.  Its folded weight must then have rows (t, o) and columns (s, i)."""
+    return not conv and plan.change_in is not None
+
+
+def _change(x: torch.Tensor, M: torch.Tensor, C: int, pool: bool) -> torch.Tensor:
+    """Each element of x (N, C*d, *sp) multiplied by the (d, d) matrix M: one batched GEMM, (d x d) times
+    (d x prod(sp)) per element (the spatial positions are the long contiguous side, which BLAS runs at memory
+    speed).  pool=True: the result is scratch memory from the pool (the caller gives it back)."""
     N, d = x.shape[0], M.shape[0]
-    if x.dim() == 2:
-        return torch.mm(x.reshape(N * C, d), M.t()).view(N, C * d)
-    return torch.matmul(M, x.reshape(N, C, d, -1)).view(x.shape)
+    xs = x.reshape(N * C, d, -1)
+    Me = M.expand(N * C, d, d)
+    if not pool:
+        return torch.bmm(Me, xs).view(x.shape)
+    return torch.bmm(Me, xs, out=ws.take(x.numel(), x.dtype, x.device).view(xs.shape)).view(x.shape)
+
+
+def _fold_planar(x: torch.Tensor, M: torch.Tensor, plan: FoldPlan, C: int, pool: bool) -> torch.Tensor:
+    """(N, C*d) -> (N*m, p*C) component-major: xf[n*m + c, s*C + i] = sum_k M[c*p + s, k] x[n, i*d + k], with M
+    in folded order: N GEMMs (d x d) times (d x C) in one call, writing the folded layout directly."""
+    N, d = x.shape[0], M.shape[0]
+    src = x.view(N, C, d).transpose(1, 2)
+    Me = M.expand(N, d, d)
+    xf = torch.bmm(Me, src, out=ws.take(x.numel(), x.dtype, x.device).view(N, d, C)) if pool else torch.bmm(Me, src)
+    return xf.view(N * plan.m, plan.p * C)
+
+
+def _unfold_planar(yf: torch.Tensor, M: torch.Tensor, plan: FoldPlan, C: int) -> torch.Tensor:
+    """Inverse layout of _fold_planar: (N*m, p*C) -> (N, C*d), y[n, i*d + k] = sum_j M[k, j] yf[n*m + j // p,
+    (j % p)*C + i], M in folded order (columns)."""
+    N, d = yf.shape[0] // plan.m, M.shape[0]
+    return torch.bmm(yf.view(N, d, C).transpose(1, 2), M.t().expand(N, d, d)).view(N, C * d)
 
 
 def fold_in(x: torch.Tensor, plan: FoldPlan, C: int, pool: bool = False, channels_last: bool = False,
@@ -55,9 +88,17 @@ def fold_in(x: torch.Tensor, plan: FoldPlan, C: int, pool: bool = False, channel
     pool=True takes the result from the scratch pool (the caller gives it back); channels_last=True (with
     pool, 1 or more spatial dims) lays the result out channels-last (the copy is needed anyway, and oneDNN
     convolutions run faster on that layout).  A plan with a basis change first applies F to every element
-    (adjoint=True: G transposed, for output gradients)."""
+    (adjoint=True: G transposed, for output gradients); for 2-D x (a linear layer) the result is then
+    component-major (`fold_planar`) and change and fold are one batched GEMM."""
     if plan.change_in is not None:
-        x = _change(x, plan.matrix("out_T" if adjoint else "in", x.dtype, x.device), C)
+        which = "out_T" if adjoint else "in"
+        if x.dim() == 2:
+            return _fold_planar(x, plan.matrix(which, x.dtype, x.device, folded=True), plan, C, pool)
+        changed = _change(x, plan.matrix(which, x.dtype, x.device), C, pool)
+        xf = fold_in(changed, plan.plain, C, pool, channels_last)
+        if pool:
+            ws.give(changed)
+        return xf
     N = x.shape[0]
     sp = tuple(x.shape[2:])
     ns = len(sp)
@@ -99,12 +140,53 @@ def _unfolded_view(yf: torch.Tensor, plan: FoldPlan, C: int) -> torch.Tensor:
 
 
 def unfold_out(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | None = None,
-               adjoint: bool = False) -> torch.Tensor:
+               adjoint: bool = False, pool: bool = False) -> torch.Tensor:
     """Inverse of fold_in, plus an optional bias (C, d): (N*m, C*p, *sp) -> (N, C*d, *sp), one pass.  A plan with
-    a basis change then applies G to every element (adjoint=True: F transposed, for input gradients)."""
+    a basis change then applies G to every element (adjoint=True: F transposed, for input gradients): for 2-D yf
+    (component-major, a linear layer) in the same pass, else as one batched GEMM from an unfolded copy (in pooled
+    memory when pool=True).  The result is never pooled."""
     if plan.change_in is not None:
-        y = _change(unfold_out(yf, plan.plain, C), plan.matrix("in_T" if adjoint else "out", yf.dtype, yf.device), C)
+        which = "in_T" if adjoint else "out"
+        if yf.dim() == 2:
+            y = _unfold_planar(yf, plan.matrix(which, yf.dtype, yf.device, folded=True), plan, C)
+        elif pool and C * math.prod(yf.shape[2:]) >= _UNFOLD_GEMM_MIN:
+            return _unfold_gemm(yf, plan.matrix(which, yf.dtype, yf.device, folded=True), plan, C, bias)
+        else:
+            unfolded = _unfold_plain(yf, plan.plain, C, None, pool)
+            y = _change(unfolded, plan.matrix(which, yf.dtype, yf.device), C, False)
+            if pool:
+                ws.give(unfolded)
         return y if bias is None else y.add_(bias.reshape(1, -1, *([1] * (y.dim() - 2))))
+    return _unfold_plain(yf, plan, C, bias, False)
+
+
+_UNFOLD_GEMM_MIN = 4096     # elements x positions per batch item from which _unfold_gemm's per-item calls pay
+
+
+def _unfold_gemm(yf: torch.Tensor, M: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | None) -> torch.Tensor:
+    """unfold_out through a change for a convolution, unfold and change in one pass: per batch item n and block c,
+    y[n, i] (d, S) += M[:, c-block] (d x p) times yf[n*m + c, i*p:(i+1)*p] (p x S), a batched GEMM over the C
+    elements reading the folded output in whatever layout the convolution left it (channels-last or not) and
+    writing y with the positions contiguous; the bias is added while y[n] is in cache.  M in folded order
+    (columns).  Not differentiable (out=): the caller uses it only outside create_graph."""
+    m, p = plan.m, plan.p
+    N, sp = yf.shape[0] // m, tuple(yf.shape[2:])
+    d, S = m * p, math.prod(sp)
+    Z = yf.reshape(N, m, C, p, S)
+    Ms = [M[:, c * p:(c + 1) * p].contiguous().expand(C, d, p) for c in range(m)]
+    b = None if bias is None else bias.reshape(C, d, 1)
+    y = torch.empty((N, C, d, S), dtype=yf.dtype, device=yf.device)
+    for n in range(N):
+        torch.bmm(Ms[0], Z[n, 0], out=y[n])
+        for c in range(1, m):
+            y[n].baddbmm_(Ms[c], Z[n, c])
+        if b is not None:
+            y[n].add_(b)
+    return y.view(N, C * d, *sp)
+
+
+def _unfold_plain(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | None, pool: bool) -> torch.Tensor:
+    """unfold_out of a plan without a change; pool=True writes the result into pooled memory."""
     m, p = plan.m, plan.p
     N = yf.shape[0] // m
     sp = tuple(yf.shape[2:])
@@ -113,13 +195,19 @@ def unfold_out(yf: torch.Tensor, plan: FoldPlan, C: int, bias: torch.Tensor | No
     if plan.view_shape is None:
         inv = torch.as_tensor(np.argsort(plan.perm), device=yf.device)
         yv = yf.reshape(N, m, C, p, *sp).transpose(1, 2).reshape(N, C, d, *sp)
-        y = yv.index_select(2, inv).reshape(N, C * d, *sp)
+        if pool:
+            y = torch.index_select(yv, 2, inv, out=ws.take(yf.numel(), yf.dtype, yf.device).view(N, C, d, *sp))
+        else:
+            y = yv.index_select(2, inv)
+        y = y.view(N, C * d, *sp)
         return y if bias is None else y.add_(bias.reshape(1, C * d, *([1] * ns)))
     src = _unfolded_view(yf, plan, C)
     if torch.compiler.is_compiling():        # no out= under compile: let the compiler fuse add + copy
         b = 0 if bias is None else bias.reshape(1, C, *plan.view_shape, *([1] * ns))
         return (src + b).reshape(N, C * d, *sp)
-    out = torch.empty((N, C, *plan.view_shape, *sp), dtype=yf.dtype, device=yf.device)
+    shape = (N, C, *plan.view_shape, *sp)
+    out = ws.take(yf.numel(), yf.dtype, yf.device).view(shape) if pool else torch.empty(shape, dtype=yf.dtype,
+                                                                                         device=yf.device)
     if bias is None:
         out.copy_(src)
     else:
@@ -224,7 +312,7 @@ class FoldConvFn(torch.autograd.Function):
         nd = x.dim() - 2
         opad = [0] * nd if output_padding is None else list(output_padding)
         yf = torch.ops.aten.convolution(xf, B, None, stride, padding, dilation, transposed, opad, groups)
-        y = unfold_out(yf, plan, C_out, None if bias is None else bias.to(yf.dtype))
+        y = unfold_out(yf, plan, C_out, None if bias is None else bias.to(yf.dtype), pool=pool)
         ctx.plan, ctx.C = plan, (C_in, C_out)
         ctx.conv = (list(stride), list(padding), list(dilation), groups, transposed, opad)
         ctx.has_bias = bias is not None
@@ -257,7 +345,7 @@ class FoldConvFn(torch.autograd.Function):
             if pool:
                 ws.give(gf)
             if need_x:
-                dx = unfold_out(dxf, plan, C_in, adjoint=True)
+                dx = unfold_out(dxf, plan, C_in, adjoint=True, pool=pool)
         if pool:
             ws.give(xf)
             ctx.xf = None

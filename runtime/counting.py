@@ -11,7 +11,9 @@ real ones); nothing is timed.  For an algebra layer with P output rows (batch x 
 
     naive     pairs * k      k = non-zero structure constants (algebra.naive_multiplications)
     block     pairs * d^2    one real GEMM / conv on the expanded (out*d) x (in*d) weight
-    fold      pairs * d^2/m  m identical blocks of the left-regular representation (M_n(R): n^3)
+    fold      pairs * d^2/m  m identical blocks of the left-regular representation (M_n(R): n^3); a fold
+              through a basis change (Cl(2,0), the split-quaternions, ...) adds d^2 per activation
+              element entering (F x) and leaving (G y) the products: the per-element change matrices
     bilinear  pairs * r      r = scheme rank; plus additions, reported separately:
               activation: (input elements per call) * a_V, post: (output elements) * a_W (the scheme's
               optimised addition counts), weight: weight elements * a_U (offline, cached);
@@ -152,7 +154,14 @@ def _algebra_counts(A, pairs: int, in_seen: int, out_seen: int, weight_elems: in
     additions = {"activation": in_seen * int(adds.get("activation", 0)),
                  "post": out_seen * int(adds.get("post", 0)),
                  "weight": weight_elems * int(adds.get("weight", 0))}
-    return algebra_layer_macs(A, pairs), additions, (in_seen + out_seen) * A.rank * A.dim
+    macs = algebra_layer_macs(A, pairs)
+    macs["fold"] += _change_macs(A, in_seen, out_seen)
+    return macs, additions, (in_seen + out_seen) * A.rank * A.dim
+
+
+def _change_macs(A, in_seen: int, out_seen: int) -> int:
+    """The change of basis of a fold through one: a dense d x d matrix per activation element in and out."""
+    return 0 if A.fold.change_in is None or _fold_m(A) == 1 else (in_seen + out_seen) * A.dim * A.dim
 
 
 def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int], int]:

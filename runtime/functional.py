@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from . import kernel_choice
 from ._bilinear import BilinearConvFn, BilinearLinearFn, cached_weight, weight_combinations
 from ._checks import require_real_floating
-from ._fold import FoldConvFn, FoldLinearFn
+from ._fold import FoldConvFn, FoldLinearFn, fold_planar
 from ._im2col import element_columns, from_rows
 from .registry import Algebra, AlgebraNotBuiltError, FoldPlan, load_algebra
 
@@ -249,21 +249,30 @@ def _check_tensors(who: str, x: torch.Tensor, weight: torch.Tensor, bias, allow_
                         f"(x.to({weight.dtype})) or the layer (layer.to({x.dtype})), or run under torch.autocast")
 
 
-def _expand(w: torch.Tensor, Tb: torch.Tensor) -> torch.Tensor:
-    """w (O, I, *k, d), Tb (d, p, p) -> (O*p, I*p, *k): the real weight of blocks B(w_oi)[t,s] = sum_a Tb[a,t,s] w_a."""
+def _expand(w: torch.Tensor, Tb: torch.Tensor, planar: bool = False) -> torch.Tensor:
+    """w (O, I, *k, d), Tb (d, p, p) -> (O*p, I*p, *k): the real weight of blocks B(w_oi)[t,s] = sum_a Tb[a,t,s] w_a,
+    rows (o, t) and columns (i, s); planar=True: rows (t, o) and columns (s, i) (see runtime._fold.fold_planar)."""
     O, I = w.shape[0], w.shape[1]
     k = w.shape[2:-1]
     d = w.shape[-1]
     p = Tb.shape[1]
     K = math.prod(k)
     B = torch.matmul(w.reshape(O * I * K, d), Tb.to(w.dtype).reshape(d, p * p)).view(O, I, K, p, p)
-    return B.permute(0, 3, 1, 4, 2).reshape(O * p, I * p, *k)
+    return B.permute(*((3, 0, 4, 1, 2) if planar else (0, 3, 1, 4, 2))).reshape(O * p, I * p, *k)
 
 
-def _expanded_weight(weight: torch.Tensor, Tb: torch.Tensor, tag, A: Algebra) -> torch.Tensor:
+def _expanded_weight(weight: torch.Tensor, Tb: torch.Tensor, tag, A: Algebra, planar: bool = False) -> torch.Tensor:
     if torch.is_grad_enabled() and weight.requires_grad:
-        return _expand(weight, Tb)
-    return cached_weight(weight, (tag, A, weight.dtype), lambda: _expand(weight.detach(), Tb))
+        return _expand(weight, Tb, planar)
+    return cached_weight(weight, (tag, A, weight.dtype), lambda: _expand(weight.detach(), Tb, planar))
+
+
+def _fold_weight(weight: torch.Tensor, Tb: torch.Tensor, A: Algebra, plan: FoldPlan, conv) -> torch.Tensor:
+    """The real weight of the block (plan.m == 1) or folded path, in the layout that path's activations use."""
+    planar = fold_planar(plan, conv is not None)
+    tag = (("block" if plan.m == 1 else "fold") + ("_t" if conv is not None and conv[5] else "")
+           + ("_planar" if planar else ""))
+    return _expanded_weight(weight, Tb, tag, A, planar)
 
 
 _BLOCK_PLAN = FoldPlan(1, 0, (), np.zeros(0), None, None, None)    # m == 1: the one-GEMM block path
@@ -276,9 +285,8 @@ def _fold_forward(x, weight, bias, A, plan, Tb, conv, B=None):
     has torch's (C_in*p, C_out/groups*p, *k) layout.  B: the expanded weight when the caller already has it
     (`linear_stepper`)."""
     d = A.dim
-    tag = ("block" if plan.m == 1 else "fold") + ("_t" if conv is not None and conv[5] else "")
     if B is None:
-        B = _expanded_weight(weight, Tb, tag, A)
+        B = _fold_weight(weight, Tb, A, plan, conv)
     if plan.m == 1:
         b = None if bias is None else bias.reshape(-1)
         if conv is None:
@@ -402,7 +410,7 @@ def linear_stepper(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra, 
         wc = _bilinear_weight(weight, A, consts, None, _bilinear_dtype(weight))
         return lambda h: _bilinear_forward(h, weight, bias, A, consts, None, wc)
     plan, Tb = (A.fold, consts.fold) if method == "fold" else (_BLOCK_PLAN, consts.block)
-    B = _expanded_weight(weight, Tb, "block" if plan.m == 1 else "fold", A)
+    B = _fold_weight(weight, Tb, A, plan, None)
     return lambda h: _fold_forward(h, weight, bias, A, plan, Tb, None, B)
 
 

@@ -125,14 +125,18 @@ class FoldPlan:
             hit = self.matrices["plain"] = replace(self, change_in=None, change_out=None, matrices={})
         return hit
 
-    def matrix(self, which: str, dtype: torch.dtype, device) -> torch.Tensor:
+    def matrix(self, which: str, dtype: torch.dtype, device, folded: bool = False) -> torch.Tensor:
         """The change matrix as a tensor: "in" (F), "out" (G), "in_T" (F transposed), "out_T" (G transposed);
-        made from the float64 values once per dtype and device."""
-        key = (which, dtype, torch.device(device))
+        made from the float64 values once per dtype and device.  folded=True composes it with the permutation:
+        the rows of a matrix applied on the way in ("in", "out_T") or the columns of one applied on the way out
+        ("out", "in_T") are then in folded order (index c*p + s is basis index perm[c*p + s])."""
+        key = (which, dtype, torch.device(device), folded)
         hit = self.matrices.get(key)
         if hit is None:
             M = self.change_in if which.startswith("in") else self.change_out
             M = M.T if which.endswith("_T") else M
+            if folded:
+                M = M[list(self.perm)] if which in ("in", "out_T") else M[:, list(self.perm)]
             hit = self.matrices[key] = torch.as_tensor(np.ascontiguousarray(M), dtype=dtype, device=device)
         return hit
 

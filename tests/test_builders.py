@@ -356,3 +356,112 @@ def test_fold_through_a_basis_change(typed_build, name):
         tconv[method] = (y, *torch.autograd.grad((y * y.detach().cos()).sum(), (xc, wt, b)))
     for got, want in zip(tconv["fold"], tconv["block"]):
         torch.testing.assert_close(got, want)
+
+
+def _fold_vs_block(A, x, w, wt, b):
+    """(y, dx, dw, db) of conv2d and conv_transpose2d under fold and block, for the caller to compare."""
+    import torch
+
+    from runtime import functional as Fn
+
+    out = {}
+    for method in ("block", "fold"):
+        y = Fn.algebra_conv2d(x, w, b, algebra=A, method=method, padding=1)
+        yt = Fn.algebra_conv_transpose2d(x, wt, b, algebra=A, method=method, stride=2, padding=1)
+        out[method] = (y, yt, *torch.autograd.grad((y * y.detach().sin()).sum() + (yt * yt.detach().cos()).sum(),
+                                                   (x, w, wt, b)))
+    return out
+
+
+@pytest.mark.parametrize("name", ["Cl20_shuffled", "Cl13_shuffled"])
+def test_fold_through_a_change_at_image_size(typed_build, name):
+    """Feature maps large enough for the one-pass unfold (change and unfold as one GEMM per batch item, on the
+    channels-last folded output), and a plan whose permutation is not a strided view (the gather layout): both
+    equal the block path in float64, forward and all gradients, for conv, transposed conv and linear."""
+    import dataclasses
+
+    import torch
+
+    from runtime import load_algebra
+    from runtime import functional as Fn
+
+    A = load_algebra(name, path=typed_build[1])
+    plan, d = A.fold, A.dim
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 3 * d, 40, 36, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, d, generator=g, dtype=torch.float64, requires_grad=True)
+    wt = torch.randn(3, 4, 3, 3, d, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, d, generator=g, dtype=torch.float64, requires_grad=True)
+    # the same fold with the blocks' basis indices scattered: perm pi, F and G permuted to match
+    pi = list(np.random.default_rng(3).permutation(d))
+    inv = np.argsort(pi)
+    gathered = dataclasses.replace(plan, perm=tuple(int(i) for i in pi), view_shape=None, view_axes=None, split=None,
+                                   change_in=plan.change_in[inv], change_out=plan.change_out[:, inv], matrices={})
+    B = dataclasses.replace(A, fold=gathered, cache=type(A.cache)())
+    for alg in (A, B):
+        res = _fold_vs_block(alg, x, w, wt, b)
+        for got, want in zip(res["fold"], res["block"]):
+            torch.testing.assert_close(got, want)
+    xl = torch.randn(6, 3 * d, generator=g, dtype=torch.float64, requires_grad=True)
+    wl = torch.randn(4, 3, d, generator=g, dtype=torch.float64, requires_grad=True)
+    lin = {}
+    for method in ("block", "fold"):
+        y = Fn.algebra_linear(xl, wl, b, algebra=B, method=method)
+        lin[method] = (y, *torch.autograd.grad((y * y.detach().sin()).sum(), (xl, wl, b)))
+    for got, want in zip(lin["fold"], lin["block"]):
+        torch.testing.assert_close(got, want)
+
+
+def test_fold_through_a_change_counts_its_change(typed_build):
+    """runtime.counting charges the fold through a change d^2 MACs per activation element in and out, on top of
+    the folded GEMM / convolution: exactly what FlopCounterMode sees the fold path run."""
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from runtime import counting, load_algebra
+    from runtime.functional import force_method
+    from runtime.layers import AlgebraConv2d, AlgebraConvTranspose2d, AlgebraLinear
+
+    A = load_algebra("Cl20_shuffled", path=typed_build[1])
+    d = A.dim
+    model = nn.Sequential(AlgebraConv2d(2, 3, 3, A, padding=1), AlgebraConvTranspose2d(3, 2, 3, A, stride=2),
+                          nn.Flatten(), AlgebraLinear(2 * 11 * 11, 3, A)).eval()
+    x = torch.randn(2, 2 * d, 5, 5)
+    rep = counting.count(model, x)
+    with torch.no_grad(), force_method("fold"):
+        model(x)                                    # expanded weights cached: the counted pass runs the layers only
+        with FlopCounterMode(display=False) as fc:
+            model(x)
+    assert fc.get_total_flops() // 2 == rep.total_macs("fold")
+    pairs = 2 * 25 * 3 * 2 * 9 + 2 * 25 * 3 * 2 * 9 + 2 * 3 * 242
+    elems = (2 * 25 * 2 + 2 * 25 * 3) + (2 * 25 * 3 + 2 * 121 * 2) + (2 * 242 + 2 * 3)
+    assert rep.total_macs("fold") == pairs * d * d // 2 + elems * d * d
+
+
+def test_fold_through_a_change_twice_differentiable(typed_build):
+    """create_graph=True through a fold with a change (plain differentiable ops): second derivatives of linear and
+    conv layers equal the block path's in float64."""
+    import torch
+
+    from runtime import load_algebra
+    from runtime import functional as Fn
+
+    A = load_algebra("SplitH_rational", path=typed_build[1])
+    d = A.dim
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 2 * d, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, d, generator=g, dtype=torch.float64, requires_grad=True)
+    xc = torch.randn(2, 2 * d, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    wc = torch.randn(3, 2, 3, 3, d, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, d, generator=g, dtype=torch.float64, requires_grad=True)
+    layers = {"linear": (lambda m: Fn.algebra_linear(x, w, b, algebra=A, method=m), (x, w)),
+              "conv": (lambda m: Fn.algebra_conv2d(xc, wc, b, algebra=A, method=m, padding=1), (xc, wc))}
+    for name, (layer, (inp, weight)) in layers.items():
+        second = {}
+        for method in ("block", "fold"):
+            y = layer(method)
+            gx, gw = torch.autograd.grad((y * y).sum(), (inp, weight), create_graph=True)
+            second[method] = torch.autograd.grad((gx.sin()).sum() + (gw * gw).sum(), (inp, weight, b))
+        for got, want in zip(second["fold"], second["block"]):
+            torch.testing.assert_close(got, want, msg=name)

@@ -175,7 +175,7 @@ def test_hidden_projection_weight_is_expanded_once_per_forward(monkeypatch):
     """The per-step hidden projection reuses one block expansion per layer and direction (not one per step)."""
     calls = []
     real = AF._expand
-    monkeypatch.setattr(AF, "_expand", lambda w, Tb: calls.append(tuple(w.shape)) or real(w, Tb))
+    monkeypatch.setattr(AF, "_expand", lambda w, Tb, *rest: calls.append(tuple(w.shape)) or real(w, Tb, *rest))
     lstm = AlgebraLSTM(2, 3, "H", method="block")
     lstm(torch.randn(6, 2, 8)).__getitem__(0).sum().backward()
     assert sorted(calls) == sorted([(12, 2, 4), (12, 3, 4)])              # input and hidden weight, once each
