@@ -41,6 +41,18 @@ def needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def cpu():
+    """runtime.cpu, imported on first use (it imports torch's C++ extension machinery)."""
+    global _cpu_module
+    if _cpu_module is None:
+        from . import cpu
+        _cpu_module = cpu
+    return _cpu_module
+
+
+_cpu_module = None
+
+
 def _autocast_on(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
@@ -64,13 +76,12 @@ def cpu_kernel_applies(requested: str, A: Algebra, x: torch.Tensor, weight: torc
         return False
     if requested == "auto" and rows is not None and (rows > cpu_max_batch(A) or needs_grad(x, weight, bias)):
         return False
-    from . import cpu
-
-    if weight.dtype not in cpu.DTYPES or x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+    kernels = cpu()
+    if weight.dtype not in kernels.DTYPES or x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
         return _decline(requested, f"the CPU kernels compute in float32 / float64 with one dtype, got "
                                    f"{x.dtype} x {weight.dtype}")
     if _autocast_on("cpu"):
         return _decline(requested, "CPU autocast is on (the kernels have no reduced-precision path)")
     if conv_groups != 1:
         return _decline(requested, f"grouped convolutions (groups={conv_groups}) have no kernel")
-    return cpu.ready(A)         # when False, runtime.cpu has warned (once) why
+    return kernels.ready(A)         # when False, runtime.cpu has warned (once) why

@@ -301,6 +301,30 @@ def test_gradients_are_exact_and_twice_differentiable(name):
     assert torch.autograd.gradgradcheck(g, (x, values, b))
 
 
+@pytest.mark.parametrize("name", ["H", "M3R"])
+def test_kernel_path_records_autograd_exactly_when_some_input_needs_it(name):
+    """The kernel op skips its autograd wrapper only when nothing needs a gradient: frozen weights with an
+    input that requires grad still get the exact input gradient; under no_grad the result has no graph."""
+    torch.manual_seed(8)
+    lin = AlgebraLinear(6, 5, name, method="kernel").double()
+    ref = AlgebraLinear(6, 5, name, method="block").double()
+    ref.load_state_dict(lin.state_dict())
+    d = lin.algebra.dim
+    x = torch.randn(2, 6 * d, dtype=torch.float64)
+    with torch.no_grad():
+        y = lin(x)
+    assert y.grad_fn is None and not y.requires_grad
+    assert_matches(y, ref(x).detach(), 6 * d, torch.float64)
+    lin.requires_grad_(False)
+    ref.requires_grad_(False)
+    xg = x.clone().requires_grad_(True)
+    xr = x.clone().requires_grad_(True)
+    g = torch.randn(2, 5 * d, dtype=torch.float64)
+    (lin(xg) * g).sum().backward()
+    (ref(xr) * g).sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad)
+
+
 def test_opcheck():
     A = load_algebra("H")
     key = cpu.load_kernels(A)
