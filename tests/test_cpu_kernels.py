@@ -94,7 +94,7 @@ def test_kernels_match_block_path(alg, dtype, sparse):
             w[out // 2] = 0                                            # an empty row
             crow, col, values = sp.block_csr(w)
             assert (crow[1:] == crow[:-1]).any()
-        for batch in ((1, 3, 17, 64) if sparse else (1, 3, 17)):
+        for batch in ((1, 3, 17, 64) if sparse else (1, 3, 8, 17)):     # 3, 8: paired rows (lanes)
             x = torch.randn(batch, inn * d, dtype=dtype)
             for bias in (b, None):
                 ref = block_reference(x, w, bias, alg)
