@@ -244,39 +244,41 @@ def crossover_rows(algebras, rounds, sizes=(512, 2048), batches=(1, 2, 4, 8, 12,
     return rows
 
 
+def table(title: str, header: list[str], lines: list[str]) -> list[str]:
+    """A markdown table: its title, the header row and rule, then the given row lines."""
+    return [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *lines, ""]
+
+
 def markdown(results: dict) -> str:
     """The tables of docs/benchmarks.md from the results of main() (keyed by thread count)."""
     out = []
     for threads, res in results.items():
         if "dense" in res:
-            out += [f"#### {threads} thread(s): batch 1, layer time / real `nn.Linear(N, N)`", "",
-                    "| N | algebra | real us | auto | kernel | torch path before (which) | kernel GB/s | real GB/s |",
-                    "|---|---|---|---|---|---|---|---|"]
-            out += [f"| {r['N']} | {r['algebra']} | {r['real_us']:.1f} | {r['auto_ratio']:.2f} | "
-                    f"{r['kernel_ratio']:.2f} | {r['torch_ratio']:.2f} ({r['torch_path']}) | {r['kernel_GBs']:.1f} | "
-                    f"{r['real_GBs']:.1f} |" for r in res["dense"]]
-            out += ["", f"#### {threads} thread(s): element-sparse layer / dense layer (N = 2048)", "",
-                    "| algebra | sparsity | batch | dense us | sparse us | ratio |", "|---|---|---|---|---|---|"]
-            out += [f"| {r['algebra']} | {int(r['sparsity'] * 100)} % | {r['batch']} | {r['dense_us']:.0f} | "
-                    f"{r['sparse_us']:.0f} | {r['ratio']:.2f} |" for r in res["sparse"]]
-            out += ["", f"#### {threads} thread(s): small convolution, kernel / best torch path", "",
-                    "| algebra | elements | kernel us | torch us (path) | ratio |", "|---|---|---|---|---|"]
-            out += [f"| {r['algebra']} | {r['channels']} | {r['kernel_us']:.0f} | {r['torch_us']:.0f} "
-                    f"({r['best_torch']}) | {r['ratio']:.2f} |" for r in res["conv"]]
+            out += table(f"#### {threads} thread(s): batch 1, layer time / real `nn.Linear(N, N)`",
+                         ["N", "algebra", "real us", "auto", "kernel", "torch path before (which)", "kernel GB/s",
+                          "real GB/s"],
+                         [f"| {r['N']} | {r['algebra']} | {r['real_us']:.1f} | {r['auto_ratio']:.2f} | "
+                          f"{r['kernel_ratio']:.2f} | {r['torch_ratio']:.2f} ({r['torch_path']}) | "
+                          f"{r['kernel_GBs']:.1f} | {r['real_GBs']:.1f} |" for r in res["dense"]])
+            out += table(f"#### {threads} thread(s): element-sparse layer / dense layer (N = 2048)",
+                         ["algebra", "sparsity", "batch", "dense us", "sparse us", "ratio"],
+                         [f"| {r['algebra']} | {int(r['sparsity'] * 100)} % | {r['batch']} | {r['dense_us']:.0f} | "
+                          f"{r['sparse_us']:.0f} | {r['ratio']:.2f} |" for r in res["sparse"]])
+            out += table(f"#### {threads} thread(s): small convolution, kernel / best torch path",
+                         ["algebra", "elements", "kernel us", "torch us (path)", "ratio"],
+                         [f"| {r['algebra']} | {r['channels']} | {r['kernel_us']:.0f} | {r['torch_us']:.0f} "
+                          f"({r['best_torch']}) | {r['ratio']:.2f} |" for r in res["conv"]])
         if "generate" in res:
-            out += [f"#### {threads} thread(s): greedy generation (KV cache), tokens/s / the real model's", "",
-                    "| algebra | d_model | params | batch | tokens/s | real tokens/s (auto, block) | ratio |",
-                    "|---|---|---|---|---|---|---|"]
-            out += [f"| {r['algebra']} | {r['d_model']} | {r['params'] / 1e6:.2f} M | {r['batch']} | "
-                    f"{r['tokens_per_s']:.0f} | {r['real_tokens_per_s']:.0f} ({r['real_auto_tokens_per_s']:.0f}, "
-                    f"{r['real_block_tokens_per_s']:.0f}) | {r['ratio']:.2f} |" for r in res["generate"]]
+            out += table(f"#### {threads} thread(s): greedy generation (KV cache), tokens/s / the real model's",
+                         ["algebra", "d_model", "params", "batch", "tokens/s", "real tokens/s (auto, block)", "ratio"],
+                         [f"| {r['algebra']} | {r['d_model']} | {r['params'] / 1e6:.2f} M | {r['batch']} | "
+                          f"{r['tokens_per_s']:.0f} | {r['real_tokens_per_s']:.0f} ({r['real_auto_tokens_per_s']:.0f}, "
+                          f"{r['real_block_tokens_per_s']:.0f}) | {r['ratio']:.2f} |" for r in res["generate"]])
         if "crossover" in res:
-            out += [f"#### {threads} thread(s): kernel / torch path per batch", "",
-                    "| N | algebra | " + " | ".join(f"b{b}" for b, _, _ in res["crossover"][0]["ratios"])
-                    + " | kernel wins up to |", "|---|---|" + "---|" * (len(res["crossover"][0]["ratios"]) + 1)]
-            out += [f"| {r['N']} | {r['algebra']} | " + " | ".join(f"{x:.2f}" for _, x, _ in r["ratios"])
-                    + f" | {r['kernel_wins_up_to']} |" for r in res["crossover"]]
-        out.append("")
+            out += table(f"#### {threads} thread(s): kernel / torch path per batch",
+                         ["N", "algebra", *(f"b{b}" for b, _, _ in res["crossover"][0]["ratios"]), "kernel wins up to"],
+                         [f"| {r['N']} | {r['algebra']} | " + " | ".join(f"{x:.2f}" for _, x, _ in r["ratios"])
+                          + f" | {r['kernel_wins_up_to']} |" for r in res["crossover"]])
     return "\n".join(out)
 
 
