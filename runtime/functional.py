@@ -381,14 +381,15 @@ def linear_impl(x, weight, bias, A: Algebra, method, who: str):
                          f"make the input's last dimension {inn * d}, or build the layer with "
                          f"in_features={n // d if n else '...'}")
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, inn * d)
+    flat = x.dim() == 2                   # (N, in*d) already: no reshapes (~1 us each at batch 1)
+    x2 = x if flat else x.reshape(-1, inn * d)
     N = x2.shape[0]
     if _gemv_kernel_applies(method, A, x2, weight, bias, N):      # auto, CUDA, small batch: generated kernel
         from . import cuda as _cuda
         return _cuda.gemv(A, weight, x2, bias).reshape(*lead, out * d)
     if kernel_choice.cpu_kernel_applies(_check_method(_requested(method), who), A, x2, weight, bias, N):
-        from . import cpu as _cpu                                   # CPU kernel (inference, small batch)
-        return _cpu.dense_checked(A, weight, x2, bias).reshape(*lead, out * d)
+        y = kernel_choice.cpu().dense_checked(A, weight, x2, bias)   # CPU kernel (inference, small batch)
+        return y if flat else y.reshape(*lead, out * d)
     wg = torch.is_grad_enabled() and weight.requires_grad
     method = _resolve_method(method, A, who, rows=N, in_elems=inn, out_elems=out, weight_grad=wg)
     return linear_stepper(weight, bias, A, method, N, who, resolved=True)(x2).reshape(*lead, out * d)

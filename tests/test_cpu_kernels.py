@@ -94,7 +94,7 @@ def test_kernels_match_block_path(alg, dtype, sparse):
             w[out // 2] = 0                                            # an empty row
             crow, col, values = sp.block_csr(w)
             assert (crow[1:] == crow[:-1]).any()
-        for batch in ((1, 3, 17, 64) if sparse else (1, 3, 17)):
+        for batch in ((1, 3, 17, 64) if sparse else (1, 3, 8, 17)):     # 3, 8: paired rows (lanes)
             x = torch.randn(batch, inn * d, dtype=dtype)
             for bias in (b, None):
                 ref = block_reference(x, w, bias, alg)
@@ -299,6 +299,30 @@ def test_gradients_are_exact_and_twice_differentiable(name):
 
     assert torch.autograd.gradcheck(g, (x, values, b))
     assert torch.autograd.gradgradcheck(g, (x, values, b))
+
+
+@pytest.mark.parametrize("name", ["H", "M3R"])
+def test_kernel_path_records_autograd_exactly_when_some_input_needs_it(name):
+    """The kernel op skips its autograd wrapper only when nothing needs a gradient: frozen weights with an
+    input that requires grad still get the exact input gradient; under no_grad the result has no graph."""
+    torch.manual_seed(8)
+    lin = AlgebraLinear(6, 5, name, method="kernel").double()
+    ref = AlgebraLinear(6, 5, name, method="block").double()
+    ref.load_state_dict(lin.state_dict())
+    d = lin.algebra.dim
+    x = torch.randn(2, 6 * d, dtype=torch.float64)
+    with torch.no_grad():
+        y = lin(x)
+    assert y.grad_fn is None and not y.requires_grad
+    assert_matches(y, ref(x).detach(), 6 * d, torch.float64)
+    lin.requires_grad_(False)
+    ref.requires_grad_(False)
+    xg = x.clone().requires_grad_(True)
+    xr = x.clone().requires_grad_(True)
+    g = torch.randn(2, 5 * d, dtype=torch.float64)
+    (lin(xg) * g).sum().backward()
+    (ref(xr) * g).sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad)
 
 
 def test_opcheck():
