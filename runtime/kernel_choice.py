@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from .registry import Algebra
 
@@ -40,6 +41,14 @@ def cpu_max_batch(algebra: Algebra) -> int:
 def needs_grad(*tensors) -> bool:
     """Whether autograd will record this call (grad mode on and some input requires grad)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def has_tangent(*tensors) -> bool:
+    """Whether some input carries a forward-mode AD tangent (the generated kernels have no forward-mode formula:
+    such calls take the torch paths, which propagate the tangent or refuse clearly, instead of dropping it)."""
+    if fwAD._current_level < 0:             # no dual level is active: nothing can carry a tangent
+        return False
+    return any(t is not None and fwAD.unpack_dual(t).tangent is not None for t in tensors)
 
 
 def cpu():
@@ -75,6 +84,9 @@ def cpu_kernel_applies(requested: str, A: Algebra, x: torch.Tensor, weight: torc
     the element-sparse layers, where the kernel runs at every batch and with gradients)."""
     if requested not in ("kernel", "auto") or x.device.type != "cpu":
         return False
+    if has_tangent(x, weight, bias):
+        return _decline(requested, "an input carries a forward-mode AD tangent (the kernels have no forward-mode "
+                                   "formula)")
     if requested == "auto" and rows is not None and (rows > cpu_max_batch(A) or needs_grad(x, weight, bias)):
         return False
     kernels = cpu()

@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,30 @@ def test_kernel_falls_back_with_a_warning_where_it_cannot_run():
     w = torch.randn(4, 1, 3, 4)
     with pytest.warns(RuntimeWarning, match="groups=2"):
         algebra_conv1d(torch.randn(1, 8, 5), w, None, "H", groups=2, method="kernel")
+
+
+def test_forward_mode_tangents_are_never_dropped():
+    """The kernels have no forward-mode AD formula: a dual input takes the torch path (block propagates the
+    tangent) instead of returning a result without one, for auto, method='kernel' and the sparse layers."""
+    import torch.autograd.forward_ad as fwAD
+
+    torch.manual_seed(8)
+    lin = AlgebraLinear(6, 5, "H").double().eval()
+    sp.prune_elements_(lin, 0.5)
+    x, t = torch.randn(1, 24, dtype=torch.float64), torch.randn(1, 24, dtype=torch.float64)
+    with torch.no_grad():
+        want = lin(x)
+    # the tangent of a linear map is the map of the tangent (no bias)
+    want_t = algebra_linear(t, lin.weight, None, "H", method="block")
+    for layer, method in ((lin, "auto"), (lin, "kernel"), (sp.to_block_sparse(lin), None)):
+        if method:
+            layer.method = method
+        with torch.no_grad(), fwAD.dual_level(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            primal, tangent = fwAD.unpack_dual(layer(fwAD.make_dual(x, t)))
+        assert tangent is not None, method
+        torch.testing.assert_close(primal, want)
+        torch.testing.assert_close(tangent, want_t.detach())
 
 
 def test_sparse_inference_layers_run_the_kernel(monkeypatch):
