@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_inference.py --quick          # H, C, M4R; N = 2048 only (~2 min)
     .venv/bin/python benchmarks/bench_inference.py --crossover      # kernel vs torch paths per batch
     .venv/bin/python benchmarks/bench_inference.py --generate       # TransformerLM.generate tokens/s vs R
+    .venv/bin/python benchmarks/bench_inference.py --sparse         # element-sparse layers vs dense
     .venv/bin/python benchmarks/bench_inference.py --threads 1 --algebras H,C --sizes 512 --json out.json
 
 Tables
@@ -260,10 +261,12 @@ def markdown(results: dict) -> str:
                          [f"| {r['N']} | {r['algebra']} | {r['real_us']:.1f} | {r['auto_ratio']:.2f} | "
                           f"{r['kernel_ratio']:.2f} | {r['torch_ratio']:.2f} ({r['torch_path']}) | "
                           f"{r['kernel_GBs']:.1f} | {r['real_GBs']:.1f} |" for r in res["dense"]])
+        if "sparse" in res:
             out += table(f"#### {threads} thread(s): element-sparse layer / dense layer (N = 2048)",
                          ["algebra", "sparsity", "batch", "dense us", "sparse us", "ratio"],
                          [f"| {r['algebra']} | {int(r['sparsity'] * 100)} % | {r['batch']} | {r['dense_us']:.0f} | "
                           f"{r['sparse_us']:.0f} | {r['ratio']:.2f} |" for r in res["sparse"]])
+        if "conv" in res:
             out += table(f"#### {threads} thread(s): small convolution, kernel / best torch path",
                          ["algebra", "elements", "kernel us", "torch us (path)", "ratio"],
                          [f"| {r['algebra']} | {r['channels']} | {r['kernel_us']:.0f} | {r['torch_us']:.0f} "
@@ -303,6 +306,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="H, C, M4R at N = 2048 only")
     ap.add_argument("--crossover", action="store_true", help="only the kernel / torch crossover per batch")
     ap.add_argument("--generate", action="store_true", help="only the generation table")
+    ap.add_argument("--sparse", action="store_true", help="only the element-sparse table")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time (default), or this thread's CPU time: steadier on a loaded machine, 1 thread only")
     ap.add_argument("--json", help="also write the raw results here")
@@ -324,6 +328,10 @@ def main() -> None:
         out = results[threads] = {}
         if args.crossover:
             out["crossover"] = crossover_rows(algebras, args.rounds)
+            continue
+        if args.sparse:
+            print("element-sparse (ratio to the dense layer):")
+            out["sparse"] = sparse_rows([a for a in SPARSE_ALGEBRAS if a in algebras], args.rounds)
             continue
         if not args.generate:
             print("dense, batch 1 (ratio to the real layer of equal parameters):")

@@ -367,10 +367,8 @@ class _BlockSparseBase(nn.Module):
         """X (B, n_cols, d) -> (B, rows, d): the generated CPU kernel (runtime.cpu) when it applies, else a
         gather and an index_add in torch."""
         if kernel_choice.cpu_kernel_applies("auto", self.algebra, X, self.values, self.bias, None):
-            from . import cpu
-
-            return cpu.bsr_linear(self.algebra, self.crow_indices, self._int32(cols), self.values,
-                                  X.reshape(X.shape[0], -1), self.bias).reshape(X.shape[0], -1, X.shape[-1])
+            return kernel_choice.cpu().bsr_checked(self.algebra, self.crow_indices, self._int32(cols), self.values,
+                                                   X, self.bias)
         prod = self.algebra.mul(self.values.to(X.dtype), X[:, cols])            # (B, nnz, d), weight left
         out = X.new_zeros(X.shape[0], self.crow_indices.numel() - 1, X.shape[-1])
         out = out.index_add(1, self._rows, prod)

@@ -290,7 +290,7 @@ def test_forward_mode_tangents_are_never_dropped():
 
 
 def test_sparse_inference_layers_run_the_kernel(monkeypatch):
-    calls = count_calls(monkeypatch, "bsr_linear")
+    calls = count_calls(monkeypatch, "bsr_checked")
     torch.manual_seed(6)
     lin = AlgebraLinear(40, 30, "H")
     sp.prune_elements_(lin, 0.9)

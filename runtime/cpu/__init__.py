@@ -30,7 +30,7 @@ from ..registry import Algebra, load_algebra
 from . import ops
 from ._build import ENV_CACHE, ENV_CXX, KernelBuildError, cache_dir, find_compiler
 
-__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear",
+__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear", "bsr_checked",
            "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX", "ENV_CACHE",
            "DTYPES", "ops"]
 
@@ -149,28 +149,35 @@ def dense(algebra: Algebra | str, weight: Tensor, x: Tensor, bias: Tensor | None
 
 def dense_checked(algebra: Algebra, weight: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:
     """`dense` for callers that have checked the shapes and dtypes and that `ready(algebra)` holds
-    (runtime.functional): x (N, in*d) -> (N, out*d), no validation beyond the op's own.
-
-    When autograd would record nothing (grad mode off or no input requires grad) the op is called below the
-    autograd dispatch key, skipping its Python autograd wrapper (~4 us a call; the result is the same tensor
-    without a graph node, which it would not have had anyway).  Traced code (torch.compile) calls it as usual."""
+    (runtime.functional): x (N, in*d) -> (N, out*d), no validation beyond the op's own."""
     x3 = x.view(x.shape[0], weight.shape[1], algebra.dim)
-    if not torch.compiler.is_compiling() and not (
-            torch.is_grad_enabled()
-            and (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad))):
-        with torch._C._AutoDispatchBelowAutograd():
-            y = _dense_op(algebra.cache.op_key, weight, x3, bias, -1)
-    else:
-        y = torch.ops.algebranets_cpu.dense(key_of(algebra), weight, x3, bias, -1)
+    y = _call("dense", (key_of(algebra), weight, x3, bias, -1), (weight, x3, bias))
     return y.view(x.shape[0], weight.shape[0] * algebra.dim)
 
 
-def _dense_op(*args) -> Tensor:
-    """torch.ops.algebranets_cpu.dense.default (looked up once: the ops exist once `ready` has held)."""
-    global _dense_op
-    op = torch.ops.algebranets_cpu.dense.default
-    _dense_op = op
-    return op(*args)
+def bsr_checked(algebra: Algebra, crow: Tensor, col: Tensor, values: Tensor, x: Tensor,
+                bias: Tensor | None) -> Tensor:
+    """`bsr_linear` for callers that have checked dtypes and that `ready(algebra)` holds (runtime.sparsity):
+    x (B, in, d) -> (B, out, d), col int32, no validation beyond the op's own."""
+    return _call("bsr", (key_of(algebra), crow, col, values, x, bias, -1), (values, x, bias))
+
+
+_below_autograd: dict = {}          # op name -> torch.ops.algebranets_cpu.<name>.default, looked up once
+
+
+def _call(name: str, args: tuple, differentiable: tuple) -> Tensor:
+    """Run op `name`.  When autograd would record nothing (grad mode off or no differentiable input requires
+    grad) it is called below the autograd dispatch key, skipping the Python autograd wrapper that
+    `torch.library.register_autograd` installs (~4 us a call; the result is the same tensor without a graph
+    node, which it would not have had anyway).  Traced code (torch.compile) calls the op as usual."""
+    if torch.compiler.is_compiling() or (
+            torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in differentiable)):
+        return getattr(torch.ops.algebranets_cpu, name)(*args)
+    op = _below_autograd.get(name)
+    if op is None:
+        op = _below_autograd[name] = getattr(torch.ops.algebranets_cpu, name).default
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
 
 
 def bsr_linear(algebra: Algebra | str, crow: Tensor, col: Tensor, values: Tensor, x: Tensor,
