@@ -13,7 +13,8 @@ threads.  The ops have fake implementations and exact gradients, so `torch.compi
 `torch.export` and autograd (double backward included) work.
 
 `runtime.functional` runs linear layers through `dense` for method="kernel", and for method="auto" on CPU at
-inference for batches up to a measured crossover; `runtime.sparsity`'s inference layers run `bsr_linear`.
+inference for batches up to a measured crossover; `runtime.sparsity`'s inference layers run `bsr_checked`
+(`bsr_linear` without re-validating what the layer has checked).
 Without a C++ compiler (or when it fails) `ready()` is False, one `KernelUnavailableWarning` says why, and
 the layers use their torch paths.
 """
@@ -30,9 +31,9 @@ from ..registry import Algebra, load_algebra
 from . import ops
 from ._build import ENV_CACHE, ENV_CXX, KernelBuildError, cache_dir, find_compiler
 
-__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear", "bsr_checked",
-           "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX", "ENV_CACHE",
-           "DTYPES", "ops"]
+__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear",
+           "bsr_checked", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
+           "ENV_CACHE", "DTYPES", "ops"]
 
 #: dtypes the kernels compute in
 DTYPES = (torch.float32, torch.float64)
