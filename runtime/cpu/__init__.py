@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .._opkey import key_of
+from ..kernel_choice import needs_grad
 from ..registry import Algebra, load_algebra
 from . import ops
 from ._build import ENV_CACHE, ENV_CXX, KernelBuildError, cache_dir, find_compiler
@@ -171,8 +172,7 @@ def _call(name: str, args: tuple, differentiable: tuple) -> Tensor:
     grad) it is called below the autograd dispatch key, skipping the Python autograd wrapper that
     `torch.library.register_autograd` installs (~4 us a call; the result is the same tensor without a graph
     node, which it would not have had anyway).  Traced code (torch.compile) calls the op as usual."""
-    if torch.compiler.is_compiling() or (
-            torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in differentiable)):
+    if torch.compiler.is_compiling() or needs_grad(*differentiable):
         return getattr(torch.ops.algebranets_cpu, name)(*args)
     op = _below_autograd.get(name)
     if op is None:
