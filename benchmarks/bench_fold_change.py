@@ -1,4 +1,4 @@
-"""CPU benchmark of folding through a basis change (issue 12): Cl(2,0) and the split-quaternions (both isomorphic
+"""CPU benchmark of folding through a basis change: Cl(2,0) and the split-quaternions (both isomorphic
 to M2(R), in bases no permutation folds) against M2R itself, forward + backward, float32, medians of
 interleaved rounds.
 

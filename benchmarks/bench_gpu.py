@@ -3,7 +3,7 @@
     python benchmarks/bench_gpu.py [--json out.json] [--quick]
     python benchmarks/bench_gpu.py --device cpu --quick      # dry run of the script itself (reference paths)
 
-Sections (issue 6 targets in brackets):
+Sections (the GPU goals in brackets):
   gemv    batch-1 (and 16) y = W*x with compact weights, 64 and 256 MiB of weights, against the block-matrix
           cuBLAS path and the copy-bandwidth ceiling   [>= 80 % of copy bandwidth; >= 0.8*d x block for H, M4R]
   gemm    bilinear (premap kernel + r cuBLAS GEMMs + postmap kernel, weight combinations cached) against one
@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime import cuda as ac  # noqa: E402
+from runtime.kernels import cuda as ac  # noqa: E402
 from runtime import load_algebra  # noqa: E402
-from runtime.cuda import reference  # noqa: E402
+from runtime.kernels.cuda import reference  # noqa: E402
 
 MiB = 1 << 20
 RESULTS: dict = {"env": {}, "check": {}, "gemv": [], "gemm": [], "sparse": [], "errors": []}

@@ -1,4 +1,4 @@
-"""CPU inference benchmark of the generated kernels (issue 11): float32, no autograd, medians of interleaved rounds.
+"""CPU inference benchmark of the generated kernels: float32, no autograd, medians of interleaved rounds.
 
     .venv/bin/python benchmarks/bench_inference.py                  # all tables, 1 and 2 threads (~10 min)
     .venv/bin/python benchmarks/bench_inference.py --quick          # H, C, M4R; N = 2048 only (~2 min)
@@ -25,10 +25,10 @@ Tables
            relative to the real model, whose time is the faster of its two ways to run (method="auto",
            which runs the CPU kernel at small batches, and method="block", torch's F.linear GEMV).
   crossover (--crossover) the kernel against the best torch path for batches 1..32 at N = 512 and 2048; the
-           largest batch at which the kernel wins is what runtime/kernel_choice.py records.
+           largest batch at which the kernel wins is what runtime/kernels/choice.py records.
 Every variant of one table row runs interleaved (one sample of each per round, each sample long enough to
 time: several calls) so load changes on a shared machine hit them alike; the tables give medians over
-rounds.  Goals (issue 11): dense <= 1.05; 90 % sparse <= 0.2 (batch 1) and <= 0.5 (batch 32); 50 % sparse
+rounds.  Goals: dense <= 1.05; 90 % sparse <= 0.2 (batch 1) and <= 0.5 (batch 32); 50 % sparse
 <= 0.7 (batch 1); generation >= 0.95 (batch 1), >= 0.9 (batch 8).  On a shared machine, --clock cpu (one thread) times only this process's work.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CPU benchmark of the algebra layers (issue 4): forward + backward, float32, medians of interleaved rounds.
+"""CPU benchmark of the algebra layers: forward + backward, float32, medians of interleaved rounds.
 
     .venv/bin/python benchmarks/bench_layers.py                 # everything (about 10-20 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_layers.py --quick         # the four targeted cases only
@@ -15,7 +15,7 @@ Methods are run interleaved (one call of each per round) so that load changes on
 all of them alike; the table gives medians over rounds.  Peak memory: the largest total of live CPU
 allocations during one call from a cold start (torch.profiler, scratch pool emptied first), in MiB.
 
-Targets (issue 4): H bilinear >= 1.7x block; C >= 1.2x torch complex64; M4R auto >= 3.5x block;
+Targets: H bilinear >= 1.7x block; C >= 1.2x torch complex64; M4R auto >= 3.5x block;
 M2R conv2d >= 1.8x block; each layer within 15% of its bare GEMMs.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def med(ts: list[float]) -> float:
 
 def peak_mib(fn) -> float:
     """Peak of live CPU allocations during fn() from a cold scratch pool, in MiB."""
-    from runtime import _workspace
+    from runtime.methods import workspace as _workspace
     from torch.profiler import ProfilerActivity, profile
     _workspace.empty_workspace()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -109,7 +109,7 @@ def bare_linear(A, method, N, I, O):
     from runtime.functional import fold_info
     d, r = A.dim, A.rank
     if method == "bilinear":
-        from runtime._bilinear import _row_split
+        from runtime.methods.bilinear_fn import _row_split
         k = _row_split(r, N)        # the same row blocking the layer uses to keep all threads busy
         xc, wc, gc = torch.randn(r * k, N // k, I), torch.randn(r * k, O, I), torch.randn(r * k, N // k, O)
         wT = wc.transpose(1, 2).contiguous().transpose(1, 2)       # the layer's layout for the dx GEMMs

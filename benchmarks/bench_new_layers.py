@@ -1,4 +1,4 @@
-"""CPU benchmark of the transposed convolution and the LSTM (issue 14): forward + backward, float32, medians
+"""CPU benchmark of the transposed convolution and the LSTM: forward + backward, float32, medians
 of interleaved rounds (helpers and machine report from bench_layers.py).
 
     .venv/bin/python benchmarks/bench_new_layers.py                  # a few minutes on 2 cores

@@ -16,22 +16,24 @@ from pathlib import Path
 from typing import Callable
 
 import jinja2
-import numpy as np
 
 from . import __version__
+from .contract import digest
+from .contract import manifest as manifest_format
+from .contract.locations import BUILTIN_SPEC_DIR, PACKAGE_ROOT, builtin_out_dir, is_builtin_spec_dir, is_checkout
+from .contract.manifest import MANIFEST_NAME
 from .emit import cpu as cpu_emit
 from .emit import cuda as cuda_emit
-from .emit import digest, formulas
-from .exact import fraction_str, nonzero_pairs
+from .emit import formulas
+from .exact import nonzero_pairs
 from .exact import properties as props
 from .exact.fold import fold_plan
-from .locations import BUILTIN_SPEC_DIR, PACKAGE_ROOT, builtin_out_dir, is_builtin_spec_dir, is_checkout
 from .schemes import Scheme, SchemeResolver
 from .spec import CLAIM_NAMES, Algebra, BuildError, SpecError
 from .spec.discover import discover
 
 DEFAULT_SPEC_DIR = BUILTIN_SPEC_DIR
-INDEX_NAME = "manifest.json"
+INDEX_NAME = MANIFEST_NAME      # the index of an output folder, beside its algebra folders
 
 
 def _text(value) -> str:
@@ -112,12 +114,11 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
         f"{A.name}_cpu.cpp": _env.get_template("kernels_cpu.cpp.j2").render(**ctx, cpu=cpu).encode(),
         "cpu_kernels.json": (json.dumps(cpu["kernel_table"], indent=1, sort_keys=True) + "\n").encode(),
     }
-    structure = [[i, j, k, fraction_str(A.T[i, j, k])] for i, j, k in np.ndindex(*A.T.shape) if A.T[i, j, k] != 0]
     manifest = {
         "name": A.name, "title": A.title, "dim": A.dim, "basis": list(A.basis), "spec_file": spec_file,
         "tool_version": __version__, "tool_digest": tool_hash,
         "spec_dir": _rel(spec_dir, out_dir), "spec_digest": spec_hash,
-        "structure": [[int(i), int(j), int(k), v] for i, j, k, v in structure],
+        "structure": manifest_format.sparse(A.T),
         "properties": p.to_json(A.basis),
         "claims": dict(sorted(A.claims.items())),
         "scheme": {**s.to_json(), "naive_multiplications": naive_mults, "additions": f.additions,
@@ -125,7 +126,7 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
         "fold": fold_plan(A.T).to_json(),
         "files": {name: digest.sha256_bytes(data) for name, data in sorted(files.items())},
     }
-    files["manifest.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    files[MANIFEST_NAME] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     check_generated(A, files)
     return BuiltAlgebra(A, p, s, files, manifest)
 
@@ -145,7 +146,7 @@ def check_generated(A: Algebra, files: dict[str, bytes]) -> None:
 
 
 def resolve_out_dir(spec_dir: Path, out_dir: Path | None) -> Path:
-    """The output folder: `out_dir`, or for the built-in specs their default folder (codegen.locations).  Specs of
+    """The output folder: `out_dir`, or for the built-in specs their default folder (codegen.contract.locations).  Specs of
     your own are built where you say; a folder inside site-packages is refused (pip owns it)."""
     if out_dir is None:
         if not is_builtin_spec_dir(spec_dir):
@@ -232,7 +233,7 @@ def write(built: list[BuiltAlgebra], out_dir: Path, *, full: bool, spec_hash: st
             for name, data in b.files.items():
                 (folder / name).write_bytes(data)
             entries[b.algebra.name] = {"dim": b.algebra.dim, "rank": b.scheme.rank,
-                                       "manifest": digest.sha256_bytes(b.files["manifest.json"])}
+                                       "manifest": digest.sha256_bytes(b.files[MANIFEST_NAME])}
         index = {"tool_version": __version__, "tool_digest": tool_hash, "spec_dir": _rel(spec_dir, out_dir),
                  "spec_digest": spec_hash, "algebras": dict(sorted(entries.items()))}
         (tmp / INDEX_NAME).write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 from .build import DEFAULT_SPEC_DIR, build, check, installed_location, resolve_out_dir
 from .exact import nonzero_pairs
 from .exact import properties as props
-from .locations import rebuild_command
+from .contract.locations import rebuild_command
 from .schemes import SchemeResolver
 from .spec import BuildError, SpecError
 from .spec.discover import discover

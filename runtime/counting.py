@@ -38,11 +38,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import methods
 from .registry import load_algebra
 
 __all__ = ["LayerCount", "CountReport", "count", "count_params", "METHODS", "algebra_layer_macs"]
 
-METHODS = ("naive", "block", "fold", "bilinear")
+METHODS = methods.COUNTED
 
 
 @dataclass
@@ -116,19 +117,10 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _fold_m(A) -> int:
-    from .models.width import fold_blocks
-
-    return fold_blocks(A)
-
-
 def algebra_layer_macs(algebra, pairs: int) -> dict[str, int]:
     """MACs for `pairs` element products under every method."""
     A = load_algebra(algebra)
-    d = A.dim
-    m = _fold_m(A)
-    return {"naive": pairs * A.naive_multiplications, "block": pairs * d * d, "fold": pairs * d * d // m,
-            "bilinear": pairs * A.rank}
+    return {name: int(round(pairs * methods.macs_per_pair(A, name))) for name in METHODS}
 
 
 def _own_params(m: nn.Module) -> list[torch.Tensor]:
@@ -161,7 +153,7 @@ def _algebra_counts(A, pairs: int, in_seen: int, out_seen: int, weight_elems: in
 
 def _change_macs(A, in_seen: int, out_seen: int) -> int:
     """The change of basis of a fold through one: a dense d x d matrix per activation element in and out."""
-    return 0 if A.fold.change_in is None or _fold_m(A) == 1 else (in_seen + out_seen) * A.dim * A.dim
+    return 0 if A.fold.change_in is None or A.fold.m == 1 else (in_seen + out_seen) * A.dim * A.dim
 
 
 def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int], int]:

@@ -1,8 +1,9 @@
 """Load generated algebras: `load_algebra("H")` -> `Algebra` with constants, scheme and torch products.
 
-The runtime reads `<folder>/<Name>/manifest.json` and imports the generated `ops.py` by path; it imports SymPy
-only to build a built-in algebra into the user cache on first use when installed from a wheel (the folders are
-described in `codegen.locations`).  A missing, stale or damaged build raises `AlgebraNotBuiltError` naming the
+The runtime reads `<folder>/<Name>/manifest.json` through the manifest contract (`codegen.contract`: locations,
+digests, fields; no SymPy) and imports the generated `ops.py` by path.  The one call into the build (which
+imports SymPy) is `_build_builtin`: an installed package builds a built-in algebra into the user cache on first
+use.  A missing, stale or damaged build raises `AlgebraNotBuiltError` naming the
 file and the command that fixes it.
 """
 from __future__ import annotations
@@ -12,7 +13,6 @@ import importlib.util
 import json
 import threading
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from codegen import locations
-from codegen.emit import digest
+from codegen.contract import digest, locations
+from codegen.contract import manifest as contract
+from codegen.contract.manifest import MANIFEST_NAME
 
-from ._checks import require_real_floating
+from .checks import require_real_floating
 
 ENV_VAR = locations.GENERATED_ENV
 
@@ -35,18 +36,6 @@ class AlgebraNotBuiltError(RuntimeError):
 def default_generated_dir() -> Path:
     """$ALGEBRANETS_GENERATED, else the built-in algebras' folder (a checkout's generated/ or the user cache)."""
     return locations.default_generated_dir()
-
-
-def _fractions(values) -> np.ndarray:
-    return np.array([float(Fraction(v)) for v in values], dtype=np.float64)
-
-
-def _sparse(entries, shape: tuple[int, ...]) -> np.ndarray:
-    """Manifest sparse form [[i, j, k, "p/q"], ...] -> dense float64 array."""
-    out = np.zeros(shape, dtype=np.float64)
-    for *idx, v in entries:
-        out[tuple(idx)] = float(Fraction(v))
-    return out
 
 
 @dataclass(frozen=True)
@@ -70,52 +59,11 @@ class SchemeData:
 
 
 @dataclass(frozen=True)
-class FoldPlan:
-    """How a weight-left layer folds (found exactly by the build, stored in the manifest).
+class FoldPlan(contract.FoldPlan):
+    """The build's fold plan (codegen.contract.manifest.FoldPlan: m, p, perm, block, view, change) with float64
+    entries, and its change matrices as tensors, made once per dtype and device."""
 
-    m, p: number of identical blocks of the left-regular representation and their size (m * p = d; m == 1:
-    no folding).  perm: (d,) basis index of block c, position s at perm[c*p + s].  block: (d, p, p) float64,
-    B(w)[t, s] = sum_a block[a, t, s] w_a.  view_shape, view_axes, split: when not None, perm ==
-    arange(d).reshape(view_shape).transpose(view_axes).ravel() and the first `split` reordered axes multiply
-    to m (the block index), the rest to p, so folding is one permute-copy rather than a gather.
-    change_in, change_out: None, or the (d, d) float64 matrices F, G of a fold through a basis change (an algebra
-    M_n(R) (x) D in a basis no permutation folds): each activation element x becomes F x before folding and each
-    folded output element y becomes G y after unfolding (the block already includes the change of the weight).
-    """
-
-    m: int
-    p: int
-    perm: tuple[int, ...]
-    block: np.ndarray
-    view_shape: tuple[int, ...] | None
-    view_axes: tuple[int, ...] | None
-    split: int | None
-    change_in: np.ndarray | None = None
-    change_out: np.ndarray | None = None
     matrices: dict = field(default_factory=dict, compare=False, repr=False)   # (which, dtype, device) -> tensor
-
-    @property
-    def folds(self) -> bool:
-        return self.m > 1
-
-    @classmethod
-    def identity(cls, structure: np.ndarray) -> "FoldPlan":
-        """The one-block plan: the block is the whole block-expansion tensor (structure transposed)."""
-        d = structure.shape[0]
-        return cls(1, d, tuple(range(d)), np.ascontiguousarray(structure.transpose(0, 2, 1)), None, None, None)
-
-    @classmethod
-    def from_manifest(cls, entry: dict, structure: np.ndarray) -> "FoldPlan":
-        if entry["m"] == 1:
-            return cls.identity(structure)
-        d, p = structure.shape[0], int(entry["p"])
-        view = entry.get("view")
-        change = entry.get("change")
-        return cls(int(entry["m"]), p, tuple(int(i) for i in entry["perm"]), _sparse(entry["block"], (d, p, p)),
-                   None if view is None else tuple(view["shape"]), None if view is None else tuple(view["axes"]),
-                   None if view is None else int(view["split"]),
-                   None if change is None else _sparse(change["in"], (d, d)),
-                   None if change is None else _sparse(change["out"], (d, d)))
 
     @property
     def plain(self) -> "FoldPlan":
@@ -148,7 +96,7 @@ class AlgebraCache:
     tensors: (name, dtype, device) -> constant tensor ("T", "U", "V", "W", "block", "fold").
     methods: the `auto` method chosen per layer shape.  variance_profile: relative weight-component variances
     (runtime.init).  op_key, kernel_table: the algebra's name in the CUDA ops and its generated kernel table
-    (runtime.cuda).
+    (runtime.kernels.cuda).
     """
 
     tensors: dict = field(default_factory=dict)
@@ -265,7 +213,7 @@ def staleness(manifest: dict, folder: Path) -> str | None:
     """Why the generated folder is out of date, or None if it is current."""
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        return f"{folder / 'manifest.json'} is damaged (its 'files' entry is missing or malformed)"
+        return f"{folder / MANIFEST_NAME} is damaged (its 'files' entry is missing or malformed)"
     for name, sha in files.items():
         path = folder / name
         if not path.is_file():
@@ -312,24 +260,22 @@ def _from_manifest(name: str, manifest: dict, folder: Path) -> Algebra:
     try:
         d = int(manifest["dim"])
         field_name = "structure"
-        T = _sparse(manifest["structure"], (d, d, d))
+        T = contract.dense(manifest["structure"], (d, d, d), float)
         field_name = "scheme"
         s = manifest["scheme"]
-        scheme = SchemeData(U=np.array([_fractions(r) for r in s["U"]]).reshape(-1, d),
-                            V=np.array([_fractions(r) for r in s["V"]]).reshape(-1, d),
-                            W=np.array([_fractions(r) for r in s["W"]]).reshape(-1, d),
-                            provenance=s["provenance"], additions=s["additions"],
+        U, V, W = contract.scheme_matrices(s, d, float)
+        scheme = SchemeData(U=U, V=V, W=W, provenance=s["provenance"], additions=s["additions"],
                             unusual_coefficients=tuple(s["unusual_coefficients"]))
         field_name = "properties"
         unit = manifest["properties"]["unit"]
         field_name = "fold"
-        fold = FoldPlan.from_manifest(manifest["fold"], T)
+        fold = FoldPlan.from_json(manifest["fold"], T, float)
         field_name = "title / basis"
         title, basis = str(manifest["title"]), tuple(manifest["basis"])
         naive = int(s["naive_multiplications"])
     except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, AttributeError) as e:
         what = f"missing {e.args[0]!r}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
-        raise AlgebraNotBuiltError(f"{folder / 'manifest.json'} is damaged: its {field_name!r} entry is unusable "
+        raise AlgebraNotBuiltError(f"{folder / MANIFEST_NAME} is damaged: its {field_name!r} entry is unusable "
                                    f"({what}): {_rebuild(manifest, folder)}") from None
     try:
         ops = _import_ops(folder / "ops.py", name)
@@ -338,16 +284,16 @@ def _from_manifest(name: str, manifest: dict, folder: Path) -> Algebra:
                                    f"{_rebuild(manifest, folder)}") from None
     return Algebra(name=name, title=title, dim=d, basis=basis, structure=T,
                    structure_exact=tuple(tuple(e) for e in manifest["structure"]),
-                   properties=manifest["properties"], unit=None if unit is None else _fractions(unit),
+                   properties=manifest["properties"], unit=None if unit is None else contract.numbers(unit, float),
                    scheme=scheme, fold=fold, naive_multiplications=naive, path=folder, _ops=ops)
 
 
 def _problem(name: str, root: Path, check_stale: bool) -> str | None:
     """Why `name` cannot be loaded from `root` as it is (None: it can)."""
     folder = root / name
-    manifest_path = folder / "manifest.json"
+    manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
-        have = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+        have = sorted(p.name for p in root.iterdir() if (p / MANIFEST_NAME).is_file()) if root.is_dir() else []
         return (f"algebra {name!r} is not built in {root} (built: {', '.join(have) or 'none'}): "
                 f"run `{locations.rebuild_command(None, root)}`")
     if check_stale:
@@ -413,7 +359,7 @@ def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool
         if why:
             raise AlgebraNotBuiltError(why)
         folder = root / name
-        alg = _from_manifest(name, _read_manifest(folder / "manifest.json"), folder)
+        alg = _from_manifest(name, _read_manifest(folder / MANIFEST_NAME), folder)
         _loaded[key] = alg
         return alg
 
@@ -421,7 +367,7 @@ def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool
 def available_algebras(path: str | Path | None = None) -> list[str]:
     """Names of the algebras built in the generated folder."""
     root = Path(path) if path is not None else default_generated_dir()
-    index = root / "manifest.json"
+    index = root / MANIFEST_NAME
     if not index.is_file():
         return []
     return list(json.loads(index.read_text()).get("algebras", {}))

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from . import kernel_choice
-from ._im2col import element_columns, from_rows
+from .kernels import choice
+from .im2col import element_columns, from_rows
 from .init import algebra_layers
-from ._checks import require_real_floating
+from .checks import require_real_floating
 from .registry import load_algebra
 
 __all__ = [
@@ -327,9 +327,9 @@ def block_csr(weight: torch.Tensor, mask: torch.Tensor | None = None):
 
 
 def _cuda_bsr():
-    """runtime.cuda (generated kernels, same block-CSR format) when importable, else None."""
+    """runtime.kernels.cuda (generated kernels, same block-CSR format) when importable, else None."""
     try:
-        from . import cuda
+        from .kernels import cuda
     except Exception:
         return None
     return cuda
@@ -364,10 +364,10 @@ class _BlockSparseBase(nn.Module):
         return int(self.col_indices.numel())
 
     def _spmm(self, X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """X (B, n_cols, d) -> (B, rows, d): the generated CPU kernel (runtime.cpu) when it applies, else a
+        """X (B, n_cols, d) -> (B, rows, d): the generated CPU kernel (runtime.kernels.cpu) when it applies, else a
         gather and an index_add in torch."""
-        if kernel_choice.cpu_kernel_applies("auto", self.algebra, X, self.values, self.bias, None):
-            return kernel_choice.cpu().bsr_checked(self.algebra, self.crow_indices, self._int32(cols), self.values,
+        if choice.cpu_kernel_applies("auto", self.algebra, X, self.values, self.bias, None):
+            return choice.cpu().bsr_checked(self.algebra, self.crow_indices, self._int32(cols), self.values,
                                                    X, self.bias)
         prod = self.algebra.mul(self.values.to(X.dtype), X[:, cols])            # (B, nnz, d), weight left
         out = X.new_zeros(X.shape[0], self.crow_indices.numel() - 1, X.shape[-1])

@@ -118,7 +118,7 @@ def test_only_output_determining_code_makes_builds_stale(tmp_path, monkeypatch):
     a comment added to a search module leaves a build current, one added to an emitter makes it stale."""
     import shutil
 
-    from codegen.emit import digest
+    from codegen.contract import digest
     from runtime.registry import staleness
 
     out = tmp_path / "gen"

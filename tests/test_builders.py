@@ -1,5 +1,5 @@
 """Algebra builders (clifford, group_algebra, cayley_dickson, opposite, direct_sum, extension, basis_change): their
-tables against independent references, their schemes, and the rank goals of issue 12, each reached both from the
+tables against independent references, their schemes, and the rank goals of the structural route, each reached both from the
 builder and from a hand-typed table in a shuffled basis (random permutation and signs, some with a random rational
 basis change) built by `python -m codegen build`'s own code path."""
 from __future__ import annotations

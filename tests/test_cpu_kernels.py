@@ -1,8 +1,8 @@
-"""The generated CPU kernels (runtime.cpu): every variant against the block path in float64 for every built-in
+"""The generated CPU kernels (runtime.kernels.cpu): every variant against the block path in float64 for every built-in
 algebra and a user algebra (octonions), the layers' method="kernel" / "auto" dispatch, the element-sparse
 inference layers, autograd, torch.compile / torch.export, the compiler cache, and the no-compiler fallback.
 
-The kernels compile once per content hash into the user cache (runtime.cpu.cache_dir()), so only the first
+The kernels compile once per content hash into the user cache (runtime.kernels.cpu.cache_dir()), so only the first
 session on a machine pays for the compiler.
 """
 from __future__ import annotations
@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from codegen.build import build
-from runtime import cpu, kernel_choice, load_algebra
+from runtime import load_algebra
+from runtime.kernels import choice as kernel_choice, cpu
 from runtime import sparsity as sp
-from runtime.cpu import _build
+from runtime.kernels.cpu import _build
 from runtime.functional import algebra_conv1d, algebra_conv2d, algebra_linear
 from runtime.layers import AlgebraLinear
 
@@ -31,7 +32,7 @@ ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(_build.find_compiler() is None, reason="needs a C++ compiler")]
+              pytest.mark.skipif(cpu.find_compiler() is None, reason="needs a C++ compiler")]
 
 
 @pytest.fixture(scope="module")
@@ -400,7 +401,7 @@ def test_torch_export_with_dense_and_sparse_kernels():
 
 # ------------------------------------------------------------------------------ compiler and cache
 def test_generated_cpp_compiles_without_warnings(octonions, tmp_path):
-    cxx = _build.find_compiler()
+    cxx = cpu.find_compiler()
     sources = [load_algebra(n).path / f"{n}_cpu.cpp" for n in ALGEBRAS] + [octonions.path / "O_cpu.cpp"]
     base = [cxx, "-std=c++17", "-march=native", "-fopenmp-simd", "-Wall", "-Wextra", "-Werror", "-c", "-o",
             os.devnull]
@@ -413,7 +414,7 @@ def test_generated_cpp_compiles_without_warnings(octonions, tmp_path):
 
 def test_libraries_are_cached_by_content(tmp_path, monkeypatch):
     monkeypatch.setenv(_build.ENV_CACHE, str(tmp_path / "cache"))
-    cxx = _build.find_compiler()
+    cxx = cpu.find_compiler()
     src = tmp_path / "tiny_cpu.cpp"
     src.write_text('extern "C" int tiny_cpu_abi() { return 1; }\n')
     first = _build.kernel_library(cxx, src, "tiny")
@@ -439,7 +440,8 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 
 NO_COMPILER = r'''
 import warnings, torch
-from runtime import cpu, sparsity as sp
+from runtime import sparsity as sp
+from runtime.kernels import cpu
 from runtime.layers import AlgebraLinear
 from runtime.functional import algebra_linear
 torch.manual_seed(0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runtime import load_algebra
-from runtime.cuda._backend import nvrtc_options
+from runtime.kernels.cuda._backend import nvrtc_options
 
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
 ARCHS = ("sm_80", "sm_90")

@@ -12,9 +12,9 @@ import os
 import pytest
 import torch
 
-from runtime import cuda as ac
+from runtime.kernels import cuda as ac
 from runtime import load_algebra
-from runtime.cuda import _backend, _launch, ops, reference
+from runtime.kernels.cuda import _backend, _launch, ops, reference
 
 pytestmark = pytest.mark.gpu
 

@@ -7,7 +7,7 @@
 * the thread-independent kernels (elementwise product and gradients, pre- and post-maps) launched through
   the shim, and the gemv / block-sparse per-lane code summed over lanes, for every storage type, against
   the torch reference;
-* the launch glue (`runtime.cuda._launch`: tiles, splits, grids, argument order) driving the host build.
+* the launch glue (`runtime.kernels.cuda._launch`: tiles, splits, grids, argument order) driving the host build.
 
 One shared library for all nine algebras is built per session (g++ -O0, a few seconds).
 """
@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import load_algebra
-from runtime.cuda import _backend, _launch, reference
-from runtime.cuda.host import HostBackend, HostLibrary, find_compiler
+from runtime.kernels.cuda import _backend, _launch, reference
+from cuda_host import HostBackend, HostLibrary, find_compiler
 
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
 REQUIRE = os.environ.get("ALGEBRANETS_REQUIRE_NVCC", "") not in ("", "0")

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from runtime import cuda as ac
+from runtime.kernels import cuda as ac
 from runtime import load_algebra
-from runtime.cuda import _backend, ops, reference
+from runtime.kernels.cuda import _backend, ops, reference
 
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
 

@@ -1,7 +1,7 @@
 """Second derivatives (create_graph=True) are exact for every built-in algebra, method and layer.
 
 gradgradcheck compares the analytical second derivatives with finite differences of the backward (float64,
-small sizes; fast mode for convolutions).  The gradient-penalty reproduction from the issue is checked against
+small sizes; fast mode for convolutions).  The reported gradient-penalty case is checked against
 an oracle: the same layer written as a real matrix of left-multiplication blocks built from the independent
 product oracles in tests/oracles.py, differentiated by autograd.
 """
@@ -79,7 +79,7 @@ def _oracle_linear(x, w, b, name):
 @pytest.mark.parametrize("method", ("bilinear", "fold", "block", "auto"))
 @pytest.mark.parametrize("name", ("H", "M2C", "M3R"))
 def test_gradient_penalty_matches_oracle(name, method):
-    """Issue reproduction: (gx,) = grad(lin(tanh(x)).sum(), x, create_graph=True); gx.pow(2).sum().backward()
+    """Regression (a reported failure): (gx,) = grad(lin(tanh(x)).sum(), x, create_graph=True); gx.pow(2).sum().backward()
     left lin.weight.grad None on the bilinear path (once_differentiable dropped the weight's term) and raised on
     fold with m > 1."""
     torch.manual_seed(0)

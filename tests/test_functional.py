@@ -19,7 +19,8 @@ from torch.autograd import gradcheck
 
 import runtime.functional as AF
 from runtime import AlgebraNotBuiltError, load_algebra
-from runtime import _workspace
+from runtime import methods
+from runtime.methods import workspace as _workspace
 from codegen.exact import zeros
 from codegen.exact.fold import fold_plan
 from runtime.registry import AlgebraCache, FoldPlan
@@ -288,7 +289,7 @@ def _permuted(A, q, name):
     s = A.scheme
     scheme = SchemeData(U=s.U[:, q], V=s.V[:, q], W=s.W[:, q], provenance="permuted", additions=s.additions,
                         unusual_coefficients=s.unusual_coefficients)
-    fold = FoldPlan.from_manifest(fold_plan(_exact_structure(A)[np.ix_(q, q, q)]).to_json(), T)
+    fold = FoldPlan.from_json(fold_plan(_exact_structure(A)[np.ix_(q, q, q)]).to_json(), T, float)
     return dataclasses.replace(A, name=name, structure=T, scheme=scheme, fold=fold, cache=AlgebraCache())
 
 
@@ -340,11 +341,8 @@ def test_non_identical_blocks_do_not_fold():
 # ---------------------------------------------------------------------------------- method choice
 def test_method_resolution_and_overrides(monkeypatch):
     calls = []
-    real_bil, real_fold = AF._bilinear_forward, AF._fold_forward
-    monkeypatch.setattr(AF, "_bilinear_forward", lambda *a: calls.append("bilinear") or real_bil(*a))
-    monkeypatch.setattr(AF, "_fold_forward",
-                        lambda x, w, b, A, plan, *r: calls.append("fold" if plan.m > 1 else "block")
-                        or real_fold(x, w, b, A, plan, *r))
+    real_get = methods.get
+    monkeypatch.setattr(methods, "get", lambda name: calls.append(name) or real_get(name))
     x = torch.randn(2, 16)
     w = torch.randn(3, 4, 4)
     assert AF.get_default_method() == "auto"
@@ -417,13 +415,13 @@ def test_weight_cache_invalidation(method):
 
 
 def test_weight_cache_hits_when_unchanged(monkeypatch):
-    from runtime import _bilinear
+    from runtime.methods import bilinear, weight_cache
     made = []
-    real = _bilinear.cached_weight
+    real = weight_cache.cached_weight
 
     def spy(weight, key, make):
         return real(weight, key, lambda: made.append(key) or make())
-    monkeypatch.setattr(AF, "cached_weight", spy)
+    monkeypatch.setattr(bilinear, "cached_weight", spy)
     w = torch.randn(4, 3, 4)
     x = torch.randn(5, 12)
     with torch.no_grad():
@@ -506,7 +504,7 @@ def test_empty_batch(name, method):
 def test_bilinear_row_blocks_for_thread_balance(name):
     """With r not a multiple of the thread count the r GEMMs are cut into row blocks (one bmm keeps every
     thread busy); results and gradients are unchanged."""
-    from runtime._bilinear import _row_split
+    from runtime.methods.bilinear_fn import _row_split
     A = load_algebra(name)
     d = A.dim
     old = torch.get_num_threads()

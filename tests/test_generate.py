@@ -79,7 +79,7 @@ def test_generate_at_working_size_under_no_grad_between_training_steps():
 
 
 def test_generate_at_working_size_under_inference_mode():
-    """The issue's configuration (M2C, d_model 32: fold / bilinear paths) under inference_mode, where the scratch
+    """The reported configuration (M2C, d_model 32: fold / bilinear paths) under inference_mode, where the scratch
     pool once handed out wrong-size buffers: generate equals greedy decoding by full recompute."""
     torch.manual_seed(0)
     lm = TransformerLM(96, d_model=32, n_layers=2, n_heads=4, algebra="M2C", max_len=64).eval()

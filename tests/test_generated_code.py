@@ -39,7 +39,7 @@ def out(tmp_path_factory):
 
 
 def test_component_no_product_reaches(out):
-    """Issue reproduction: A.mul raised `TypeError: expected Tensor as element 0` (ops.py wrote `z0 = 0.0`)."""
+    """Regression (a reported failure): A.mul raised `TypeError: expected Tensor as element 0` (ops.py wrote `z0 = 0.0`)."""
     A = load_algebra("Nil", out)
     table = TABLES["Nil"]
     eye = torch.eye(3, dtype=torch.float64)

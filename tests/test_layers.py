@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import runtime.functional as AF
+from runtime import methods
 from runtime import AlgebraNotBuiltError, load_algebra
 from runtime.layers import AlgebraConv1d, AlgebraConv2d, AlgebraConv3d, AlgebraLinear
 
@@ -175,13 +176,12 @@ def test_methods_give_the_same_training_step():
 
 def test_global_and_per_layer_method(monkeypatch):
     used = []
-    real = AF._resolve_method
+    real = methods.get
 
-    def spy(*a, **k):
-        m = real(*a, **k)
-        used.append(m)
-        return m
-    monkeypatch.setattr(AF, "_resolve_method", spy)
+    def spy(name):
+        used.append(name)
+        return real(name)
+    monkeypatch.setattr(methods, "get", spy)
     fixed = AlgebraLinear(2, 2, "M2R", method="fold")
     free = AlgebraLinear(2, 2, "M2R")
     x = torch.randn(1, 8)

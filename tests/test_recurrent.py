@@ -18,6 +18,7 @@ from torch.autograd import gradcheck
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import runtime.functional as AF
+from runtime.methods import block
 from runtime import load_algebra
 from runtime.layers import (AlgebraGRU, AlgebraGRUCell, AlgebraLSTM, AlgebraLSTMCell, AlgebraRNN,
                             AlgebraRNNCell)
@@ -174,8 +175,8 @@ def test_gradcheck_recurrent(name, method):
 def test_hidden_projection_weight_is_expanded_once_per_forward(monkeypatch):
     """The per-step hidden projection reuses one block expansion per layer and direction (not one per step)."""
     calls = []
-    real = AF._expand
-    monkeypatch.setattr(AF, "_expand", lambda w, Tb, *rest: calls.append(tuple(w.shape)) or real(w, Tb, *rest))
+    real = block.expand
+    monkeypatch.setattr(block, "expand", lambda w, Tb, *rest: calls.append(tuple(w.shape)) or real(w, Tb, *rest))
     lstm = AlgebraLSTM(2, 3, "H", method="block")
     lstm(torch.randn(6, 2, 8)).__getitem__(0).sum().backward()
     assert sorted(calls) == sorted([(12, 2, 4), (12, 3, 4)])              # input and hidden weight, once each

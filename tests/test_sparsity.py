@@ -240,9 +240,9 @@ def test_sparse_form_matches_the_cuda_engine_format():
     """The CUDA engineer's bsr_linear takes the same (crow, col, values) triple; on CPU it runs its
     torch reference, which must agree with ours."""
     try:
-        from runtime import cuda as ac
+        from runtime.kernels import cuda as ac
     except Exception:                                       # pragma: no cover - optional module
-        pytest.skip("runtime.cuda not available")
+        pytest.skip("runtime.kernels.cuda not available")
     layer = AlgebraLinear(6, 5, algebra="M2C")
     with torch.no_grad():
         layer.bias.normal_()

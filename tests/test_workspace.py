@@ -1,4 +1,4 @@
-"""The CPU scratch pool (runtime/_workspace.py) under interleaved layers, sizes, batches and autograd modes.
+"""The CPU scratch pool (runtime/methods/workspace.py) under interleaved layers, sizes, batches and autograd modes.
 
 Every layer call is compared with the same call made alone in a fresh state (pool emptied, weight caches
 cleared), so a buffer handed out while still in use, or with the wrong size, or an inference tensor leaking out
@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import _workspace as ws
-from runtime._bilinear import clear_weight_cache
+from runtime.methods import workspace as ws
+from runtime.methods.weight_cache import clear_weight_cache
 from runtime.layers import AlgebraConv1d, AlgebraConv2d, AlgebraLinear
 from runtime.models import TransformerLM
 
@@ -82,7 +82,7 @@ def test_interleaved_calls_match_calls_made_alone(calls, seed):
 
 
 def test_m2c_batch1_inference_after_several_shapes():
-    """Issue reproduction: M2C layers on the fold / bilinear paths under inference_mode, after a process has run
+    """Regression (a reported failure): M2C layers on the fold / bilinear paths under inference_mode, after a process has run
     a few shapes (the pool once handed out a buffer of the wrong size: "shape '[1, 2, 724, 2, 2]' is invalid")."""
     torch.manual_seed(0)
     layers = [AlgebraLinear(n, n, algebra="M2C", method=m) for n in (181, 64, 96) for m in ("fold", "bilinear")]
@@ -123,7 +123,7 @@ def test_inference_buffers_never_leak_out_of_inference_mode():
 
 
 def test_transformer_greedy_decoding_with_a_growing_prefix():
-    """Issue reproduction: greedy decoding through the full forward, one token longer each step, failed at the
+    """Regression (a reported failure): greedy decoding through the full forward, one token longer each step, failed at the
     second step under inference_mode.  Each step's logits must equal those of the same forward in no_grad."""
     torch.manual_seed(0)
     lm = TransformerLM(vocab_size=96, d_model=32, n_layers=2, n_heads=4, algebra="M2C", max_len=64).eval()

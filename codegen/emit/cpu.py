@@ -1,7 +1,7 @@
 """Context for the CPU template: per-algebra straight-line code and the CPU kernel table.
 
 `context(T, scheme, name)` returns what `kernels_cpu.cpp.j2` renders into `generated/<Name>/<Name>_cpu.cpp` and
-the table written to `generated/<Name>/cpu_kernels.json`, which the runtime (`runtime.cpu`) reads.  Everything
+the table written to `generated/<Name>/cpu_kernels.json`, which the runtime (`runtime.kernels.cpu`) reads.  Everything
 here is exact and deterministic.
 
 The kernels compute y[b, o] = sum_i w[o, i] * x[b, i] (+ bias[o]) with the weight the left factor, for a dense
@@ -29,7 +29,7 @@ import numpy as np
 from ..schemes import Scheme
 from .formulas import c_identifier, combination, mac_lines, program_lines, programs
 
-#: version of the C ABI between the generated kernels and runtime/cpu/glue.cpp
+#: version of the C ABI between the generated kernels and runtime/kernels/cpu/glue.cpp
 ABI = 1
 #: storage suffix -> C++ type
 STORAGE = {"f32": "float", "f64": "double"}

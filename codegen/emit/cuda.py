@@ -1,7 +1,7 @@
 """Context for the CUDA templates: per-algebra straight-line code and the kernel table.
 
 `context(T, scheme, name)` returns what `kernels.cu.j2` renders into `generated/<Name>/<Name>.cu` and the
-kernel table written to `generated/<Name>/kernels.json`, which the runtime (`runtime.cuda`) reads to know
+kernel table written to `generated/<Name>/kernels.json`, which the runtime (`runtime.kernels.cuda`) reads to know
 which kernels exist and how to launch them.  Everything here is exact and deterministic.
 
 Kernels emitted per algebra (S = storage: f32, f16, bf16, plus f64 for the elementwise product;

@@ -34,54 +34,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from .numbers import fraction_str
+from ..contract.manifest import FoldPlan
 from .simple import simple_decomposition
 from .tensors import change_basis, is_associative, unit
 
 __all__ = ["FoldPlan", "fold_plan"]
-
-
-@dataclass(frozen=True)
-class FoldPlan:
-    """How to fold one algebra's activations.
-
-    m, p: number of identical blocks and their size (m * p = d; m == 1 means no folding).
-    perm: (d,) basis index of block c, position s at perm[c*p + s].
-    block: (d, p, p) exact, B(w)[t, s] = sum_a block[a, t, s] w_a.
-    view_shape, view_axes, split: when not None, perm == arange(d).reshape(view_shape).transpose(view_axes)
-        .ravel(), and the first `split` reordered axes multiply to m (the block index), the rest to p.
-    change_in, change_out: None, or the (d, d) exact matrices F and G of a fold through a basis change: the folded
-        element is F x (then permuted by perm, the identity in that case) and the output element is G y_folded.
-    """
-
-    m: int
-    p: int
-    perm: tuple[int, ...]
-    block: np.ndarray
-    view_shape: tuple[int, ...] | None
-    view_axes: tuple[int, ...] | None
-    split: int | None
-    change_in: np.ndarray | None = None
-    change_out: np.ndarray | None = None
-
-    def to_json(self) -> dict:
-        """Manifest form: the block as sparse exact entries [a, t, s, "value"]; null when m == 1 (the block is
-        then the whole block-expansion tensor, i.e. the structure tensor transposed, which the manifest holds).
-        "change": null, or {"in": F, "out": G} as sparse exact entries [row, col, "value"]."""
-        entries = [[int(a), int(t), int(s), fraction_str(self.block[a, t, s])]
-                   for a, t, s in np.ndindex(*self.block.shape) if self.block[a, t, s] != 0]
-        view = None if self.view_shape is None else {"shape": list(self.view_shape), "axes": list(self.view_axes),
-                                                     "split": self.split}
-        change = None
-        if self.change_in is not None:
-            change = {key: [[int(i), int(k), fraction_str(M[i, k])] for i, k in np.ndindex(*M.shape) if M[i, k] != 0]
-                      for key, M in (("in", self.change_in), ("out", self.change_out))}
-        return {"m": self.m, "p": self.p, "perm": list(self.perm), "view": view,
-                "block": entries if self.m > 1 else None, "change": change}
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -201,7 +161,7 @@ def fold_plan(T: np.ndarray) -> FoldPlan:
 
 def _permutation_plan(T: np.ndarray) -> FoldPlan:
     d = T.shape[0]
-    ident = FoldPlan(1, d, tuple(range(d)), np.ascontiguousarray(T.transpose(0, 2, 1)), None, None, None)
+    ident = FoldPlan.identity(T)
     comps = _components(T)
     m = len(comps)
     if m == 1 or any(len(c) != len(comps[0]) for c in comps):

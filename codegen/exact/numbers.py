@@ -13,6 +13,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..contract.manifest import fraction_str
+
 __all__ = ["InexactNumberError", "to_fraction", "fraction_array", "zeros", "identity", "integer_form",
            "fraction_str", "content", "primitive_integer"]
 
@@ -78,11 +80,6 @@ def integer_form(arr: np.ndarray, *, int64: bool = True) -> tuple[np.ndarray, in
     out = np.empty(len(ints), dtype=object)
     out[:] = ints
     return out.reshape(arr.shape), den
-
-
-def fraction_str(v: Fraction) -> str:
-    """Canonical text for an exact number: '3', '-1/2'."""
-    return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
 
 
 def content(values: Iterable[Fraction]) -> Fraction:

@@ -19,7 +19,8 @@ from torch import nn
 from .. import functional as AF
 from .linear import AlgebraLayerMixin
 
-__all__ = ["AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d", "add_conv_parameters", "check_channel_args"]
+__all__ = ["AlgebraConvNd", "AlgebraConv1d", "AlgebraConv2d", "AlgebraConv3d", "add_conv_parameters",
+           "check_channel_args"]
 
 
 def check_channel_args(cls: str, in_channels, out_channels, groups, algebra) -> None:
@@ -54,7 +55,7 @@ def add_conv_parameters(layer: nn.Module, in_channels: int, out_channels: int, g
     layer.reset_parameters()
 
 
-class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
+class AlgebraConvNd(AlgebraLayerMixin, nn.Module):
     _nd = 0
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, algebra, stride=1, padding=0, dilation=1,
@@ -64,20 +65,12 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
         nd = self._nd
         cls = type(self).__name__
         check_channel_args(cls, in_channels, out_channels, groups, algebra)
-        if padding_mode not in AF._PAD_MODES:
-            raise ValueError(f"{cls}: padding_mode must be one of {AF._PAD_MODES}, got {padding_mode!r}")
+        AF.check_padding_mode(padding_mode, cls)
         self._setup_algebra(algebra, method, cls)
-        self.kernel_size = AF._ntuple(kernel_size, nd, "kernel_size", cls)
-        self.stride = AF._ntuple(stride, nd, "stride", cls)
-        self.dilation = AF._ntuple(dilation, nd, "dilation", cls)
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"{cls}: padding must be 'valid', 'same', an int or a tuple, got {padding!r}")
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ValueError(f"{cls}: padding='same' is not supported for strided convolutions")
-            self.padding = padding
-        else:
-            self.padding = AF._ntuple(padding, nd, "padding", cls)
+        self.kernel_size = AF.ntuple(kernel_size, nd, "kernel_size", cls)
+        self.stride = AF.ntuple(stride, nd, "stride", cls)
+        self.dilation = AF.ntuple(dilation, nd, "dilation", cls)
+        self.padding = AF.conv_padding(padding, nd, self.stride, cls)
         self.padding_mode = padding_mode
         add_conv_parameters(self, in_channels, out_channels, groups, bias, init, device, dtype)
 
@@ -104,19 +97,19 @@ class _AlgebraConvNd(AlgebraLayerMixin, nn.Module):
         return s
 
 
-class AlgebraConv1d(_AlgebraConvNd):
+class AlgebraConv1d(AlgebraConvNd):
     """1-D algebra convolution: (N, in_channels*d, L) -> (N, out_channels*d, L'); see the module docstring."""
 
     _nd = 1
 
 
-class AlgebraConv2d(_AlgebraConvNd):
+class AlgebraConv2d(AlgebraConvNd):
     """2-D algebra convolution: (N, in_channels*d, H, W) -> (N, out_channels*d, H', W'); see the module docstring."""
 
     _nd = 2
 
 
-class AlgebraConv3d(_AlgebraConvNd):
+class AlgebraConv3d(AlgebraConvNd):
     """3-D algebra convolution: (N, in_channels*d, D, H, W) -> (N, out_channels*d, D', H', W')."""
 
     _nd = 3

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import functional as AF
-from .conv import _AlgebraConvNd, add_conv_parameters, check_channel_args
+from .conv import AlgebraConvNd, add_conv_parameters, check_channel_args
 from .linear import AlgebraLayerMixin
 
 __all__ = ["AlgebraConvTranspose1d", "AlgebraConvTranspose2d", "AlgebraConvTranspose3d"]
@@ -49,11 +49,11 @@ class _AlgebraConvTransposeNd(AlgebraLayerMixin, nn.Module):
             raise ValueError(f"{cls}: padding must be an int or a tuple for transposed convolutions, got "
                              f"{padding!r}")
         self._setup_algebra(algebra, method, cls)
-        self.kernel_size = AF._ntuple(kernel_size, nd, "kernel_size", cls)
-        self.stride = AF._ntuple(stride, nd, "stride", cls)
-        self.padding = AF._ntuple(padding, nd, "padding", cls)
-        self.output_padding = AF._ntuple(output_padding, nd, "output_padding", cls)
-        self.dilation = AF._ntuple(dilation, nd, "dilation", cls)
+        self.kernel_size = AF.ntuple(kernel_size, nd, "kernel_size", cls)
+        self.stride = AF.ntuple(stride, nd, "stride", cls)
+        self.padding = AF.ntuple(padding, nd, "padding", cls)
+        self.output_padding = AF.ntuple(output_padding, nd, "output_padding", cls)
+        self.dilation = AF.ntuple(dilation, nd, "dilation", cls)
         AF.check_output_padding(self.output_padding, self.stride, self.dilation, cls)
         self.padding_mode = padding_mode
         add_conv_parameters(self, in_channels, out_channels, groups, bias, init, device, dtype, transposed=True)
@@ -75,7 +75,7 @@ class _AlgebraConvTransposeNd(AlgebraLayerMixin, nn.Module):
                                       self._who)
 
     def extra_repr(self) -> str:
-        s = _AlgebraConvNd.extra_repr(self)          # the fields the two share (it reads only attributes)
+        s = AlgebraConvNd.extra_repr(self)          # the fields the two share (it reads only attributes)
         if self.output_padding != (0,) * self._nd:
             s += f", output_padding={self.output_padding}"
         return s

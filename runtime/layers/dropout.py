@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import require_real_floating
+from ..checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraDropout", "algebra_dropout"]

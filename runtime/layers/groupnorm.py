@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import load_algebra
-from .norm import (NORM_MODES, _AlgebraBatchNorm, affine_parameters, apply_matrix, normalize_units,
+from .norm import (NORM_MODES, AlgebraBatchNormBase, affine_parameters, apply_matrix, normalize_units,
                    reset_affine_, unit_view)
 
 __all__ = ["AlgebraGroupNorm", "AlgebraInstanceNorm1d", "AlgebraInstanceNorm2d", "AlgebraInstanceNorm3d",
@@ -105,7 +105,7 @@ class AlgebraGroupNorm(nn.Module):
         return y.flatten(1, 2)
 
 
-class _AlgebraInstanceNorm(_AlgebraBatchNorm):
+class _AlgebraInstanceNorm(AlgebraBatchNormBase):
     """Instance norm: AlgebraBatchNorm's parameters and buffers, per-instance statistics."""
 
     _nd = 0

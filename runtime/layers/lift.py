@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import require_real_floating
+from ..checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraLift", "AlgebraReadout"]

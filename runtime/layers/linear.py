@@ -4,8 +4,8 @@
     y = layer(x)            # x (..., in_features * d) -> (..., out_features * d)
 
 Parameters: weight (out_features, in_features, d), bias (out_features, d);  y_o = sum_i w_oi * x_i + b_o.
-`method` ("auto" | "block" | "fold" | "bilinear", None = the global default of runtime.functional) picks how
-the product is computed (see runtime/functional.py); all give the same result up to rounding.
+`method` (one of runtime.methods.METHODS, None = the global default) picks how
+the product is computed (see runtime/methods/table.py); all give the same result up to rounding.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .. import functional as AF
+from .. import methods
 from ..registry import Algebra
 
 __all__ = ["AlgebraLinear", "AlgebraLayerMixin", "default_init_"]
@@ -54,7 +55,7 @@ class AlgebraLayerMixin:
     def _setup_algebra(self, algebra, method, who: str) -> Algebra:
         A = AF.resolve_algebra(algebra, who)
         if method is not None:
-            AF._check_method(method, who)
+            methods.check(method, who)
         self.algebra = A
         self.method = method
         return A
@@ -72,7 +73,8 @@ class AlgebraLinear(AlgebraLayerMixin, nn.Module):
         in_features, out_features: numbers of algebra elements.
         algebra: a name such as "H" or an Algebra (runtime.load_algebra).
         bias: learn a bias (out_features, d).
-        method: "auto" | "block" | "fold" | "bilinear" | None (use runtime.functional's default).
+        method: one of runtime.methods.METHODS ("auto", "block", "fold", "bilinear", "kernel") or None (the
+            global default, runtime.methods.set_default_method).
         device, dtype: factory arguments as in torch.nn.Linear.
         init: optional callable init(weight, algebra) replacing the default weight initialisation
             (e.g. runtime.init.kaiming_normal_); the bias is then zeroed.

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import require_real_floating
+from ..checks import require_real_floating
 from ..registry import load_algebra
 
 __all__ = ["AlgebraBatchNorm1d", "AlgebraBatchNorm2d", "AlgebraBatchNorm3d", "AlgebraLayerNorm",
@@ -184,7 +184,7 @@ def reset_affine_(weight: torch.Tensor, bias: torch.Tensor, mode: str) -> None:
     bias.zero_()
 
 
-class _AlgebraBatchNorm(nn.Module):
+class AlgebraBatchNormBase(nn.Module):
     _not_an_algebra_layer = True          # its (C, d, d) whitening weight is not a layer weight
 
     def __init__(self, num_features: int, algebra="R", mode: str = "component", eps: float = 1e-5,
@@ -298,7 +298,7 @@ class _AlgebraBatchNorm(nn.Module):
         return y
 
 
-class AlgebraBatchNorm1d(_AlgebraBatchNorm):
+class AlgebraBatchNorm1d(AlgebraBatchNormBase):
     """Batch norm over (N, C*d) or (N, C*d, L) inputs; C = num_features elements."""
 
     def _check_input_dim(self, x):
@@ -306,7 +306,7 @@ class AlgebraBatchNorm1d(_AlgebraBatchNorm):
             raise ValueError(f"expected 2D or 3D input (got {x.dim()}D input)")
 
 
-class AlgebraBatchNorm2d(_AlgebraBatchNorm):
+class AlgebraBatchNorm2d(AlgebraBatchNormBase):
     """Batch norm over (N, C*d, H, W) inputs; C = num_features elements."""
 
     def _check_input_dim(self, x):
@@ -314,7 +314,7 @@ class AlgebraBatchNorm2d(_AlgebraBatchNorm):
             raise ValueError(f"expected 4D input (got {x.dim()}D input)")
 
 
-class AlgebraBatchNorm3d(_AlgebraBatchNorm):
+class AlgebraBatchNorm3d(AlgebraBatchNormBase):
     """Batch norm over (N, C*d, D, H, W) inputs; C = num_features elements."""
 
     def _check_input_dim(self, x):

@@ -19,13 +19,14 @@ from typing import Callable, Iterable
 
 from torch import nn
 
+from .. import counting, methods
 from ..registry import load_algebra
 
 __all__ = ["MATCH_MODES", "METHODS", "fold_blocks", "macs_per_pair", "matched_width", "matched_widths",
            "match_width", "match_model"]
 
 MATCH_MODES = ("params", "macs", "width", None)
-METHODS = ("naive", "block", "fold", "bilinear")
+METHODS = methods.COUNTED
 
 
 def fold_blocks(algebra) -> int:
@@ -35,17 +36,7 @@ def fold_blocks(algebra) -> int:
 
 def macs_per_pair(algebra, method: str = "naive") -> float:
     """Real multiply-adds per (weight element, activation element) pair for `method`."""
-    A = load_algebra(algebra)
-    d = A.dim
-    if method == "naive":
-        return float(A.naive_multiplications)
-    if method == "block":
-        return float(d * d)
-    if method == "fold":
-        return d * d / fold_blocks(A)
-    if method == "bilinear":
-        return float(A.rank)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return methods.macs_per_pair(load_algebra(algebra), method)
 
 
 def matched_width(real_width: int, algebra, match: str | None = "params", method: str = "naive",
@@ -110,8 +101,6 @@ def match_model(build: Callable[[int], nn.Module], baseline: nn.Module, match: s
         w, model = match_model(lambda w: resnet("H", widths=(w, 2 * w, 4 * w, 8 * w)),
                                resnet("R", widths=(64, 128, 256, 512)), match="macs", example_input=x)
     """
-    from .. import counting
-
     if match == "params":
         def measure(m):
             return counting.count(m).params

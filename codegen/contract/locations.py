@@ -19,9 +19,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_SPEC_DIR = PACKAGE_ROOT / "algebra_spec"
 GENERATED_ENV = "ALGEBRANETS_GENERATED"
 CACHE_ENV = "ALGEBRANETS_CACHE"
@@ -45,7 +45,7 @@ def cache_root() -> Path:
 
 def _builtin_digest() -> str:
     if not _digest:
-        from .emit import digest
+        from . import digest
 
         h = hashlib.sha256((digest.tool_digest() + digest.spec_digest(BUILTIN_SPEC_DIR)).encode())
         _digest.append(h.hexdigest()[:16])

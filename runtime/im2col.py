@@ -1,5 +1,5 @@
 """Whole-element im2col for convolutions run as matrix products (the element-sparse layers of runtime.sparsity
-and the dense CPU kernels of runtime.cpu).
+and the dense CPU kernels of runtime.kernels.cpu).
 
     X, out_shape = element_columns(x, d, kernel_size, stride, dilation)   # x already padded
     y = from_rows(Y, N, out_shape)

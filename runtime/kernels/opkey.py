@@ -1,5 +1,5 @@
 """Algebras as plain strings for custom ops: `key_of(algebra)` names an Algebra in `torch.library` ops (the CUDA
-ops of runtime.cuda and the CPU kernels of runtime.cpu), `algebra_of(key)` finds it again.
+ops of runtime.kernels.cuda and the CPU kernels of runtime.kernels.cpu), `algebra_of(key)` finds it again.
 
 Graphs, `opcheck` and exported programs see a string; two different algebras built under the same name (from
 different folders) get different keys ("H", "H#2").
@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from .registry import Algebra, load_algebra
+from ..registry import Algebra, load_algebra
 
 __all__ = ["key_of", "algebra_of"]
 

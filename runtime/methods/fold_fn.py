@@ -21,8 +21,8 @@ import math
 import numpy as np
 import torch
 
-from . import _workspace as ws
-from .registry import FoldPlan
+from ..registry import FoldPlan
+from . import workspace as ws
 
 __all__ = ["FoldPlan", "fold_in", "unfold_out", "fold_planar", "FoldLinearFn", "FoldConvFn"]
 

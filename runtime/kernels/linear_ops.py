@@ -1,16 +1,17 @@
-"""Fake shapes and autograd formulas shared by the dense (gemv) and block-sparse linear ops of runtime.cuda
-(``algebranets_cuda::gemv`` / ``::bsr_linear``) and runtime.cpu (``algebranets_cpu::dense`` / ``::bsr``).
+"""Fake shapes and autograd formulas shared by the dense (gemv) and block-sparse linear ops of runtime.kernels.cuda
+(``algebranets_cuda::gemv`` / ``::bsr_linear``) and runtime.kernels.cpu (``algebranets_cpu::dense`` / ``::bsr``).
 
 The ops take (algebra, weight, x, bias, *extra) and (algebra, crow, col, values, x, bias, *extra) with
 weight (out, in, d), x (B, in, d), block-CSR crow (out+1,), col (nnz,), values (nnz, d) -> (B, out, d); the
 trailing arguments (none for CUDA, the kernel variant for the CPU) get no gradient.  The gradients are the
-exact einsums of runtime.cuda.reference, themselves differentiable (double backward works).
+exact einsums of runtime.kernels.reference, themselves differentiable (double backward works).
 """
 from __future__ import annotations
 
 from torch import Tensor
 
-from ._opkey import algebra_of
+from . import reference
+from .opkey import algebra_of
 
 
 def gemv_fake(algebra: str, weight: Tensor, x: Tensor, bias, *extra) -> Tensor:
@@ -28,8 +29,6 @@ def gemv_setup(ctx, inputs, output):
 
 
 def gemv_backward(ctx, grad):
-    from .cuda import reference          # (runtime.cuda's ops import this module)
-
     weight, x = ctx.saved_tensors
     gw, gx, gb = reference.gemv_grads(algebra_of(ctx.algebra), weight, x, grad, ctx.needs_input_grad[1],
                                       ctx.needs_input_grad[2], ctx.has_bias and ctx.needs_input_grad[3])
@@ -43,8 +42,6 @@ def bsr_setup(ctx, inputs, output):
 
 
 def bsr_backward(ctx, grad):
-    from .cuda import reference
-
     crow, col, values, x = ctx.saved_tensors
     gv, gx, gb = reference.bsr_grads(algebra_of(ctx.algebra), crow, col, values, x, grad, ctx.needs_input_grad[3],
                                      ctx.needs_input_grad[4], ctx.has_bias and ctx.needs_input_grad[5])

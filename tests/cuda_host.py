@@ -1,4 +1,4 @@
-"""Run the generated CUDA sources on the CPU: compile them with a C++ compiler and a minimal host shim.
+"""Test support: run the generated CUDA sources on the CPU: compile them with a C++ compiler and a minimal host shim.
 
 The arithmetic (`<N>_mul`, the scheme maps, the gradients) is `__host__ __device__`, and the kernels whose
 threads never communicate (elementwise product and gradients, premap / postmap) run through the shim in
@@ -13,23 +13,14 @@ the lanes in order instead.  Used by the tests to check the generated code witho
 from __future__ import annotations
 
 import ctypes
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from ..registry import Algebra
+from runtime.kernels.compiler import find_compiler
+from runtime.registry import Algebra
 
 DEFINE = "ALGEBRANETS_HOST_SHIM"
 FLAGS = ("-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unknown-pragmas")
-
-
-def find_compiler() -> str | None:
-    """$CXX, else g++, c++ or clang++ on PATH."""
-    for c in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if c and shutil.which(c):
-            return shutil.which(c)
-    return None
 
 
 def translation_unit(algebras: list[Algebra]) -> str:

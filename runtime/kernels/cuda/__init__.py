@@ -1,6 +1,6 @@
 """Generated CUDA kernels for every algebra, compiled with NVRTC (through CuPy) and run on torch tensors.
 
-    from runtime import cuda as ac
+    from runtime.kernels import cuda as ac
     ac.kernels_available(x)                       # CUDA tensor and a kernel backend (CuPy) present?
     y = ac.gemv("H", weight, x, bias)             # x (..., in*d), weight (out, in, d) -> (..., out*d)
     y = ac.bsr_linear("H", crow, col, values, x)  # element-sparse weight (block-CSR, one element per block)
@@ -17,11 +17,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..registry import Algebra, load_algebra
-from . import _backend, ops, reference
+from ...registry import Algebra, load_algebra
+from .. import reference
+from ..opkey import key_of
+from . import _backend, ops
 from ._backend import BackendUnavailable, nvrtc_options
 from ._launch import launches, warmup
-from .._opkey import key_of
 
 __all__ = ["kernels_available", "backend_name", "backend_error", "mul", "premap", "postmap", "gemv",
            "bsr_linear", "bilinear_linear", "max_gemv_batch", "to_cupy", "from_cupy", "key_of", "ops",

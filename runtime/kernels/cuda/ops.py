@@ -21,10 +21,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .. import _linear_ops as lin
-from .._opkey import algebra_of, key_of
-from ..registry import Algebra
-from . import _backend, _launch, reference
+from ...registry import Algebra
+from .. import linear_ops as lin
+from .. import reference
+from ..opkey import algebra_of, key_of
+from . import _backend, _launch
 
 NS = "algebranets_cuda"
 

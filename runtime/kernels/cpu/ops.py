@@ -1,18 +1,18 @@
 """The CPU kernels as `torch.library` ops: ``torch.ops.algebranets_cpu.dense`` and ``.bsr`` (defined in C++,
-runtime/cpu/glue.cpp), with fake implementations (torch.compile, torch.export) and autograd formulas here.
+runtime/kernels/cpu/glue.cpp), with fake implementations (torch.compile, torch.export) and autograd formulas here.
 
     dense(algebra, weight, x, bias?, variant=-1) -> (B, out, d)      weight (out, in, d), x (B, in, d)
     bsr(algebra, crow, col, values, x, bias?, variant=-1) -> (B, out, d)
                                                                      block-CSR: crow (out+1,) int64, col (nnz,)
                                                                      int32 / int64, values (nnz, d); x (B, in, d)
 
-`algebra` is the string key of runtime._opkey; `variant` (-1: the kernel's choice, 0 small, 1 lanes naive,
-2 lanes scheme) exists for tests and benchmarks.  Gradients are the exact ones of runtime.cuda.reference
-(runtime._linear_ops, shared with the CUDA ops), themselves differentiable, so double backward works.
+`algebra` is the string key of runtime.kernels.opkey; `variant` (-1: the kernel's choice, 0 small, 1 lanes naive,
+2 lanes scheme) exists for tests and benchmarks.  Gradients are the exact ones of runtime.kernels.reference
+(runtime.kernels.linear_ops, shared with the CUDA ops), themselves differentiable, so double backward works.
 
 Loading: `load_glue()` compiles (once per cache) and loads the ops; `register(algebra)` compiles and loads an
 algebra's generated kernels and registers them with the ops under its key.  Both raise KernelBuildError when
-there is no compiler or it fails; runtime.cpu turns that into one warning and the torch paths.
+there is no compiler or it fails; runtime.kernels.cpu turns that into one warning and the torch paths.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import json
 import threading
 import torch
 
-from .. import _linear_ops as lin
-from .._opkey import algebra_of, key_of
-from ..registry import Algebra
+from ...registry import Algebra
+from .. import linear_ops as lin
+from ..compiler import find_compiler, no_compiler_message
+from ..opkey import algebra_of, key_of
 from . import _build
 
 NS = "algebranets_cpu"
@@ -39,9 +40,9 @@ def load_glue() -> None:
     with _lock:
         if _glue:
             return
-        cxx = _build.find_compiler()
+        cxx = find_compiler()
         if cxx is None:
-            raise _build.KernelBuildError(_no_compiler())
+            raise _build.KernelBuildError(no_compiler_message())
         path = _build.glue_library(cxx)
         torch.ops.load_library(str(path))
         lib = ctypes.CDLL(str(path))
@@ -50,15 +51,6 @@ def load_glue() -> None:
         lib.algebranets_cpu_register.restype = ctypes.c_int
         _register_python_parts()
         _glue.update(lib=lib, cxx=cxx)
-
-
-def _no_compiler() -> str:
-    import os
-
-    given = os.environ.get(_build.ENV_CXX)
-    if given:
-        return f"no C++ compiler: {_build.ENV_CXX}={given!r} was not found"
-    return "no C++ compiler found (install g++ or set CXX / ALGEBRANETS_CXX)"
 
 
 def register(algebra: Algebra | str) -> str:

@@ -6,26 +6,23 @@ Two kinds of library, both built on first use and kept in the cache folder (neve
   -O3 -march=native.  The hash covers the source, the flags, the compiler's version and the target it
   resolves -march=native to, so a library is never used on a machine or compiler it was not built for and
   never rebuilt when nothing changed.
-* ``cpu/glue/glue-<hash>.so``: runtime/cpu/glue.cpp, the torch ops (TORCH_LIBRARY) that thread the kernels with
+* ``cpu/glue/glue-<hash>.so``: runtime/kernels/cpu/glue.cpp, the torch ops (TORCH_LIBRARY) that thread the kernels with
   at::parallel_for; the hash also covers torch's version and headers.
 
 Builds write a temporary file and rename it, so concurrent processes never see a partial library.
 
-Environment: ALGEBRANETS_CXX names the compiler (a path or a name on PATH; when set and not found, there is
-no compiler); otherwise CXX, then g++, c++, clang++.  The libraries go to the `cpu` folder of the user cache:
+The compiler is runtime.kernels.compiler.find_compiler's.  The libraries go to the `cpu` folder of the user cache:
 $ALGEBRANETS_CACHE, else $XDG_CACHE_HOME/algebranets, else ~/.cache/algebranets.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from codegen.locations import CACHE_ENV, cache_root
+from codegen.contract.locations import CACHE_ENV, cache_root
 
-ENV_CXX = "ALGEBRANETS_CXX"
 ENV_CACHE = CACHE_ENV
 KERNEL_FLAGS = ("-std=c++17", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp-simd", "-fPIC", "-shared")
 GLUE_FLAGS = ("-std=c++20", "-O2", "-fPIC", "-shared", "-fopenmp")
@@ -42,19 +39,8 @@ class KernelBuildError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where the compiled libraries live: the `cpu` folder of the AlgebraNets user cache ($ALGEBRANETS_CACHE, or
-    $XDG_CACHE_HOME/algebranets, or ~/.cache/algebranets; `codegen.locations.cache_root`)."""
+    $XDG_CACHE_HOME/algebranets, or ~/.cache/algebranets; `codegen.contract.locations.cache_root`)."""
     return cache_root() / "cpu"
-
-
-def find_compiler() -> str | None:
-    """The C++ compiler: $ALGEBRANETS_CXX if set (None when it does not exist), else $CXX, g++, c++, clang++."""
-    given = os.environ.get(ENV_CXX)
-    if given:
-        return shutil.which(given)
-    for c in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if c and shutil.which(c):
-            return shutil.which(c)
-    return None
 
 
 _identities: dict[tuple, str] = {}

@@ -6,7 +6,7 @@
 //                                                         values (nnz, d); x (B, in, d) -> (B, out, d)
 //
 // y[b, o] = sum_i w[o, i] * x[b, i] + bias[o], the weight the left factor.  The kernels of each algebra live in
-// their own shared library; runtime.cpu loads it and registers its entry points here under the algebra's key
+// their own shared library; runtime.kernels.cpu loads it and registers its entry points here under the algebra's key
 // (`algebranets_cpu_register`).  `prep` runs over the input elements and `rows` over the output rows, both with
 // at::parallel_for, so the thread count is torch's (torch.set_num_threads).  Written against the C ABI version
 // below, which the generated code reports through <Name>_cpu_abi().
@@ -54,7 +54,7 @@ Kernels lookup(const std::string& key) {
   std::lock_guard<std::mutex> lock(registry_mutex);
   auto it = registry().find(key);
   TORCH_CHECK(it != registry().end(), "algebranets_cpu: the kernels of algebra '", key,
-              "' are not loaded in this process; runtime.cpu.load_kernels('", key, "') compiles and loads them");
+              "' are not loaded in this process; runtime.kernels.cpu.load_kernels('", key, "') compiles and loads them");
   return it->second;
 }
 
@@ -190,7 +190,7 @@ extern "C" int algebranets_cpu_register(const char* key, int abi, int dim, void*
 extern "C" int algebranets_cpu_abi() { return kAbi; }
 
 TORCH_LIBRARY(algebranets_cpu, m) {
-  m.set_python_module("runtime.cpu.ops");
+  m.set_python_module("runtime.kernels.cpu.ops");
   m.def("dense(str algebra, Tensor weight, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
   m.def("bsr(str algebra, Tensor crow, Tensor col, Tensor values, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
 }

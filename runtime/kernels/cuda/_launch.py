@@ -14,7 +14,7 @@ import threading
 
 import torch
 
-from ..registry import Algebra, load_algebra
+from ...registry import Algebra, load_algebra
 from . import _backend
 
 SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}

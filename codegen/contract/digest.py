@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 CODEGEN_DIR = Path(__file__).resolve().parent.parent
-OUTPUT_DETERMINING = ("spec", "exact", "schemes", "emit")
+OUTPUT_DETERMINING = ("contract", "spec", "exact", "schemes", "emit")
 
 
 def sha256_bytes(data: bytes) -> str:

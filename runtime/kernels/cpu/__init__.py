@@ -1,9 +1,10 @@
 """Generated CPU kernels for small batches and element sparsity, compiled on first use and cached.
 
-    from runtime import cpu
+    from runtime.kernels import cpu
     cpu.kernels_available()                    # a C++ compiler is there and the torch ops load
     y = cpu.dense("H", weight, x, bias)        # x (..., in*d), weight (out, in, d) -> (..., out*d)
     y = cpu.bsr_linear("H", crow, col, values, x, bias)   # element-sparse weight (block-CSR), same layout
+    y = cpu.conv_checked(A, weight, x, bias, stride, dilation)   # groups=1 conv via whole-element im2col
 
 `python -m codegen build` emits, per algebra, `generated/<Name>/<Name>_cpu.cpp` from the same exact
 arithmetic as the CUDA kernels; this package compiles it with the system C++ compiler (-O3 -march=native,
@@ -12,7 +13,7 @@ cached by content hash under `cache_dir()`, see `_build`), and runs it through t
 threads.  The ops have fake implementations and exact gradients, so `torch.compile(fullgraph=True)`,
 `torch.export` and autograd (double backward included) work.
 
-`runtime.functional` runs linear layers through `dense` for method="kernel", and for method="auto" on CPU at
+runtime.kernels.choice sends linear layers to `dense` for method="kernel", and for method="auto" on CPU at
 inference for batches up to a measured crossover; `runtime.sparsity`'s inference layers run `bsr_checked`
 (`bsr_linear` without re-validating what the layer has checked).
 Without a C++ compiler (or when it fails) `ready()` is False, one `KernelUnavailableWarning` says why, and
@@ -26,13 +27,16 @@ import warnings
 import torch
 from torch import Tensor
 
-from .._opkey import key_of
-from ..kernel_choice import needs_grad
-from ..registry import Algebra, load_algebra
+from ...checks import needs_grad
+from ...im2col import element_columns, from_rows
+from ...registry import Algebra, load_algebra
+from ..compiler import ENV_CXX, find_compiler
+from ..opkey import key_of
 from . import ops
-from ._build import ENV_CACHE, ENV_CXX, KernelBuildError, cache_dir, find_compiler
+from ._build import ENV_CACHE, KernelBuildError, cache_dir
 
-__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear",
+__all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "conv_checked",
+           "bsr_linear",
            "bsr_checked", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
            "ENV_CACHE", "DTYPES", "ops"]
 
@@ -56,7 +60,7 @@ def _fail(key: str, e: Exception) -> None:
     _logs[key] = getattr(e, "log", "")
     if why not in _warned:
         _warned.add(why)
-        more = " (runtime.cpu.unavailable_reason() has the compiler's output)" if _logs[key] else ""
+        more = " (runtime.kernels.cpu.unavailable_reason() has the compiler's output)" if _logs[key] else ""
         warnings.warn(f"AlgebraNets CPU kernels unavailable: {why}{more}; layers use the torch paths instead",
                       KernelUnavailableWarning, stacklevel=4)
 
@@ -117,7 +121,7 @@ def _checked(algebra: Algebra | str, op: str, x: Tensor, values: Tensor, bias: T
     """The algebra and the caller's name for messages, after checking dtypes, the weight layout
     ("(out, in, d)" or "(nnz, d)") and that the kernels run here."""
     alg = load_algebra(algebra)
-    who = f"runtime.cpu.{op}({alg.name})"
+    who = f"runtime.kernels.cpu.{op}({alg.name})"
     d = alg.dim
     if values.dim() != layout.count(",") + 1 or values.shape[-1] != d:
         raise ValueError(f"{who}: the weights must be {layout.replace('d)', f'{d})')}, got {tuple(values.shape)}")
@@ -162,6 +166,17 @@ def bsr_checked(algebra: Algebra, crow: Tensor, col: Tensor, values: Tensor, x: 
     """`bsr_linear` for callers that have checked dtypes and that `ready(algebra)` holds (runtime.sparsity):
     x (B, in, d) -> (B, out, d), col int32, no validation beyond the op's own."""
     return _call("bsr", (key_of(algebra), crow, col, values, x, bias, -1), (values, x, bias))
+
+
+def conv_checked(algebra: Algebra, weight: Tensor, x: Tensor, bias: Tensor | None, stride: tuple[int, ...],
+                 dilation: tuple[int, ...]) -> Tensor:
+    """A groups=1 convolution through the dense kernel: whole-element im2col rows times the (C_out, C_in*K, d)
+    weight, for callers that have checked shapes and dtypes and that `ready(algebra)` holds.
+    x (N, C_in*d, *S) already padded, weight (C_out, C_in, *kernel, d) -> (N, C_out*d, *S')."""
+    d = algebra.dim
+    X, out_sp = element_columns(x, d, tuple(weight.shape[2:-1]), stride, dilation)
+    y = dense(algebra, weight.reshape(weight.shape[0], -1, d), X.reshape(X.shape[0], -1), bias)
+    return from_rows(y.reshape(X.shape[0], weight.shape[0], d), x.shape[0], out_sp)
 
 
 _below_autograd: dict = {}          # op name -> torch.ops.algebranets_cpu.<name>.default, looked up once

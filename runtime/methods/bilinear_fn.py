@@ -19,76 +19,14 @@ gradient) accumulate in float32.
 from __future__ import annotations
 
 import math
-import weakref
 
 import torch
 
-from . import _workspace as ws
+from . import workspace as ws
 
-__all__ = ["BilinearLinearFn", "BilinearConvFn", "cached_weight", "weight_combinations", "mix_in", "mix_out"]
+__all__ = ["BilinearLinearFn", "BilinearConvFn", "weight_combinations", "mix_in", "mix_out"]
 
 _HALF = (torch.float16, torch.bfloat16)
-
-# ----------------------------------------------------------------------------------------- weight cache
-# id(weight) -> (weakref to weight, {key: (stamp, value)}).  (A WeakKeyDictionary cannot hold tensors: it
-# compares keys with ==.)  The stamp is (version counter, data_ptr, dtype, device, shape, strides): in-place
-# updates under torch.no_grad (optimizer steps, load_state_dict's copy_) bump the version counter; `.to()` /
-# `param.data = ...` change data_ptr or dtype.  Entries die with their weight.
-_weight_cache: dict[int, tuple] = {}
-
-
-def _stamp(weight: torch.Tensor):
-    try:
-        version = weight._version
-    except Exception:           # inference tensors have no version counter: never cache them
-        return None
-    return (version, weight.data_ptr(), weight.dtype, weight.device, tuple(weight.shape), weight.stride())
-
-
-def _forget(key: int, ref) -> None:
-    hit = _weight_cache.get(key)
-    if hit is not None and hit[0] is ref:
-        del _weight_cache[key]
-
-
-def _entries(weight: torch.Tensor) -> dict | None:
-    key = id(weight)
-    hit = _weight_cache.get(key)
-    if hit is not None and hit[0]() is weight:
-        return hit[1]
-    try:
-        ref = weakref.ref(weight, lambda r, key=key: _forget(key, r))
-    except TypeError:           # not weak-referenceable
-        return None
-    entries: dict = {}
-    _weight_cache[key] = (ref, entries)
-    return entries
-
-
-def cached_weight(weight: torch.Tensor, key, make):
-    """make() (a tensor derived from `weight` without autograd), cached until `weight` changes.
-
-    Not cached while compiling (the compiled graph owns its intermediates) or for inference tensors.  A value
-    made under torch.inference_mode() is made as a normal tensor, so that it can serve later calls outside it.
-    """
-    if torch.compiler.is_compiling():
-        return make()
-    stamp = _stamp(weight)
-    entries = None if stamp is None else _entries(weight)
-    if entries is None:
-        return make()
-    hit = entries.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    with torch.inference_mode(False), torch.no_grad():
-        value = make()
-    entries[key] = (stamp, value)
-    return value
-
-
-def clear_weight_cache() -> None:
-    _weight_cache.clear()
-
 
 # ------------------------------------------------------------------------------------ component maps
 def mix_in(x: torch.Tensor, A: torch.Tensor, pool: bool = False) -> torch.Tensor:

@@ -1,0 +1,91 @@
+"""The cost model behind `auto`: modelled cost (MAC-equivalents) of one forward pass of each torch path.
+
+GEMM MACs are scaled by a shape-efficiency factor, and the memory traffic each method adds (fold's permute
+copies, bilinear's combination passes) is charged in MAC-equivalents.  Constants: BETA, the cost of moving one
+float through memory (read or write) relative to one GEMM MAC at full speed; EDGE, the dimension at which a
+GEMM runs at half efficiency along that axis; OP, the fixed cost of one op (~10 us of dispatch at ~50 GMAC/s).
+Set from measurements on the benchmark machine (docs/benchmarks.md); only the ratios matter.  The fold and
+bilinear paths run a Python autograd.Function and about twice as many ops as block's one native GEMM, hence
+their op counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..registry import Algebra
+
+__all__ = ["LayerShape", "block_cost", "fold_cost", "bilinear_cost"]
+
+BETA = 24.0
+EDGE = 24.0
+OP = 5.0e5
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """The sizes of one layer call.  rows: GEMM rows (batch for linear, batch * output positions for conv,
+    batch * input positions for a transposed conv); in_elems / out_elems: channels in algebra elements;
+    kernel: taps per row; in_positions / out_positions: batch * input / output positions (conv; default rows);
+    weight_grad: the weight expansion / combinations are recomputed per call (training) rather than cached."""
+
+    rows: int
+    in_elems: int
+    out_elems: int
+    groups: int = 1
+    kernel: int = 1
+    in_positions: int | None = None
+    out_positions: int | None = None
+    weight_grad: bool = True
+
+    @property
+    def act_in(self) -> int:
+        return (self.rows if self.in_positions is None else self.in_positions) * self.in_elems
+
+    @property
+    def act_out(self) -> int:
+        return (self.rows if self.out_positions is None else self.out_positions) * self.out_elems
+
+    @property
+    def weight_elems(self) -> int:
+        return self.out_elems * (self.in_elems // max(self.groups, 1)) * self.kernel
+
+    @property
+    def k_in(self) -> int:
+        """Weight elements per output element of one group (in_elems / groups * kernel)."""
+        return self.in_elems // max(self.groups, 1) * self.kernel
+
+    @property
+    def n_out(self) -> int:
+        return self.out_elems // max(self.groups, 1)
+
+
+def _gemm(M: float, K: float, N: float, batch: float = 1.0) -> float:
+    eff = 1.0 / (1.0 + EDGE / max(M, 1) + EDGE / max(K, 1) + EDGE / max(N, 1))
+    return batch * (M * K * N / eff + OP)
+
+
+def _weight_work(s: LayerShape, per_elem: float, d: int) -> float:
+    """Expanding / combining the weight per call (training only): `per_elem` outputs per weight element."""
+    return (1.0 if s.weight_grad else 0.0) * s.weight_elems * per_elem * (d / 4 + 2 * BETA)
+
+
+def block_cost(A: Algebra, s: LayerShape) -> float:
+    d = A.dim
+    return (_gemm(s.rows, s.k_in * d, s.n_out * d, max(s.groups, 1)) + BETA * d * (s.act_in + s.act_out)
+            + _weight_work(s, d * d, d) + 5 * OP)
+
+
+def fold_cost(A: Algebra, s: LayerShape) -> float:
+    plan, d = A.fold, A.dim
+    if plan.m == 1:
+        return block_cost(A, s)
+    m, p = plan.m, plan.p
+    change = 0.0 if plan.change_in is None else (d + BETA) * d * (s.act_in + s.act_out)   # F x, G y per element
+    return (_gemm(s.rows * m, s.k_in * p, s.n_out * p, max(s.groups, 1)) + BETA * d * 3 * (s.act_in + s.act_out)
+            + change + _weight_work(s, p * p, d) + 12 * OP)
+
+
+def bilinear_cost(A: Algebra, s: LayerShape) -> float:
+    d, r = A.dim, A.rank
+    return (_gemm(s.rows, s.k_in, s.n_out, max(s.groups, 1) * r)
+            + BETA * (s.act_in * (d + 2 * r) + s.act_out * (2 * r + d)) + _weight_work(s, r, d) + 12 * OP)
