@@ -35,7 +35,7 @@ __all__ = [
     "METHODS", "PAD_MODES", "ConvGeometry", "algebra_linear", "algebra_conv1d", "algebra_conv2d", "algebra_conv3d",
     "algebra_conv_transpose1d", "algebra_conv_transpose2d", "algebra_conv_transpose3d",
     "conv_transpose_output_padding", "check_output_padding", "linear_stepper", "linear_impl", "conv_impl",
-    "conv_transpose_impl", "ntuple", "conv_padding", "check_padding_mode", "resolve_algebra",
+    "conv_transpose_impl", "ntuple", "conv_padding", "symmetric_pads", "check_padding_mode", "resolve_algebra",
     "set_default_method", "get_default_method", "default_method", "force_method",
     "method_costs", "choose_method", "fold_info", "structure_scale",
 ]
@@ -223,6 +223,17 @@ def conv_padding(padding, nd: int, stride: tuple[int, ...], who: str) -> str | t
     return ntuple(padding, nd, "padding", who)
 
 
+def symmetric_pads(padding: str | tuple[int, ...], kernel_size: Sequence[int],
+                   dilation: Sequence[int]) -> list[tuple[int, int]]:
+    """(before, after) padding per spatial dim of a checked `conv_padding`: 'valid' none, 'same' as torch pads
+    (the odd extra after), a tuple on both sides."""
+    if padding == "valid":
+        return [(0, 0)] * len(kernel_size)
+    if padding == "same":
+        return [(dl * (k - 1) // 2, dl * (k - 1) - dl * (k - 1) // 2) for k, dl in zip(kernel_size, dilation)]
+    return [(p, p) for p in padding]
+
+
 def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, groups, padding_mode, method,
               who: str):
     d = A.dim
@@ -243,12 +254,7 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
     stride = ntuple(stride, nd, "stride", who)
     dilation = ntuple(dilation, nd, "dilation", who)
     ksize = tuple(weight.shape[2:-1])
-    padding = conv_padding(padding, nd, stride, who)
-    if isinstance(padding, str):
-        pads = [(0, 0)] * nd if padding == "valid" else [
-            (dl * (kk - 1) // 2, dl * (kk - 1) - dl * (kk - 1) // 2) for kk, dl in zip(ksize, dilation)]
-    else:
-        pads = [(p, p) for p in padding]
+    pads = symmetric_pads(conv_padding(padding, nd, stride, who), ksize, dilation)
     if padding_mode == "zeros" and all(a == b for a, b in pads):
         padding = tuple(a for a, _ in pads)
     else:

@@ -13,7 +13,7 @@ mask is part of `state_dict()` (``parametrizations.weight.0.mask``) and `torch.c
 buffer.  `load_pruned_state_dict(model, sd)` restores masks into a fresh (unpruned) model first.
 
 Block-CSR element-sparse form (shared with the CPU and CUDA kernels): ``crow_indices`` int64 (out + 1,),
-``col_indices`` int64 (nnz,), ``values`` (nnz, d);  y[b, o] = sum_{p in row o} values[p] * x[b, col[p]] + bias[o]
+``col_indices`` int64 (nnz,) (int32 as the inference layers store it), ``values`` (nnz, d);  y[b, o] = sum_{p in row o} values[p] * x[b, col[p]] + bias[o]
 with the weight on the left.  For convolutions the rows are output channels and the columns index the
 flattened (C_in // groups, *kernel) im2col elements of the row's group.
 """
@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .kernels import choice
+from .functional import check_padding_mode, conv_padding, symmetric_pads
 from .im2col import element_columns, from_rows
 from .init import algebra_layers
 from .checks import require_real_floating
@@ -338,26 +339,20 @@ def _cuda_bsr():
 class _BlockSparseBase(nn.Module):
     def _init_csr(self, algebra, crow, col, values, bias):
         self.algebra = load_algebra(algebra)
+        if col.numel() and int(col.max()) >= 2 ** 31:
+            raise ValueError(f"{type(self).__name__}: column index {int(col.max())} does not fit the kernels' int32 "
+                             f"indices; the layer is too wide for the element-sparse form (keep it dense)")
         self.register_buffer("crow_indices", crow)
-        self.register_buffer("col_indices", col)
+        # int32: the CPU kernel's index type, used as stored (no derived copy that an edit could leave stale)
+        self.register_buffer("col_indices", col.to(torch.int32))
         self.values = nn.Parameter(values)
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
-        rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow[1:] - crow[:-1])
-        self.register_buffer("_rows", rows, persistent=False)
 
-    def _int32(self, cols: torch.Tensor) -> torch.Tensor:
-        """The column indices as the CPU kernel's int32, converted again only when `cols` changes (never cached
-        while compiling, or when made under inference mode, whose tensors must not leak out of it)."""
-        if torch.compiler.is_compiling():
-            return cols.to(torch.int32)
-        stamp = (cols._version, cols.data_ptr(), cols.device, cols.numel())
-        hit = self.__dict__.get("_int32_cols")            # (source, stamp, int32 copy): one per layer
-        if hit is not None and hit[0] is cols and hit[1] == stamp:
-            return hit[2]
-        out = cols.to(torch.int32)
-        if not torch.is_inference_mode_enabled():
-            self.__dict__["_int32_cols"] = (cols, stamp, out)
-        return out
+    def _rows(self) -> torch.Tensor:
+        """(nnz,) the output row of each stored element, from crow_indices (made per call: only the torch path
+        needs it, and a stored copy could go stale when crow_indices is loaded or edited)."""
+        crow = self.crow_indices
+        return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow[1:] - crow[:-1])
 
     @property
     def nnz(self) -> int:
@@ -367,11 +362,10 @@ class _BlockSparseBase(nn.Module):
         """X (B, n_cols, d) -> (B, rows, d): the generated CPU kernel (runtime.kernels.cpu) when it applies, else a
         gather and an index_add in torch."""
         if choice.cpu_kernel_applies("auto", self.algebra, X, self.values, self.bias, None):
-            return choice.cpu().bsr_checked(self.algebra, self.crow_indices, self._int32(cols), self.values,
-                                                   X, self.bias)
+            return choice.cpu().bsr_checked(self.algebra, self.crow_indices, cols, self.values, X, self.bias)
         prod = self.algebra.mul(self.values.to(X.dtype), X[:, cols])            # (B, nnz, d), weight left
         out = X.new_zeros(X.shape[0], self.crow_indices.numel() - 1, X.shape[-1])
-        out = out.index_add(1, self._rows, prod)
+        out = out.index_add(1, self._rows(), prod)
         if self.bias is not None:
             out = out + self.bias.to(X.dtype)
         return out
@@ -415,38 +409,31 @@ class BlockSparseAlgebraConv(_BlockSparseBase):
         nd = len(self.kernel_size)
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.stride, self.dilation = _tuple(stride, nd), _tuple(dilation, nd)
-        self.padding, self.padding_mode = padding, padding_mode
+        self.padding = conv_padding(padding, nd, self.stride, type(self).__name__)
+        self.padding_mode = check_padding_mode(padding_mode, type(self).__name__)
         self._init_csr(algebra, crow_indices, col_indices, values, bias)
+
+    def _columns(self) -> torch.Tensor:
+        """(nnz,) int32 im2col column of each stored element: col_indices, offset by its group's columns when
+        groups > 1 (made per call from the stored indices, never a copy that could go stale)."""
+        if self.groups == 1:
+            return self.col_indices
         K = math.prod(self.kernel_size)
         cg, og = self.in_channels // self.groups, self.out_channels // self.groups
-        group_of_row = torch.arange(self.out_channels, device=col_indices.device) // og
-        self.register_buffer("_gcols", col_indices + group_of_row[self._rows] * cg * K, persistent=False)
-
-    def _pads(self) -> list[tuple[int, int]]:
-        nd = len(self.kernel_size)
-        if isinstance(self.padding, str):
-            if self.padding == "valid":
-                return [(0, 0)] * nd
-            if self.padding == "same":
-                out = []
-                for k, dl in zip(self.kernel_size, self.dilation):
-                    total = dl * (k - 1)
-                    out.append((total // 2, total - total // 2))
-                return out
-            raise ValueError(f"unknown padding {self.padding!r}")
-        return [(p, p) for p in _tuple(self.padding, nd)]
+        group_of_row = torch.div(self._rows(), og, rounding_mode="floor")
+        return (self.col_indices + group_of_row * (cg * K)).to(torch.int32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_real_floating(x, type(self).__name__)
         d = self.algebra.dim
         N = x.shape[0]
-        pads = self._pads()
+        pads = symmetric_pads(self.padding, self.kernel_size, self.dilation)
         flat = [p for pair in reversed(pads) for p in pair]
         if any(flat):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, flat, mode=mode)
         X, out_sp = element_columns(x, d, self.kernel_size, self.stride, self.dilation)
-        return from_rows(self._spmm(X, self._gcols), N, out_sp)
+        return from_rows(self._spmm(X, self._columns()), N, out_sp)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -143,3 +143,27 @@ def test_each_weight_is_expanded_once_whatever_the_mode(monkeypatch, algebra, me
     with torch.no_grad():                                # the cached form also serves calls outside the mode
         assert torch.equal(layer(x), first)
     assert len(made) == 1
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_sparse_layers_follow_a_loaded_sparsity_pattern(groups):
+    """The element-sparse inference layers keep no index copy that a load could leave stale: loading another
+    layer's pattern (same number of stored elements, other positions) gives that layer's outputs."""
+    from runtime import sparsity
+    torch.manual_seed(3)
+    convs = [AlgebraConv2d(4, 4, 3, algebra="H", groups=groups, padding=1) for _ in range(2)]
+    lins = [AlgebraLinear(6, 5, algebra="H") for _ in range(2)]
+    for pair in (convs, lins):
+        for i, layer in enumerate(pair):
+            with torch.no_grad():
+                flat = layer.weight.view(-1, 4)
+                keep = torch.zeros(flat.shape[0], dtype=torch.bool)
+                keep[torch.randperm(flat.shape[0], generator=torch.Generator().manual_seed(i))[:flat.shape[0] // 3]] = True
+                flat[~keep] = 0
+        sparse = [sparsity.to_block_sparse(m).eval() for m in pair]
+        assert sparse[0].nnz == sparse[1].nnz
+        x = torch.randn(2, 16, 5, 5) if pair is convs else torch.randn(3, 24)
+        with torch.no_grad():
+            sparse[0](x)                                    # any per-layer state is made here
+            sparse[0].load_state_dict(sparse[1].state_dict())
+            assert torch.allclose(sparse[0](x), pair[1](x), atol=1e-5)
