@@ -80,6 +80,17 @@ def integer_form(arr: np.ndarray, *, int64: bool = True) -> tuple[np.ndarray, in
     return out.reshape(arr.shape), den
 
 
+def exact_dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B for Fraction matrices, exactly, by one integer product on common denominators (much faster than
+    numpy's object dot over Fractions)."""
+    (Na, Da), (Nb, Db) = integer_form(A, int64=False), integer_form(B, int64=False)
+    N = Na.dot(Nb)
+    D = Da * Db
+    out = np.empty(N.shape, dtype=object)
+    out.reshape(-1)[:] = [Fraction(int(v), D) for v in N.reshape(-1)]
+    return out
+
+
 def fraction_str(v: Fraction) -> str:
     """Canonical text for an exact number: '3', '-1/2'."""
     return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
