@@ -69,7 +69,8 @@ def cmd_show(args) -> int:
         raise SpecError(f"no algebra named {args.name!r} (have: {', '.join(algebras)})")
     A = algebras[args.name]
     p = props.compute(A.T, A.basis)
-    s = SchemeResolver(algebras, args.spec_dir).best(A)
+    candidates = SchemeResolver(algebras, args.spec_dir).candidates(A)
+    s = candidates[0].scheme
     print(f"{A.name}: {A.title} (dim {A.dim}, defined in {A.source})")
     print(f"basis: {', '.join(A.basis)}\n")
     print(multiplication_table(A) + "\n")
@@ -88,6 +89,13 @@ def cmd_show(args) -> int:
     if s.unusual_coefficients():
         print(f"  note: coefficients other than 0, +-1, powers of two: {', '.join(s.unusual_coefficients())}")
     print(scheme_text(A, s))
+    print("\nroutes considered (lowest rank wins; ties: fewer run-time additions, then weight-side additions, then "
+          "smaller coefficients, then given > stored > composed > known > structural > naive):")
+    for t, c in enumerate(candidates):
+        runtime, weight = c.scheme.additions()
+        verdict = "chosen" if t == 0 else "lost"
+        print(f"  {verdict:<6} {c.route:<10} rank {c.scheme.rank:>4}, additions {runtime} run-time + {weight} weight "
+              f"side, largest coefficient {c.scheme.coefficient_size()[0]}: {c.scheme.provenance}")
     return 0
 
 
@@ -144,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--budget", type=float, default=60.0, help="seconds of search")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, metavar="A:B",
+                   help="a campaign: seeds A..B-1 one after the other, each with the whole budget")
+    p.add_argument("--target", type=int, default=None, metavar="R", help="stop once a scheme of rank <= R is found")
+    p.add_argument("--log", type=Path, default=None, metavar="FILE",
+                   help="append each finished seed to FILE (JSON lines); seeds already there are skipped")
     p.add_argument("--field", type=int, default=None, help="prime p of the field GF(p) for the flip graph")
     p.add_argument("--no-save", action="store_true", help="do not write schemes/<NAME>.json")
     p.set_defaults(func=cmd_search)

@@ -29,7 +29,7 @@ from torch import nn
 from runtime import counting, load_algebra
 from runtime.models import TransformerLM, match_width, matched_width, resnet
 
-ALGEBRAS = ("R", "C", "Dual", "Cross3", "H", "M2R", "M3R", "M4R", "M2C")
+ALGEBRAS = ("R", "C", "Dual", "Cross3", "H", "M2R", "M3R", "M4R", "M2C", "O")
 
 
 @dataclass
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m examples.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (about 3 minutes on 2 cores)")
     parser.add_argument("--algebras", type=lambda s: [a.strip() for a in s.split(",") if a.strip()],
-                        default=list(ALGEBRAS), help="comma-separated algebra names (default: all nine and R)")
+                        default=list(ALGEBRAS), help="comma-separated algebra names (default: every built-in algebra)")
     parser.add_argument("--epochs", type=int, default=None, help="digits training epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

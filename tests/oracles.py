@@ -1,4 +1,4 @@
-"""Independent oracles for the nine algebras: products computed without the structure tensor.
+"""Independent oracles for the built-in algebras: products computed without the structure tensor.
 
 Each oracle maps coordinate vectors (numpy arrays, any numeric dtype including object/Fraction) to the
 product's coordinates in the basis order of docs/design.md.
@@ -58,6 +58,17 @@ def m2c(x, y):
     return np.stack([Z.real, Z.imag], axis=-1).reshape(-1)
 
 
+def octonion(x, y):
+    """Cayley-Dickson on quaternion pairs, by Hamilton's formulas: (a + b l)(c + d l) = (ac - conj(d) b) + (da +
+    b conj(c)) l, conj negating i, j, k (basis 1, i, j, k, l, il, jl, kl)."""
+    x, y = np.asarray(x), np.asarray(y)
+    a, b, c, d = x[:4], x[4:], y[:4], y[4:]
+    sign = np.array([1, -1, -1, -1])
+    conj = (lambda q: q * sign.astype(q.dtype) if q.dtype != object else np.array([q[0], -q[1], -q[2], -q[3]],
+                                                                                      dtype=object))
+    return np.concatenate([hamilton(a, c) - hamilton(conj(d), b), hamilton(d, a) + hamilton(b, conj(c))])
+
+
 ORACLES = {
     "R": lambda x, y: x * y,
     "C": complex_mul,
@@ -68,9 +79,10 @@ ORACLES = {
     "M3R": matrix_mul(3),
     "M4R": matrix_mul(4),
     "M2C": m2c,
+    "O": octonion,
 }
 
-DIMS = {"R": 1, "C": 2, "H": 4, "Dual": 2, "Cross3": 3, "M2R": 4, "M3R": 9, "M4R": 16, "M2C": 8}
+DIMS = {"R": 1, "C": 2, "H": 4, "Dual": 2, "Cross3": 3, "M2R": 4, "M3R": 9, "M4R": 16, "M2C": 8, "O": 8}
 
 
 def oracle_tensor(name: str) -> np.ndarray:

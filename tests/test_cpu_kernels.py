@@ -28,7 +28,7 @@ from runtime.layers import AlgebraLinear
 
 from test_build import OCTONIONS
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 
 @pytest.fixture(scope="module")
 def octonions(tmp_path_factory):
-    """A user algebra built from its own spec folder (like tests/test_build.py)."""
+    """A user algebra built from its own spec folder (like tests/test_build.py): the octonions typed from the
+    Fano plane, another basis than the built-in O's (so another scheme, moved through the structural route)."""
     specs = tmp_path_factory.mktemp("specs")
     (specs / "octonions.py").write_text(OCTONIONS)
     out = tmp_path_factory.mktemp("gen")
@@ -45,9 +46,9 @@ def octonions(tmp_path_factory):
     return load_algebra("O", out)
 
 
-@pytest.fixture(params=ALGEBRAS + ["O"])
+@pytest.fixture(params=ALGEBRAS + ["Fano"])
 def alg(request, octonions):
-    return octonions if request.param == "O" else load_algebra(request.param)
+    return octonions if request.param == "Fano" else load_algebra(request.param)
 
 
 def block_reference(x, w, b, A):

@@ -9,7 +9,7 @@
   the torch reference;
 * the launch glue (`runtime.kernels.cuda._launch`: tiles, splits, grids, argument order) driving the host build.
 
-One shared library for all nine algebras is built per session (g++ -O0, a few seconds).
+One shared library for every built-in algebra is built per session (g++ -O0, a few seconds).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from runtime import load_algebra
 from runtime.kernels.cuda import _backend, _launch, reference
 from cuda_host import HostBackend, HostLibrary, find_compiler
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
 REQUIRE = os.environ.get("ALGEBRANETS_REQUIRE_NVCC", "") not in ("", "0")
 DTYPES = {"f32": torch.float32, "f64": torch.float64, "f16": torch.float16, "bf16": torch.bfloat16}
 

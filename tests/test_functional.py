@@ -26,7 +26,7 @@ from codegen.exact.fold import fold_plan
 from runtime.registry import AlgebraCache, FoldPlan
 from runtime.registry import SchemeData
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
 METHODS = ["block", "fold", "bilinear", "auto"]
 CONV = {1: AF.algebra_conv1d, 2: AF.algebra_conv2d, 3: AF.algebra_conv3d}
 FAST = settings(max_examples=4, deadline=None, derandomize=True,
@@ -294,7 +294,7 @@ def _permuted(A, q, name):
 
 
 def test_fold_detection_from_structure():
-    expect = {"R": 1, "C": 1, "H": 1, "Dual": 1, "Cross3": 1, "M2R": 2, "M3R": 3, "M4R": 4, "M2C": 2}
+    expect = {"R": 1, "C": 1, "H": 1, "Dual": 1, "Cross3": 1, "M2R": 2, "M3R": 3, "M4R": 4, "M2C": 2, "O": 1}
     for name, m in expect.items():
         plan = AF.fold_info(name)
         assert plan.m == m, name

@@ -10,7 +10,7 @@ from runtime import load_algebra
 from runtime import init as ainit
 from runtime.layers import AlgebraConv2d, AlgebraLinear
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
 
 
 # Small models: one thread is faster than two on a shared 2-core machine.

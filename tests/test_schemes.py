@@ -12,11 +12,16 @@ import torch
 from codegen import schemes as sch
 from codegen.build import DEFAULT_SPEC_DIR, build
 from codegen.spec.discover import discover
-from codegen.spec import SpecError
+from codegen import exact
+from codegen.schemes import known
+from codegen.spec import SpecError, algebra, cayley_dickson, clifford, tensor
 from codegen.schemes import SchemeResolver
+from test_builders import shuffled
 from runtime import load_algebra
 
-TARGETS = {"R": 1, "C": 3, "Dual": 3, "Cross3": 5, "H": 8, "M2R": 7, "M3R": 23, "M2C": 21, "M4R": 48}
+O_STORED = json.loads((DEFAULT_SPEC_DIR / "schemes" / "O.json").read_text())
+TARGETS = {"R": 1, "C": 3, "Dual": 3, "Cross3": 5, "H": 8, "M2R": 7, "M3R": 23, "M2C": 21, "M4R": 48,
+           "O": O_STORED["rank"]}
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +104,67 @@ def test_float32_relative_error_of_scheme(name):
     got = A.mul_scheme(x.float(), y.float()).double()
     rel = ((got - ref).norm(dim=-1) / (x.norm(dim=-1) * y.norm(dim=-1))).max().item()
     assert rel < 1e-5, f"{name}: normwise relative error {rel:.2e}"
+
+
+# ------------------------------------------------------------------------------------ every route competes
+def candidates_of(A):
+    return SchemeResolver({A.name: A}, None).candidates(A)
+
+
+def test_bicomplex_tensor_reaches_6_through_the_structure():
+    """tensor(C, C) is C x C: its structure (3 + 3) beats the builder's Kronecker composition (3 x 3)."""
+    algebras = discover(DEFAULT_SPEC_DIR)
+    A = tensor(algebras["C"], algebras["C"], name="BiC")
+    cands = candidates_of(A)
+    assert cands[0].scheme.rank == 6 and cands[0].route == "structural"
+    assert cands[0].scheme.verify(A.T)
+    assert {(c.route, c.scheme.rank) for c in cands} >= {("composed", 9), ("naive", 16)}
+    assert [c.cost() for c in cands] == sorted(c.cost() for c in cands)
+
+
+def test_clifford_2_2_gets_the_m4r_library_scheme():
+    """Cl(2,2) = M4(R): the builder composes Winograd twice (49); the structural route reaches the stored 48."""
+    A = clifford(2, 2)
+    cands = candidates_of(A)
+    assert cands[0].scheme.rank <= 48 and cands[0].scheme.verify(A.T)
+    assert "Dumas-Pernet-Sedoglavic" in cands[0].scheme.provenance
+    assert any(c.route == "composed" and c.scheme.rank == 49 for c in cands)
+
+
+def test_stored_octonion_scheme_is_exact_and_documented(resolved):
+    A, s = resolved["O"]
+    assert s.rank == O_STORED["rank"] < 32
+    stored = sch.from_json(O_STORED)
+    assert stored.verify(A.T) and np.all(A.T == known.octonion_tensor())
+    assert "python -m codegen search O" in O_STORED["provenance"]
+    # the builder's own composition is still a candidate, and loses
+    losers = SchemeResolver(discover(DEFAULT_SPEC_DIR), DEFAULT_SPEC_DIR).candidates(A)[1:]
+    assert any(c.route == "composed" and c.scheme.rank == 32 for c in losers)
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_isomorphic_octonions_get_the_stored_rank(seed):
+    """cayley_dickson(H) under other names, and the octonions typed in a shuffled signed basis."""
+    H = discover(DEFAULT_SPEC_DIR)["H"]
+    O2 = cayley_dickson(H, name="O2", generator="m")
+    s = candidates_of(O2)[0].scheme
+    assert s.rank == O_STORED["rank"] and s.verify(O2.T)
+    T = shuffled(known.octonion_tensor(), seed, rational=False)
+    X = algebra("Oshuf", basis=[f"u{i}" for i in range(8)], missing="zero",
+                products={f"u{i}*u{j}": " + ".join(f"({exact.fraction_str(T[i, j, k])})*u{k}" for k in range(8)
+                                                  if T[i, j, k] != 0)
+                          for i in range(8) for j in range(8) if any(T[i, j, :] != 0)})
+    best = candidates_of(X)[0]
+    assert best.scheme.rank == O_STORED["rank"] and best.route == "structural" and best.scheme.verify(X.T)
+
+
+def test_ties_go_to_fewer_additions_then_the_route_order(resolved):
+    algebras = discover(DEFAULT_SPEC_DIR)
+    resolver = SchemeResolver(algebras, DEFAULT_SPEC_DIR)
+    # Dual: Toom-Cook (known, rank 3) costs 3 run-time additions, the plain products 1: the known scheme loses
+    dual = resolver.candidates(algebras["Dual"])
+    assert dual[0].route != "known" and dual[0].scheme.additions()[0] == 1
+    assert any(c.route == "known" and c.scheme.rank == 3 for c in dual[1:])
+    # M2R: the spec's Winograd and the known Winograd are the same scheme: the spec's (given) wins
+    m2 = resolver.candidates(algebras["M2R"])
+    assert m2[0].route == "given" and m2[1].route == "known" and m2[0].cost()[:-1] == m2[1].cost()[:-1]

@@ -16,7 +16,7 @@ import numpy as np
 from ..contract.manifest import fraction_str
 
 __all__ = ["InexactNumberError", "to_fraction", "fraction_array", "zeros", "identity", "integer_form",
-           "fraction_str", "content", "primitive_integer"]
+           "fraction_str", "exact_dot", "content", "primitive_integer"]
 
 
 class InexactNumberError(TypeError):
@@ -80,6 +80,17 @@ def integer_form(arr: np.ndarray, *, int64: bool = True) -> tuple[np.ndarray, in
     out = np.empty(len(ints), dtype=object)
     out[:] = ints
     return out.reshape(arr.shape), den
+
+
+def exact_dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B for Fraction matrices, exactly, by one integer product on common denominators (much faster than
+    numpy's object dot over Fractions)."""
+    (Na, Da), (Nb, Db) = integer_form(A, int64=False), integer_form(B, int64=False)
+    N = Na.dot(Nb)
+    D = Da * Db
+    out = np.empty(N.shape, dtype=object)
+    out.reshape(-1)[:] = [Fraction(int(v), D) for v in N.reshape(-1)]
+    return out
 
 
 def content(values: Iterable[Fraction]) -> Fraction:

@@ -6,19 +6,33 @@
   - a monogenic algebra Q[t]/(f) in the power basis (1, t, ..., t^(n-1)), f monic of degree n >= 2 (the complex
     numbers, Q(zeta_5), the dual numbers, ...): Toom-Cook, 2n - 1 (evaluation at 2n - 1 points, exact
     interpolation, reduction mod f).
+and the scheme library: the best stored scheme of a built-in algebra, recognised by its canonical tensor, for
+  - M_3 and M_4 in the row-major matrix-unit basis (`algebra_spec/schemes/M3R.json`, 23; `M4R.json`, 48);
+  - the octonions, the Cayley-Dickson double of H with l^2 = -1 in the basis (1, i, j, k, l, il, jl, kl)
+    (`algebra_spec/schemes/O.json`).
 These are the leaves the structural route (`codegen.schemes.structure`) and the builders (`codegen.spec.builders`)
-reduce algebras to; everything else is composed from them.
+reduce algebras to; everything else is composed from them, and an algebra isomorphic to a library tensor (a table
+typed in another basis) gets the library scheme through the exact basis change the structural route finds.
+A library file that is missing, unreadable or wrong is skipped (the built-in algebra's own build reports it).
 """
 from __future__ import annotations
 
+import json
 from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from ..exact import fraction_array, inverse, matrix_tensor, power_tensor, quaternion_tensor, zeros
-from .scheme import Scheme
+from ..exact import (InexactNumberError, cayley_dickson_tensor, fraction_array, identity, inverse, matrix_tensor,
+                     power_tensor, quaternion_tensor, tensor_key, zeros)
+from .scheme import Scheme, from_json
 
-__all__ = ["known_scheme", "power_polynomial", "irreducible", "toom_cook", "WINOGRAD", "STRASSEN", "HOWELL_LAFON"]
+__all__ = ["known_scheme", "library_scheme", "octonion_tensor", "power_polynomial", "irreducible", "toom_cook",
+           "LIBRARY_DIR", "WINOGRAD", "STRASSEN", "HOWELL_LAFON"]
+
+# The built-in specs' stored schemes (shipped with the package as data).
+LIBRARY_DIR = Path(__file__).resolve().parent.parent.parent / "algebra_spec" / "schemes"
 
 # Winograd's variant of Strassen: 7 multiplications, 15 additions after CSE.
 WINOGRAD = Scheme.of(
@@ -98,13 +112,55 @@ def toom_cook(f) -> Scheme:
     return Scheme(U, U.copy(), W, f"known scheme (Toom-Cook, {m} points)")
 
 
+def octonion_tensor() -> np.ndarray:
+    """The octonions as the Cayley-Dickson double of H (1, i, j, k) with l^2 = -1 and the standard conjugation:
+    basis (1, i, j, k, l, il, jl, kl) (the built-in O, algebra_spec/octonions.py)."""
+    conj = -identity(4)
+    conj[0, 0] = Fraction(1)
+    return cayley_dickson_tensor(quaternion_tensor(), Fraction(-1), conj)
+
+
+@lru_cache(maxsize=None)
+def _library() -> dict[tuple, tuple[str, np.ndarray]]:
+    """Canonical tensor key -> (library name, tensor)."""
+    entries = {"M3R": matrix_tensor(3), "M4R": matrix_tensor(4), "O": octonion_tensor()}
+    return {tensor_key(T): (name, T) for name, T in entries.items()}
+
+
+@lru_cache(maxsize=None)
+def _library_file(name: str) -> Scheme | None:
+    """The stored scheme of a library algebra, verified exactly against its canonical tensor (None when the file
+    is missing, unreadable or wrong)."""
+    path = LIBRARY_DIR / f"{name}.json"
+    T = next(T for n, T in _library().values() if n == name)
+    try:
+        data = json.loads(path.read_text())
+        s = from_json(data, dim=T.shape[0])
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError, InexactNumberError):
+        return None
+    if not s.verify(T):
+        return None
+    return s.with_provenance(f"library {name}: {s.provenance}")
+
+
+def library_scheme(T: np.ndarray) -> Scheme | None:
+    """The scheme library's entry for exactly this tensor (see the module docstring), or None."""
+    if T.shape[0] not in (8, 9, 16):
+        return None
+    hit = _library().get(tensor_key(T))
+    return None if hit is None else _library_file(hit[0])
+
+
 def known_scheme(T: np.ndarray) -> Scheme | None:
-    """A known optimal scheme for exactly this tensor, or None (see the module docstring)."""
+    """A known scheme for exactly this tensor, or None (see the module docstring)."""
     d = T.shape[0]
     if d == 4 and np.all(T == matrix_tensor(2)):
         return WINOGRAD
     if d == 4 and np.all(T == quaternion_tensor()):
         return HOWELL_LAFON
+    lib = library_scheme(T)
+    if lib is not None:
+        return lib
     f = power_polynomial(T)
     if f is not None:
         return toom_cook(f)

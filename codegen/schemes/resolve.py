@@ -1,4 +1,4 @@
-"""Choose the best verified scheme for each algebra.
+"""Choose the best verified scheme for each algebra: every applicable route is tried and the cheapest wins.
 
 Candidates, each verified exactly before it is considered:
   - the naive scheme (always valid, the reference);
@@ -8,17 +8,23 @@ Candidates, each verified exactly before it is considered:
     (Kronecker products of the factors' schemes), direct sums (side by side), basis changes (transported),
     opposite algebras (input maps swapped), Cayley-Dickson doubles (four products of the half) and square-zero
     extensions (three products of the base);
-  - a known optimal scheme when the tensor is exactly M2 (Winograd), H (Howell-Lafon) or Q[t]/(f) in the power
-    basis (Toom-Cook) (`codegen.schemes.known`);
-  - for algebras without a derivation, the structural route (`codegen.schemes.structure`): the structure found
-    in the table (radical, centre, matrix units, division part), expressed as derivations and composed the same way;
+  - a known scheme when the tensor is exactly M2 (Winograd), H (Howell-Lafon), Q[t]/(f) in the power basis
+    (Toom-Cook) or a tensor of the scheme library (M3, M4, the octonions: `codegen.schemes.known`);
+  - the structural route (`codegen.schemes.structure`), for every algebra, builder-made or not (builder-made
+    ones up to dimension `STRUCTURAL_MAX_DIM_DERIVED`, a bound on build time): the structure
+    found in the table (radical, centre, matrix units, division part, Cayley-Dickson halves), expressed as
+    derivations down to known and library schemes and composed the same way (so `tensor(C, C)` = C x C gets
+    3 + 3 rather than 3 x 3, and an algebra isomorphic to M4(R) or the octonions gets the library's scheme);
   - the candidates of any other registered algebra with the identical structure tensor (so the M2R inside
     `matrix_algebra(4)` uses the spec's Winograd scheme).
-The lowest rank wins; ties prefer given > stored > naive (the cheapest to run at equal rank) > composed > known >
-structural.
+The lowest rank wins; ties go to fewer run-time additions (activation map V plus post map W, before CSE), then
+fewer weight-side additions (U), then smaller coefficients, then the route: given > stored > composed > known >
+structural > naive.  `SchemeResolver.candidates` lists every candidate with the winner first (`python -m codegen
+show NAME` prints them).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..exact import InexactNumberError, tensor_key
@@ -27,7 +33,26 @@ from ..spec.errors import SpecError
 from . import scheme as sch
 from .known import known_scheme
 
-_PRIORITY = {"given": 0, "stored": 1, "naive": 2, "composed": 3, "known": 4, "structural": 5}
+# The structural route on a builder-made algebra above this dimension is skipped: its analysis grows fast with d
+# (about 20 s for the 64-dimensional Cl(6,0) on a 2-core VM, against 3 s for the composed scheme).  Tables
+# typed by hand, which have no other route, always get it.
+STRUCTURAL_MAX_DIM_DERIVED = 32
+
+ROUTES = ("given", "stored", "composed", "known", "structural", "naive")
+_PRIORITY = {kind: t for t, kind in enumerate(ROUTES)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One verified scheme for an algebra and the route that gave it."""
+
+    scheme: sch.Scheme
+    route: str          # one of ROUTES
+
+    def cost(self) -> tuple:
+        """The order candidates are ranked by (smaller is better; see the module docstring)."""
+        runtime, weight = self.scheme.additions()
+        return (self.scheme.rank, runtime, weight, *self.scheme.coefficient_size(), _PRIORITY[self.route])
 
 
 def _tensor_key(A: Algebra) -> tuple:
@@ -40,7 +65,8 @@ class SchemeResolver:
         self.by_tensor: dict[tuple, list[Algebra]] = {}
         for A in algebras.values():
             self.by_tensor.setdefault(_tensor_key(A), []).append(A)
-        self._memo: dict[tuple, tuple[sch.Scheme, str]] = {}
+        self._registered = {A.key for A in algebras.values()}
+        self._memo: dict[tuple, list[Candidate]] = {}
         self._active: set[tuple] = set()
 
     def stored_path(self, A: Algebra) -> Path:
@@ -52,27 +78,27 @@ class SchemeResolver:
         """The scheme composed from A's derivation (verified exactly)."""
         kind, *args = A.derivation
         if kind == "tensor":
-            a, b = (self.best(X) for X in args)
+            a, b = (self._piece(X) for X in args)
             s = sch.compose_tensor(a, b, f"composed: {args[0].name} ({a.rank}) x {args[1].name} ({b.rank})")
         elif kind == "basis_change":
             base, P = args
-            inner = self.best(base)
+            inner = self._piece(base)
             s = sch.change_basis(inner, P, f"basis change of {base.name}: {inner.provenance}")
         elif kind == "direct_sum":
-            parts = [(X, self.best(X)) for X in args[0]]
+            parts = [(X, self._piece(X)) for X in args[0]]
             s = sch.direct_sum([p for _, p in parts],
                                "composed: " + " + ".join(f"{X.name} ({p.rank})" for X, p in parts))
         elif kind == "opposite":
-            inner = self.best(args[0])
+            inner = self._piece(args[0])
             s = sch.opposite(inner, f"opposite of {args[0].name}: {inner.provenance}")
         elif kind == "cayley_dickson":
             base, gamma, conj = args
-            inner = self.best(base)
+            inner = self._piece(base)
             s = sch.cayley_dickson(inner, gamma, conj, f"Cayley-Dickson double of {base.name}: 4 x {inner.rank} "
                                                        f"({inner.provenance})")
         elif kind == "extension":
             base, theta = args
-            inner = self.best(base)
+            inner = self._piece(base)
             s = sch.extension(inner, theta, f"square-zero extension of {base.name}: 3 x {inner.rank} "
                                             f"({inner.provenance})")
         else:
@@ -81,15 +107,22 @@ class SchemeResolver:
             raise AssertionError(f"composed scheme for {A.name} failed verification")
         return s
 
-    def _local(self, A: Algebra) -> list[tuple[sch.Scheme, str]]:
-        """Verified candidates from A itself, with their kind."""
-        cands = [(sch.naive(A.T), "naive")]
+    def _piece(self, X: Algebra) -> sch.Scheme:
+        """The best scheme of a piece of a derivation (or of a recognised structure).  Pieces that are not
+        registered algebras skip the structural route: the whole algebra's own structural route already sees
+        their structure, and analysing every intermediate piece (a 16-dimensional Kronecker product inside
+        `matrix_algebra(4)`) would cost build time for nothing."""
+        return self.candidates(X, structural=X.key in self._registered)[0].scheme
+
+    def _local(self, A: Algebra, structural: bool) -> list[Candidate]:
+        """Verified candidates from A itself (the structural route only when `structural`)."""
+        cands = [Candidate(sch.naive(A.T), "naive")]
         if A.given_scheme is not None:
             s = sch.Scheme(*A.given_scheme, provenance="given in spec")
             if not s.verify(A.T):
                 raise SpecError(f"the scheme given in the spec is wrong: {s.mismatch(A.T, A.basis)}",
                                 algebra=A.name, file=A.source)
-            cands.append((s, "given"))
+            cands.append(Candidate(s, "given"))
         path = None if self.spec_dir is None else self.stored_path(A)
         if path is not None and path.is_file():
             try:
@@ -99,39 +132,45 @@ class SchemeResolver:
             if not s.verify(A.T):
                 raise SpecError(f"stored scheme is wrong: {s.mismatch(A.T, A.basis)}", algebra=A.name,
                                 file=str(path))
-            cands.append((s, "stored"))
+            cands.append(Candidate(s, "stored"))
         known = known_scheme(A.T)
         if known is not None and known.verify(A.T):
-            cands.append((known, "known"))
+            cands.append(Candidate(known, "known"))
         if A.derivation is not None:
-            cands.append((self.composed(A), "composed"))
-        else:
-            from .structure import recognise       # imports the builders, which import this package's parent
-            X = recognise(A.T)
-            if X is not None:
-                s = self.best(X)
-                if s.verify(A.T):
-                    cands.append((s.with_provenance(f"structure: {s.provenance}"), "structural"))
+            cands.append(Candidate(self.composed(A), "composed"))
+        if not structural or (A.derivation is not None and A.dim > STRUCTURAL_MAX_DIM_DERIVED):
+            return cands
+        from .structure import recognise           # imports the builders, which import this package's parent
+        X = recognise(A.T)
+        if X is not None and X.key != A.key:
+            s = self._piece(X)
+            if s.verify(A.T):
+                cands.append(Candidate(s.with_provenance(f"structure: {s.provenance}"), "structural"))
         return cands
 
-    def best(self, A: Algebra) -> sch.Scheme:
-        """The lowest-rank verified scheme for A (see module docstring)."""
-        key = A.key
-        if key in self._active:                     # a twin or structure leading back here: no cycle
-            return sch.naive(A.T)
+    def candidates(self, A: Algebra, structural: bool = True) -> list[Candidate]:
+        """Every verified candidate for A (see the module docstring), the winner first, then by cost.
+        `structural=False` leaves out the structural route (see `_piece`)."""
+        key = (A.key, structural)
+        if A.key in self._active:                   # a twin or structure leading back here: no cycle
+            return [Candidate(sch.naive(A.T), "naive")]
         if key not in self._memo:
-            self._active.add(key)
+            self._active.add(A.key)
             try:
-                cands = self._local(A)
+                cands = self._local(A, structural)
                 for twin in self.by_tensor.get(_tensor_key(A), []):
-                    if twin is not A and twin.key != key:
-                        for s, kind in self._local(twin):
-                            cands.append((s.with_provenance(f"{s.provenance} (via {twin.name})"), kind))
+                    if twin is not A and twin.key != A.key and twin.key not in self._active:
+                        for c in self._local(twin, False):
+                            cands.append(Candidate(c.scheme.with_provenance(f"{c.scheme.provenance} "
+                                                                            f"(via {twin.name})"), c.route))
             finally:
-                self._active.discard(key)
-            s, kind = min(cands, key=lambda c: (c[0].rank, _PRIORITY[c[1]]))
-            self._memo[key] = (s, kind)
-        return self._memo[key][0]
+                self._active.discard(A.key)
+            self._memo[key] = sorted(cands, key=Candidate.cost)
+        return self._memo[key]
+
+    def best(self, A: Algebra) -> sch.Scheme:
+        """The cheapest verified scheme for A (see the module docstring)."""
+        return self.candidates(A)[0].scheme
 
 
 def structural_scheme(T) -> sch.Scheme | None:

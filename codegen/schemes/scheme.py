@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..exact import content, fraction_array, fraction_str, integer_form, inverse, nonzero_pairs, zeros
+from ..exact import content, exact_dot, fraction_array, fraction_str, integer_form, inverse, nonzero_pairs, zeros
 
 __all__ = ["Scheme", "naive", "compose_tensor", "change_basis", "direct_sum", "opposite", "cayley_dickson",
            "extension", "weight_side_constants", "from_json", "load_file", "save_file"]
@@ -110,6 +110,19 @@ class Scheme:
             return n == 0 or ((n & (n - 1)) == 0 and (m & (m - 1)) == 0)
         return sorted({fraction_str(v) for v in self.coefficients() if not simple(v)})
 
+    def additions(self) -> tuple[int, int]:
+        """Additions before common-subexpression elimination: (activation side V + post map W, weight side U);
+        a row (a column of W) with n nonzeros costs n - 1.  Layers pay the first per call, the second once per
+        weight update."""
+        def adds(M: np.ndarray) -> int:
+            return sum(max(int(np.count_nonzero(M[t] != 0)) - 1, 0) for t in range(M.shape[0]))
+        return adds(self.V) + adds(self.W.T), adds(self.U)
+
+    def coefficient_size(self) -> tuple[int, int]:
+        """(largest, sum of) max(|numerator|, denominator) over the nonzero coefficients: 1 for a scheme of 0, +-1."""
+        sizes = [max(abs(v.numerator), v.denominator) for M in self for v in M.reshape(-1) if v != 0]
+        return max(sizes, default=0), sum(sizes)
+
     def to_json(self) -> dict:
         mat = (lambda M: [[fraction_str(v) for v in row] for row in M])
         return {"rank": self.rank, "provenance": self.provenance, "U": mat(self.U), "V": mat(self.V),
@@ -147,7 +160,8 @@ def change_basis(s: Scheme, P: np.ndarray, provenance: str | None = None, Pinv: 
     of the new tensor back to the old basis is the same call with P^-1 in place of P."""
     P = fraction_array(P)
     Pinv = inverse(P) if Pinv is None else fraction_array(Pinv)
-    return Scheme(s.U.dot(P), s.V.dot(P), s.W.dot(Pinv.T), s.provenance if provenance is None else provenance)
+    return Scheme(exact_dot(s.U, P), exact_dot(s.V, P), exact_dot(s.W, Pinv.T),
+                  s.provenance if provenance is None else provenance)
 
 
 def direct_sum(schemes: Sequence[Scheme], provenance: str) -> Scheme:

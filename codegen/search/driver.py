@@ -111,10 +111,11 @@ class _Search:
     # ---- entry for one tensor ------------------------------------------------------------------
     def run(self, T: np.ndarray, budget: float, seed: int, *, allow_split: bool = True,
             allow_units: bool = True, start=None, rank_offset: int = 0,
-            primitive: bool = False) -> tuple[Scheme, str]:
+            primitive: bool = False, stop_rank: int = 0) -> tuple[Scheme, str]:
         """Search T within ``budget`` seconds.  ``primitive``: the caller has proven that A has no
         central idempotent besides 0 and 1 (a block of a certified split), which with rad A = 0 means
-        A is simple and the Alder-Strassen bound is 2d - 1."""
+        A is simple and the Alder-Strassen bound is 2d - 1.  ``stop_rank``: stop as soon as a scheme of
+        at most this rank is found (a campaign's target; the proven lower bound stops the search too)."""
         d = T.shape[0]
         deadline = time.monotonic() + max(0.0, budget)
         best = naive(T)
@@ -134,8 +135,9 @@ class _Search:
                 if out is not None and out[0].rank <= best.rank:
                     return out
         simple = primitive or (idems is not None and len(idems[0]) == 1 and idems[1])
-        lb = lower_bound(T, simple=simple)
-        self.report(rank_offset + best.rank, f"dim {d}: naive rank {best.rank}, lower bound {lb}")
+        proven = lower_bound(T, simple=simple)
+        lb = max(proven, stop_rank)
+        self.report(rank_offset + best.rank, f"dim {d}: naive rank {best.rank}, lower bound {proven}")
         if best.rank <= lb:
             return best, how
         best, how = self._run_unsplit(T, d, best, how, lb, deadline, seed, allow_units, start,
@@ -249,14 +251,15 @@ class _Search:
 
 
 def find_scheme(T, *, budget_s: float = 60.0, seed: int = 0, prime: int | None = None,
-                progress: Progress | None = None, start=None):
+                progress: Progress | None = None, start=None, target: int | None = None):
     """Lowest-rank exactly verified rational scheme for the structure tensor T found within budget_s.
 
     Returns an exactly verified `Scheme` whose provenance says how it was found.  Each term's constants sit on the weight
     side: the rows of V and W are primitive integer vectors.  ``prime``: run the flip graph over this
     GF(p) only (default: GF(2), then GF(3)).  ``progress(best_rank, elapsed_s, message)`` is called at
     most ~4 times per second.  ``start``: an exact scheme (U, V, W) to start the walks from; it is also
-    the fallback result if nothing better is found.  Reproducible for a seed whenever the search
+    the fallback result if nothing better is found.  ``target``: stop as soon as a scheme of at most this
+    rank is found (it is not searched per Wedderburn block).  Reproducible for a seed whenever the search
     reaches the proven lower bound (otherwise wall time decides where unfinished phases stop).
     """
     T = fraction_array(T)
@@ -269,7 +272,7 @@ def find_scheme(T, *, budget_s: float = 60.0, seed: int = 0, prime: int | None =
     if structural is not None and (start is None or structural.rank < start.rank):
         start = structural.with_provenance(f"structure: {structural.provenance}")
     search = _Search(seed, primes, progress)
-    found, how = search.run(T, float(budget_s), seed, start=start)
+    found, how = search.run(T, float(budget_s), seed, start=start, stop_rank=int(target or 0))
     if found.rank:
         moved = weight_side_constants(found)
         if moved.verify(T):

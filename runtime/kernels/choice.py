@@ -32,9 +32,10 @@ __all__ = ["CPU_MAX_BATCH", "CPU_MAX_BATCH_OTHER", "cpu_max_batch", "cpu_kernel_
            "dense_kernel", "cpu"]
 
 #: algebra -> largest batch at which `auto` runs the CPU kernel at inference (docs/benchmarks.md, "Crossovers";
-#: one thread, CPU time, on the 2-core AMD EPYC benchmark machine)
+#: one thread, CPU time, on the 2-core AMD EPYC benchmark machine).  O (the octonions) is not measured yet: the
+#: conservative value of user algebras
 CPU_MAX_BATCH: dict[str, int] = {"R": 16, "C": 16, "H": 16, "Dual": 16, "Cross3": 16, "M2R": 16, "M3R": 16,
-                                 "M4R": 8, "M2C": 16}
+                                 "M4R": 8, "M2C": 16, "O": 8}
 #: for algebras without a measurement (user algebras)
 CPU_MAX_BATCH_OTHER = 8
 
