@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import jinja2
+import numpy as np
 
 from . import __version__
 from .contract import digest
@@ -25,7 +26,7 @@ from .contract.manifest import MANIFEST_NAME
 from .emit import cpu as cpu_emit
 from .emit import cuda as cuda_emit
 from .emit import formulas
-from .exact import nonzero_pairs
+from .exact import UnrepresentableNumberError, nonzero_pairs, require_representable
 from .exact import properties as props
 from .exact.fold import fold_plan
 from .schemes import Scheme, SchemeResolver
@@ -96,9 +97,50 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
     if not nonzero_pairs(A.T):
         raise SpecError("every product is zero (the zero algebra): a layer over it would output only its bias; "
                         "give at least one nonzero product", algebra=A.name, file=A.source)
+    check_coefficients(A, "structure constant", _structure_entries(A))
     p = props.compute(A.T, A.basis)
     check_claims(A, p)
     s = resolver.best(A)
+    check_coefficients(A, f"coefficient of the scheme ({s.provenance})",
+                       ((f"{M}[{r}][{c}]", v) for M, X in (("U", s.U), ("V", s.V), ("W", s.W))
+                        for (r, c), v in np.ndenumerate(X)))
+    plan = fold_plan(A.T)
+    check_coefficients(A, "fold-plan constant", _plan_entries(plan))
+    try:
+        return _render(A, p, s, plan, resolver, spec_dir, out_dir, spec_hash, tool_hash)
+    except UnrepresentableNumberError as e:
+        raise SpecError(f"{e} (a constant the generator derived from the table)", algebra=A.name,
+                        file=A.source) from None
+
+
+def _structure_entries(A: Algebra):
+    """(label, value) of each nonzero structure constant: ("i*j -> k", T[i, j, k])."""
+    for (i, j, k), v in np.ndenumerate(A.T):
+        if v != 0:
+            yield f"{A.basis[i]}*{A.basis[j]} (component {A.basis[k]})", v
+
+
+def _plan_entries(plan):
+    arrays = [("block", plan.block)]
+    if plan.change_in is not None:
+        arrays += [("change in", plan.change_in), ("change out", plan.change_out)]
+    for label, X in arrays:
+        for idx, v in np.ndenumerate(X):
+            yield f"{label}{list(idx)}", v
+
+
+def check_coefficients(A: Algebra, kind: str, entries) -> None:
+    """Every (label, exact value) is zero or within the range every generated kernel represents (float32's normal
+    range, `codegen.exact.require_representable`); else a SpecError naming the algebra, the entry and the value."""
+    for label, v in entries:
+        try:
+            require_representable(v, f"the {kind} {label} =")
+        except UnrepresentableNumberError as e:
+            raise SpecError(str(e), algebra=A.name, file=A.source) from None
+
+
+def _render(A: Algebra, p: props.Properties, s: Scheme, plan, resolver: SchemeResolver, spec_dir: Path,
+            out_dir: Path, spec_hash: str, tool_hash: str) -> BuiltAlgebra:
     f = formulas.build(A.T, s)
     spec_file = _rel(A.source, spec_dir.resolve().parent)
     naive_mults = len(nonzero_pairs(A.T))
@@ -123,7 +165,7 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
         "claims": dict(sorted(A.claims.items())),
         "scheme": {**s.to_json(), "naive_multiplications": naive_mults, "additions": f.additions,
                    "unusual_coefficients": s.unusual_coefficients()},
-        "fold": fold_plan(A.T).to_json(),
+        "fold": plan.to_json(),
         "files": {name: digest.sha256_bytes(data) for name, data in sorted(files.items())},
     }
     files[MANIFEST_NAME] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()

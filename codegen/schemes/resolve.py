@@ -15,7 +15,9 @@ Candidates, each verified exactly before it is considered:
   - the candidates of any other registered algebra with the identical structure tensor (so the M2R inside
     `matrix_algebra(4)` uses the spec's Winograd scheme).
 The lowest rank wins; ties prefer given > stored > naive (the cheapest to run at equal rank) > composed > known >
-structural.
+structural.  A candidate whose rounding error can exceed the naive product's by more than GROWTH_LIMIT
+(`Scheme.error_growth`: cancellation between large coefficients, e.g. a basis change by 10^10) is dropped; a given
+scheme that unstable is refused.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ from . import scheme as sch
 from .known import known_scheme
 
 _PRIORITY = {"given": 0, "stored": 1, "naive": 2, "composed": 3, "known": 4, "structural": 5}
+#: the largest error growth (`Scheme.error_growth`) a scheme may have: beyond it the scheme's cancellation costs
+#: more than 10 bits of accuracy, and the naive product (growth 1) is used instead
+GROWTH_LIMIT = 2.0 ** 10
 
 
 def _tensor_key(A: Algebra) -> tuple:
@@ -89,6 +94,12 @@ class SchemeResolver:
             if not s.verify(A.T):
                 raise SpecError(f"the scheme given in the spec is wrong: {s.mismatch(A.T, A.basis)}",
                                 algebra=A.name, file=A.source)
+            growth = s.error_growth(A.T)
+            if growth > GROWTH_LIMIT:
+                raise SpecError(f"the scheme given in the spec is exact but numerically unstable: its rounding error "
+                                f"can be {growth:.3g} times the naive product's (cancellation between large "
+                                f"coefficients; the limit is {GROWTH_LIMIT:g}); give a better scaled scheme or none",
+                                algebra=A.name, file=A.source)
             cands.append((s, "given"))
         path = None if self.spec_dir is None else self.stored_path(A)
         if path is not None and path.is_file():
@@ -129,6 +140,7 @@ class SchemeResolver:
                             cands.append((s.with_provenance(f"{s.provenance} (via {twin.name})"), kind))
             finally:
                 self._active.discard(key)
+            cands = [c for c in cands if c[1] in ("naive", "given") or c[0].error_growth(A.T) <= GROWTH_LIMIT]
             s, kind = min(cands, key=lambda c: (c[0].rank, _PRIORITY[c[1]]))
             self._memo[key] = (s, kind)
         return self._memo[key][0]
