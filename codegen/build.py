@@ -168,6 +168,7 @@ def _render(A: Algebra, p: props.Properties, s: Scheme, plan, resolver: SchemeRe
         "fold": plan.to_json(),
         "files": {name: digest.sha256_bytes(data) for name, data in sorted(files.items())},
     }
+    manifest[manifest_format.DIGEST_FIELD] = manifest_format.content_digest(manifest)
     files[MANIFEST_NAME] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     check_generated(A, files)
     return BuiltAlgebra(A, p, s, files, manifest)
