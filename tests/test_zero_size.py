@@ -128,3 +128,19 @@ def test_sparsity_tools_refuse_plain_torch_layers(fn):
             "set_mask_": lambda: sp.set_mask_(layer, torch.ones(3, dtype=torch.bool))}[fn]
     with pytest.raises(TypeError, match="Linear is not an algebra layer"):
         call()
+
+
+def test_models_with_an_empty_batch_and_the_lm_loss_needs_two_tokens():
+    from runtime.models import TransformerLM, resnet
+
+    lm = TransformerLM(50, 4, 2, 2, algebra="H", max_len=16)
+    assert lm(torch.randint(0, 50, (0, 5))).shape == (0, 5, 50)
+    assert lm(torch.randint(0, 50, (2, 0))).shape == (2, 0, 50)
+    for shape in ((3, 1), (0, 5), (3, 0)):
+        with pytest.raises(ValueError, match="at least 2 tokens"):
+            lm.loss(torch.randint(0, 50, shape))
+    with pytest.raises(ValueError, match="int64"):
+        lm.loss(torch.rand(2, 5))
+    assert torch.isfinite(lm.loss(torch.randint(0, 50, (1, 2))))
+    net = resnet("H", widths=(4, 8, 8, 8), stem="cifar")
+    assert net(torch.randn(0, 3, 32, 32)).shape == (0, 10)
