@@ -265,6 +265,14 @@ def _index_problem(folder: Path) -> str | None:
     return None
 
 
+def _recorded_spec_dir(root: Path) -> Path | None:
+    """The spec folder the index of `root` says it was built from (None when there is no readable index)."""
+    try:
+        return (root / str(read_index(root)["spec_dir"])).resolve()
+    except (ValueError, KeyError):
+        return None
+
+
 def _import_ops(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"algebranets_generated_{name}_{abs(hash(str(path)))}", path)
     module = importlib.util.module_from_spec(spec)
@@ -332,7 +340,7 @@ def _problem(name: str, root: Path, check_stale: bool) -> str | None:
     if not manifest_path.is_file():
         have = sorted(p.name for p in root.iterdir() if (p / MANIFEST_NAME).is_file()) if root.is_dir() else []
         return (f"algebra {name!r} is not built in {root} (built: {', '.join(have) or 'none'}): "
-                f"run `{locations.rebuild_command(None, root)}`")
+                f"run `{locations.rebuild_command(_recorded_spec_dir(root), root)}`")
     if check_stale:
         manifest = _read_manifest(manifest_path)
         why = staleness(manifest, folder)
@@ -378,19 +386,34 @@ def _build_builtin(name: str, root: Path) -> None:
 
 
 def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool = True) -> Algebra:
-    """The built algebra `name` from `path` (default: `$ALGEBRANETS_GENERATED` or the built-in algebras' folder,
-    where an installed package builds each built-in algebra on first use)."""
+    """The built algebra `name` from `path`; by default from `$ALGEBRANETS_GENERATED` (your own algebras) and,
+    for a name not built there, from the built-in algebras' folder (where an installed package builds each
+    built-in algebra on first use).  With `path`, only that folder."""
     if isinstance(name, Algebra):
         return name
     if not isinstance(name, str):
         raise TypeError(f"algebra must be a name such as 'H' or an Algebra, got {type(name).__name__}")
     root = Path(path) if path is not None else default_generated_dir()
+    builtin = locations.builtin_out_dir()
+    if path is None and root.resolve() != builtin.resolve() and not (root / name / MANIFEST_NAME).is_file():
+        # $ALGEBRANETS_GENERATED holds your own algebras; the built-in ones still load from their own folder
+        try:
+            return _load(name, builtin, check_stale, may_build=True)
+        except AlgebraNotBuiltError:
+            if (builtin / name / MANIFEST_NAME).is_file():
+                raise                                   # a built-in algebra, stale or damaged: say so
+        # neither: report it as missing from $ALGEBRANETS_GENERATED
+    return _load(name, root, check_stale, may_build=path is None)
+
+
+def _load(name: str, root: Path, check_stale: bool, may_build: bool) -> Algebra:
+    """`name` from the folder `root` (memoised); may_build: build a built-in algebra into the user cache."""
     key = (str(root.resolve()), name)
     with _lock:
         if key in _loaded:
             return _loaded[key]
         why = _problem(name, root, check_stale)
-        if why and path is None and locations.is_builtin_cache(root):
+        if why and may_build and locations.is_builtin_cache(root):
             _build_builtin(name, root)
             why = _problem(name, root, check_stale)
         if why:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,25 @@ def test_missing_or_damaged_index(built, damage):
         assert str(index) in str(info.value) and "python -m codegen build" in str(info.value)
     runtime.clear_cache()
     assert load_algebra("SplitC", path=out, check_stale=False).dim == 2    # asked not to check: loads
+
+
+def test_generated_env_holds_your_algebras_and_builtins_still_load(built, monkeypatch):
+    """$ALGEBRANETS_GENERATED names the folder of your own algebras; built-in names missing from it load from the
+    built-ins' folder, and a name in neither names the env folder with the command that rebuilds it."""
+    import os
+
+    from codegen.contract import locations
+
+    specs, out = built
+    builtins = Path(os.environ["ALGEBRANETS_TEST_GENERATED"])          # the session's build of the built-ins
+    monkeypatch.setattr(locations, "builtin_out_dir", lambda: builtins)
+    monkeypatch.setenv("ALGEBRANETS_GENERATED", str(out))
+    runtime.clear_cache()
+    assert load_algebra("SplitC").path == out / "SplitC"
+    assert load_algebra("H").path == builtins / "H"
+    with pytest.raises(AlgebraNotBuiltError) as info:
+        load_algebra("Nope")
+    message = str(info.value)
+    assert f"not built in {out}" in message and rebuild(specs, out) in message and "SplitC" in message
+    with pytest.raises(AlgebraNotBuiltError, match="not built in"):
+        load_algebra("H", path=out)                                   # path= reads only that folder
