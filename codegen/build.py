@@ -6,16 +6,19 @@ Output is byte-identical for identical inputs (no timestamps, sorted JSON, relat
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import site
 import sysconfig
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import jinja2
+import numpy as np
 
 from . import __version__
 from .contract import digest
@@ -25,7 +28,7 @@ from .contract.manifest import MANIFEST_NAME
 from .emit import cpu as cpu_emit
 from .emit import cuda as cuda_emit
 from .emit import formulas
-from .exact import nonzero_pairs
+from .exact import UnrepresentableNumberError, nonzero_pairs, require_representable
 from .exact import properties as props
 from .exact.fold import fold_plan
 from .schemes import Scheme, SchemeResolver
@@ -91,14 +94,81 @@ def _rel(path: str | Path | None, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), base)).as_posix()
 
 
+class StageTimer:
+    """Reports the stages of one algebra's build that take a while (>= SLOW seconds): `with timer("scheme"): ...`
+    calls report("[  12.3s] Cl_6_0: scheme 11.9s") afterwards, with the time since `start` in brackets."""
+
+    SLOW = 1.0
+    #: the build reports each algebra as it starts once it has run this long (seconds)
+    QUIET = 2.0
+
+    def __init__(self, name: str, report: Callable[[str], None] | None, start: float):
+        self.name, self.report, self.start = name, report, start
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        yield
+        took = time.perf_counter() - t0
+        if self.report is not None and took >= self.SLOW:
+            self.report(f"[{time.perf_counter() - self.start:7.1f}s] {self.name}: {stage} took {took:.1f}s")
+
+
 def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Path, spec_hash: str,
-              tool_hash: str) -> BuiltAlgebra:
+              tool_hash: str, timer: StageTimer | None = None) -> BuiltAlgebra:
+    """Check, resolve and render one algebra in memory (nothing is written).  `timer` reports slow stages."""
+    timer = timer or StageTimer(A.name, None, time.perf_counter())
     if not nonzero_pairs(A.T):
         raise SpecError("every product is zero (the zero algebra): a layer over it would output only its bias; "
                         "give at least one nonzero product", algebra=A.name, file=A.source)
-    p = props.compute(A.T, A.basis)
-    check_claims(A, p)
-    s = resolver.best(A)
+    check_coefficients(A, "structure constant", _structure_entries(A))
+    with timer("properties"):
+        p = props.compute(A.T, A.basis)
+        check_claims(A, p)
+    with timer("scheme"):
+        s = resolver.best(A)
+    check_coefficients(A, f"coefficient of the scheme ({s.provenance})",
+                       ((f"{M}[{r}][{c}]", v) for M, X in (("U", s.U), ("V", s.V), ("W", s.W))
+                        for (r, c), v in np.ndenumerate(X)))
+    with timer("fold plan"):
+        plan = fold_plan(A.T)
+    check_coefficients(A, "fold-plan constant", _plan_entries(plan))
+    try:
+        with timer("code"):
+            return _render(A, p, s, plan, resolver, spec_dir, out_dir, spec_hash, tool_hash)
+    except UnrepresentableNumberError as e:
+        raise SpecError(f"{e} (a constant the generator derived from the table)", algebra=A.name,
+                        file=A.source) from None
+
+
+def _structure_entries(A: Algebra):
+    """(label, value) of each nonzero structure constant: ("i*j -> k", T[i, j, k])."""
+    for (i, j, k), v in np.ndenumerate(A.T):
+        if v != 0:
+            yield f"{A.basis[i]}*{A.basis[j]} (component {A.basis[k]})", v
+
+
+def _plan_entries(plan):
+    arrays = [("block", plan.block)]
+    if plan.change_in is not None:
+        arrays += [("change in", plan.change_in), ("change out", plan.change_out)]
+    for label, X in arrays:
+        for idx, v in np.ndenumerate(X):
+            yield f"{label}{list(idx)}", v
+
+
+def check_coefficients(A: Algebra, kind: str, entries) -> None:
+    """Every (label, exact value) is zero or within the range every generated kernel represents (float32's normal
+    range, `codegen.exact.require_representable`); else a SpecError naming the algebra, the entry and the value."""
+    for label, v in entries:
+        try:
+            require_representable(v, f"the {kind} {label} =")
+        except UnrepresentableNumberError as e:
+            raise SpecError(str(e), algebra=A.name, file=A.source) from None
+
+
+def _render(A: Algebra, p: props.Properties, s: Scheme, plan, resolver: SchemeResolver, spec_dir: Path,
+            out_dir: Path, spec_hash: str, tool_hash: str) -> BuiltAlgebra:
     f = formulas.build(A.T, s)
     spec_file = _rel(A.source, spec_dir.resolve().parent)
     naive_mults = len(nonzero_pairs(A.T))
@@ -123,9 +193,10 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
         "claims": dict(sorted(A.claims.items())),
         "scheme": {**s.to_json(), "naive_multiplications": naive_mults, "additions": f.additions,
                    "unusual_coefficients": s.unusual_coefficients()},
-        "fold": fold_plan(A.T).to_json(),
+        "fold": plan.to_json(),
         "files": {name: digest.sha256_bytes(data) for name, data in sorted(files.items())},
     }
+    manifest[manifest_format.DIGEST_FIELD] = manifest_format.content_digest(manifest)
     files[MANIFEST_NAME] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     check_generated(A, files)
     return BuiltAlgebra(A, p, s, files, manifest)
@@ -183,7 +254,12 @@ def build(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path | None = None, only: 
           progress: Callable[[str], None] | None = None) -> list[BuiltAlgebra]:
     """Build every algebra in spec_dir (or those named in `only`) into out_dir; all or nothing.
 
-    out_dir None: the built-in specs' default folder (see `resolve_out_dir`)."""
+    out_dir None: the built-in specs' default folder (see `resolve_out_dir`).  progress: called with a line as
+    each algebra starts (once the build has run StageTimer.QUIET seconds) and after each stage that took
+    StageTimer.SLOW seconds or more (elapsed time in brackets); nothing is
+    reported as built here, since nothing is written until every algebra succeeded (the caller reports the
+    returned algebras)."""
+    start = time.perf_counter()
     spec_dir = Path(spec_dir).resolve()
     out_dir = resolve_out_dir(spec_dir, out_dir)
     algebras = discover(spec_dir)
@@ -195,11 +271,12 @@ def build(spec_dir: Path = DEFAULT_SPEC_DIR, out_dir: Path | None = None, only: 
     resolver = SchemeResolver(algebras, spec_dir)
     spec_hash, tool_hash = digest.spec_digest(spec_dir), digest.tool_digest()
     built = []
-    for A in chosen:
-        b = build_one(A, resolver, spec_dir, out_dir, spec_hash, tool_hash)
-        built.append(b)
-        if progress:
-            progress(b.progress_line())
+    for n, A in enumerate(chosen, 1):
+        elapsed = time.perf_counter() - start
+        if progress and elapsed >= StageTimer.QUIET:       # a quick build stays quiet
+            progress(f"[{elapsed:7.1f}s] {A.name} (dim {A.dim}, {n} of {len(chosen)})")
+        built.append(build_one(A, resolver, spec_dir, out_dir, spec_hash, tool_hash,
+                               StageTimer(A.name, progress, start)))
     write(built, out_dir, full=not only, spec_hash=spec_hash, tool_hash=tool_hash, spec_dir=spec_dir)
     return built
 

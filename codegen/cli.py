@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,7 +11,8 @@ from pathlib import Path
 from .build import DEFAULT_SPEC_DIR, build, check, installed_location, resolve_out_dir
 from .exact import nonzero_pairs
 from .exact import properties as props
-from .contract.locations import rebuild_command
+from .contract.locations import GENERATED_ENV, rebuild_command
+from .contract.manifest import MANIFEST_NAME
 from .schemes import SchemeResolver
 from .spec import BuildError, SpecError
 from .spec.discover import discover
@@ -46,10 +49,16 @@ def scheme_text(A, s) -> str:
     return "\n".join(lines) + f"\n  additions after CSE: {counts} (weight side is precomputed per weight update)"
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_build(args) -> int:
     start = time.perf_counter()
     out = resolve_out_dir(args.spec_dir, args.out)
-    built = build(args.spec_dir, out, only=args.only, progress=print)
+    built = build(args.spec_dir, out, only=args.only, progress=_stderr)
+    for b in built:                 # only now: a build that fails writes nothing and reports nothing as built
+        print(b.progress_line())
     print(f"built {len(built)} algebra(s) into {out} in {time.perf_counter() - start:.1f}s")
     return 0
 
@@ -63,13 +72,39 @@ def cmd_list(args) -> int:
     return 0
 
 
+def spec_dir_of_build(folder: Path) -> Path | None:
+    """The spec folder a build folder was built from (recorded in its index), or None."""
+    try:
+        index = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+        return (Path(folder) / index["spec_dir"]).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def find_algebra(name: str, spec_dir: Path, out: Path | None) -> tuple[dict, Path]:
+    """(the algebras of the spec folder that defines `name`, that folder): --spec-dir, else the specs that the
+    build folder --out (or $ALGEBRANETS_GENERATED) was built from.  SpecError naming where it looked."""
+    tried = []
+    candidates = [spec_dir]
+    for folder in (out, os.environ.get(GENERATED_ENV) or None):
+        if folder is not None:
+            recorded = spec_dir_of_build(Path(folder))
+            if recorded is not None and recorded.is_dir():
+                candidates.insert(0 if folder is out else len(candidates), recorded)
+    for candidate in dict.fromkeys(Path(c).resolve() for c in candidates):
+        algebras = discover(candidate)
+        if name in algebras:
+            return algebras, candidate
+        tried.append(f"{candidate} (has: {', '.join(algebras) or 'none'})")
+    raise SpecError(f"no algebra named {name!r} in {'; '.join(tried)}; for specs of your own pass --spec-dir "
+                    f"FOLDER, or --out FOLDER of their build")
+
+
 def cmd_show(args) -> int:
-    algebras = discover(args.spec_dir)
-    if args.name not in algebras:
-        raise SpecError(f"no algebra named {args.name!r} (have: {', '.join(algebras)})")
+    algebras, spec_dir = find_algebra(args.name, args.spec_dir, args.out)
     A = algebras[args.name]
     p = props.compute(A.T, A.basis)
-    candidates = SchemeResolver(algebras, args.spec_dir).candidates(A)
+    candidates = SchemeResolver(algebras, spec_dir).candidates(A)
     s = candidates[0].scheme
     print(f"{A.name}: {A.title} (dim {A.dim}, defined in {A.source})")
     print(f"basis: {', '.join(A.basis)}\n")
@@ -142,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("show", help="multiplication table, properties and scheme of one algebra")
     common(p, out=False)
+    p.add_argument("--out", type=Path, default=None,
+                   help="a build folder: show the algebra from the specs it was built from")
     p.add_argument("name")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("check", help="is the generated folder complete and current?")
@@ -150,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("search", help="search for a lower-rank bilinear scheme")
     common(p, out=False)
     p.add_argument("name")
-    p.add_argument("--budget", type=float, default=60.0, help="seconds of search")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=positive_seconds, default=60.0, help="seconds of search")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--seeds", default=None, metavar="A:B",
                    help="a campaign: seeds A..B-1 one after the other, each with the whole budget")
     p.add_argument("--target", type=int, default=None, metavar="R", help="stop once a scheme of rank <= R is found")
     p.add_argument("--log", type=Path, default=None, metavar="FILE",
                    help="append each finished seed to FILE (JSON lines); seeds already there are skipped")
-    p.add_argument("--field", type=int, default=None, help="prime p of the field GF(p) for the flip graph")
+    p.add_argument("--field", type=prime, default=None, help="prime p of the field GF(p) for the flip graph")
     p.add_argument("--no-save", action="store_true", help="do not write schemes/<NAME>.json")
     p.set_defaults(func=cmd_search)
     args = parser.parse_args(argv)
@@ -169,3 +206,51 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except BrokenPipeError:         # `python -m codegen show H | head`: the reader left; not an error of ours
+        quiet_stdout()
+        return 0
+    except KeyboardInterrupt:
+        print("error: interrupted (nothing was written)", file=sys.stderr)
+        return 130
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush into a closed pipe stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def prime(text: str) -> int:
+    """argparse type: a prime number (the field GF(p))."""
+    try:
+        p = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a prime such as 2, 3 or 5, got {text!r}") from None
+    if p < 2 or any(p % q == 0 for q in range(2, int(p ** 0.5) + 1)):
+        raise argparse.ArgumentTypeError(f"the field GF(p) needs a prime p, got {p}")
+    return p
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (0 < v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number of seconds, got {text}")
+    return v
+
+
+def seed(text: str) -> int:
+    """argparse type: a seed >= 0 (what numpy's generators accept)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be >= 0, got {v}")
+    return v

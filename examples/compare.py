@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,12 @@ from torch import nn
 
 from runtime import counting, load_algebra
 from runtime.models import TransformerLM, match_width, matched_width, resnet
+
+from .training.cli import claim_run_folder, names, nonnegative_int, positive_int
+from .training.cli import run as run_cli
+
+#: the files `write_outputs` writes into --out
+RESULT_FILES = ("results.csv", "results.md", "results.png")
 
 ALGEBRAS = ("R", "C", "Dual", "Cross3", "H", "M2R", "M3R", "M4R", "M2C", "O")
 
@@ -261,13 +268,15 @@ def run(args) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m examples.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (about 3 minutes on 2 cores)")
-    parser.add_argument("--algebras", type=lambda s: [a.strip() for a in s.split(",") if a.strip()],
-                        default=list(ALGEBRAS), help="comma-separated algebra names (default: every built-in algebra)")
-    parser.add_argument("--epochs", type=int, default=None, help="digits training epochs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--algebras", type=names, default=list(ALGEBRAS),
+                        help="comma-separated algebra names (default: every built-in algebra)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="digits training epochs")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     args = parser.parse_args(argv)
+    claim_run_folder(args.out, None, args.overwrite, RESULT_FILES)     # before the minutes of training
     start = time.perf_counter()
     rows = run(args)
     write_outputs(rows, args.out, args)
@@ -277,5 +286,10 @@ def main(argv: list[str] | None = None) -> None:
           f"(results.csv, results.md, results.png)")
 
 
+def cli() -> int:
+    """The `algebranets-compare` command: `main` with one-line errors."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -29,6 +29,8 @@ from runtime import counting
 from runtime.models import convert, matched_width, matched_widths, resnet
 
 from .training import distributed, images
+from .training.cli import UserError, positive_int
+from .training.cli import run as run_cli
 from .training.loop import Task, train
 from .training.matching import search_width
 from .training.options import add_arguments, launch, resolve_algebra, train_config
@@ -113,10 +115,10 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data and model")
     g.add_argument("--data", type=Path, required=True, help="folder with train/ and val/ class folders")
     g.add_argument("--arch", default="resnet50", help=f"{', '.join(ARCHS)}, or tv:<torchvision model>")
-    g.add_argument("--base-width", type=int, default=64, help="real width of the first stage (64 = ResNet)")
+    g.add_argument("--base-width", type=positive_int, default=64, help="real width of the first stage (64 = ResNet)")
     g.add_argument("--stem", choices=("imagenet", "cifar"), default="imagenet")
     g.add_argument("--norm", choices=("component", "whitening", "norm"), default="component")
-    g.add_argument("--image-size", type=int, default=224)
+    g.add_argument("--image-size", type=positive_int, default=224)
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels-last memory format (default: on CUDA)")
     g.add_argument("--torchvision", action=argparse.BooleanOptionalAction, default=None,
@@ -138,7 +140,7 @@ def run(args, ctx: distributed.Context) -> dict[str, float]:
                                     f"<class>/<image>)")
     use_tv = images.torchvision_available() if args.torchvision is None else args.torchvision
     if use_tv and not images.torchvision_available():
-        raise RuntimeError("--torchvision was asked for but torchvision does not import here")
+        raise UserError("--torchvision was asked for but torchvision does not import here")
     algebra = resolve_algebra(args, ctx)
     match = None if args.match == "none" else args.match
     train_set = images.image_folder(args.data / "train", images.train_transform(args.image_size, use_tv), None,
@@ -167,5 +169,10 @@ def run(args, ctx: distributed.Context) -> dict[str, float]:
     return train(task, train_config(args, ctx, lr=lr, channels_last=channels_last), ctx)
 
 
+def cli() -> int:
+    """The `algebranets-imagenet` command: `main` with one-line errors."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli())

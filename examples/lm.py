@@ -33,6 +33,8 @@ from runtime import counting
 from runtime.models import TransformerLM, matched_width
 
 from .training import distributed
+from .training.cli import nonnegative_float, nonnegative_int, positive_int, probability
+from .training.cli import run as run_cli
 from .training.loop import Task, train
 from .training.matching import search_width
 from .training.options import add_arguments, launch, resolve_algebra, train_config
@@ -127,15 +129,15 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", type=Path, default=None,
                    help="where the encoded WikiText is cached (default: DATA/algebranets-cache if writable, "
                         "else OUT/data-cache)")
-    g.add_argument("--d-model", type=int, default=512, help="real model width (matched to elements)")
-    g.add_argument("--d-ff", type=int, default=None, help="real MLP width (default 4 x d-model)")
-    g.add_argument("--n-layers", type=int, default=12)
-    g.add_argument("--n-heads", type=int, default=8)
-    g.add_argument("--seq-len", type=int, default=512)
-    g.add_argument("--dropout", type=float, default=0.1)
-    g.add_argument("--sample-tokens", type=int, default=200, help="tokens generated per sample (0: none)")
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=40)
+    g.add_argument("--d-model", type=positive_int, default=512, help="real model width (matched to elements)")
+    g.add_argument("--d-ff", type=positive_int, default=None, help="real MLP width (default 4 x d-model)")
+    g.add_argument("--n-layers", type=positive_int, default=12)
+    g.add_argument("--n-heads", type=positive_int, default=8)
+    g.add_argument("--seq-len", type=positive_int, default=512)
+    g.add_argument("--dropout", type=probability, default=0.1)
+    g.add_argument("--sample-tokens", type=nonnegative_int, default=200, help="tokens generated per sample (0: none)")
+    g.add_argument("--temperature", type=nonnegative_float, default=0.8)
+    g.add_argument("--top-k", type=positive_int, default=40)
     add_arguments(p, optimizer="adamw", lr=6e-4, weight_decay=0.1, batch_size=32, label_smoothing=0.0,
                   log_every=100, workers=2, length=("steps", 100_000))
     p.set_defaults(warmup_steps=2000, clip=1.0, eval_every=2000, ckpt_every=2000)
@@ -192,5 +194,10 @@ def run(args, ctx: distributed.Context) -> dict[str, float]:
     return train(task, train_config(args, ctx, lr=args.lr), ctx)
 
 
+def cli() -> int:
+    """The `algebranets-lm` command: `main` with one-line errors."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli())

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -31,6 +32,8 @@ from pathlib import Path
 import torch
 
 from . import compare
+from .training.cli import UserError, names, positive_int
+from .training.cli import run as run_cli
 
 TASKS = ("digits", "text")
 METRIC = {"digits": "accuracy", "text": "bits_per_char"}
@@ -251,25 +254,39 @@ def write_outputs(rows: list[dict], out: Path, budget: StudyBudget) -> list[dict
 # --------------------------------------------------------------------------------------------- main
 
 def _ints(s: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in s.split(",") if x.strip())
+    """argparse type: comma-separated integers >= 0 (seeds) / >= 1 (widths are checked by their own type)."""
+    try:
+        values = tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {s!r}")
+    return values
+
+
+def _widths(s: str) -> tuple[int, ...]:
+    values = _ints(s)
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be >= 1, got {s!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(prog="python -m examples.study", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/study"))
-    p.add_argument("--algebras", type=lambda s: [a.strip() for a in s.split(",") if a.strip()],
-                   default=list(compare.ALGEBRAS))
-    p.add_argument("--tasks", type=lambda s: [t.strip() for t in s.split(",") if t.strip()], default=list(TASKS))
+    p.add_argument("--algebras", type=names, default=list(compare.ALGEBRAS))
+    p.add_argument("--tasks", type=names, default=list(TASKS))
     p.add_argument("--seeds", type=_ints, default=(0, 1, 2))
-    p.add_argument("--digits-epochs", type=int, default=StudyBudget.digits_epochs)
-    p.add_argument("--lm-steps", type=int, default=StudyBudget.lm_steps)
-    p.add_argument("--digits-widths", type=_ints, default=StudyBudget.digits_widths)
-    p.add_argument("--text-widths", type=_ints, default=StudyBudget.text_widths)
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs at once (one thread each)")
+    p.add_argument("--digits-epochs", type=positive_int, default=StudyBudget.digits_epochs)
+    p.add_argument("--lm-steps", type=positive_int, default=StudyBudget.lm_steps)
+    p.add_argument("--digits-widths", type=_widths, default=StudyBudget.digits_widths)
+    p.add_argument("--text-widths", type=_widths, default=StudyBudget.text_widths)
+    p.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
+                   help="runs at once (one thread each)")
     args = p.parse_args(argv)
     bad = [t for t in args.tasks if t not in TASKS]
     if bad:
-        raise SystemExit(f"unknown task(s) {bad}: choose from {', '.join(TASKS)}")
+        raise UserError(f"unknown task(s) {', '.join(bad)}: choose from {', '.join(TASKS)}")
     budget = StudyBudget(args.digits_epochs, args.lm_steps, args.digits_widths, args.text_widths)
     runs_dir = args.out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -302,5 +319,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return summary
 
 
+def cli() -> int:
+    """The `algebranets-study` command: `main` with one-line errors."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -7,6 +7,7 @@ Data: scikit-learn's 8x8 digits (ships with the package).  Swap in your own Data
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 from torch import nn
@@ -14,14 +15,17 @@ from torch import nn
 from runtime import counting, sparsity
 from runtime.models import resnet
 
+from .training.cli import nonnegative_int, positive_int, probability
+from .training.cli import run as run_cli
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--algebra", default="H")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--sparsity", type=float, default=0.8, help="final fraction of pruned weight elements")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=positive_int, default=200)
+    parser.add_argument("--sparsity", type=probability, default=0.8, help="final fraction of pruned weight elements")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
 
@@ -62,5 +66,10 @@ def main() -> None:
     print(counting.count(model, x_train[:1]).table(method="bilinear"))
 
 
+def cli() -> int:
+    """The `algebranets-train-resnet` command: `main` with one-line errors."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

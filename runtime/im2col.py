@@ -25,7 +25,8 @@ def element_columns(x: torch.Tensor, d: int, kernel_size: Sequence[int], stride:
             xs = xs[..., ::dl]
     out_sp = tuple(xs.shape[3:3 + nd])                          # (N, C, d, *O, *k) -> (N, *O, C, *k, d)
     perm = [0] + list(range(3, 3 + nd)) + [1] + list(range(3 + nd, 3 + 2 * nd)) + [2]
-    return xs.permute(perm).reshape(N * math.prod(out_sp), -1, d), out_sp
+    cols = xs.shape[1] * math.prod(kernel_size)                 # explicit: N may be 0
+    return xs.permute(perm).reshape(N * math.prod(out_sp), cols, d), out_sp
 
 
 def from_rows(y: torch.Tensor, N: int, out_sp: tuple[int, ...]) -> torch.Tensor:

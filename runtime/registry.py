@@ -210,10 +210,19 @@ def _current_tool_digest() -> str:
 
 
 def staleness(manifest: dict, folder: Path) -> str | None:
-    """Why the generated folder is out of date, or None if it is current."""
+    """Why the generated folder is out of date, or None if it is current: the manifest's own content digest, its
+    entry in the folder's index, each generated file's digest, the generator's and the specs' digests."""
+    path = folder / MANIFEST_NAME
+    if manifest.get(contract.DIGEST_FIELD) != contract.content_digest(manifest):
+        if contract.DIGEST_FIELD not in manifest:
+            return f"{path} has no {contract.DIGEST_FIELD!r} (written by an older build, or edited)"
+        return f"{path} was modified after the build (its content no longer matches its {contract.DIGEST_FIELD!r})"
+    why = _index_problem(folder)
+    if why:
+        return why
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        return f"{folder / MANIFEST_NAME} is damaged (its 'files' entry is missing or malformed)"
+        return f"{path} is damaged (its 'files' entry is missing or malformed)"
     for name, sha in files.items():
         path = folder / name
         if not path.is_file():
@@ -226,6 +235,42 @@ def staleness(manifest: dict, folder: Path) -> str | None:
     if spec_dir.is_dir() and digest.spec_digest(spec_dir) != manifest.get("spec_digest"):
         return f"the specs in {spec_dir} changed since the build"
     return None
+
+
+def read_index(root: Path) -> dict:
+    """The index `<root>/manifest.json` ({"algebras": {name: {"dim", "rank", "manifest"}}, ...}); ValueError (with
+    the file and what is wrong) when it is missing, unreadable or not an index."""
+    index = root / MANIFEST_NAME
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"the index {index} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"the index {index} cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("algebras"), dict):
+        raise ValueError(f"the index {index} is damaged (no 'algebras' object)")
+    return data
+
+
+def _index_problem(folder: Path) -> str | None:
+    """Why the index beside `folder` does not vouch for `folder`'s manifest (None: it does)."""
+    try:
+        entry = read_index(folder.parent)["algebras"].get(folder.name)
+    except ValueError as e:
+        return str(e)
+    if not isinstance(entry, dict) or entry.get("manifest") is None:
+        return f"the index {folder.parent / MANIFEST_NAME} does not list {folder.name!r}"
+    if entry["manifest"] != digest.sha256_bytes((folder / MANIFEST_NAME).read_bytes()):
+        return f"{folder / MANIFEST_NAME} does not match its entry in the index {folder.parent / MANIFEST_NAME}"
+    return None
+
+
+def _recorded_spec_dir(root: Path) -> Path | None:
+    """The spec folder the index of `root` says it was built from (None when there is no readable index)."""
+    try:
+        return (root / str(read_index(root)["spec_dir"])).resolve()
+    except (ValueError, KeyError):
+        return None
 
 
 def _import_ops(path: Path, name: str) -> ModuleType:
@@ -295,7 +340,7 @@ def _problem(name: str, root: Path, check_stale: bool) -> str | None:
     if not manifest_path.is_file():
         have = sorted(p.name for p in root.iterdir() if (p / MANIFEST_NAME).is_file()) if root.is_dir() else []
         return (f"algebra {name!r} is not built in {root} (built: {', '.join(have) or 'none'}): "
-                f"run `{locations.rebuild_command(None, root)}`")
+                f"run `{locations.rebuild_command(_recorded_spec_dir(root), root)}`")
     if check_stale:
         manifest = _read_manifest(manifest_path)
         why = staleness(manifest, folder)
@@ -341,19 +386,34 @@ def _build_builtin(name: str, root: Path) -> None:
 
 
 def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool = True) -> Algebra:
-    """The built algebra `name` from `path` (default: `$ALGEBRANETS_GENERATED` or the built-in algebras' folder,
-    where an installed package builds each built-in algebra on first use)."""
+    """The built algebra `name` from `path`; by default from `$ALGEBRANETS_GENERATED` (your own algebras) and,
+    for a name not built there, from the built-in algebras' folder (where an installed package builds each
+    built-in algebra on first use).  With `path`, only that folder."""
     if isinstance(name, Algebra):
         return name
     if not isinstance(name, str):
         raise TypeError(f"algebra must be a name such as 'H' or an Algebra, got {type(name).__name__}")
     root = Path(path) if path is not None else default_generated_dir()
+    builtin = locations.builtin_out_dir()
+    if path is None and root.resolve() != builtin.resolve() and not (root / name / MANIFEST_NAME).is_file():
+        # $ALGEBRANETS_GENERATED holds your own algebras; the built-in ones still load from their own folder
+        try:
+            return _load(name, builtin, check_stale, may_build=True)
+        except AlgebraNotBuiltError:
+            if (builtin / name / MANIFEST_NAME).is_file():
+                raise                                   # a built-in algebra, stale or damaged: say so
+        # neither: report it as missing from $ALGEBRANETS_GENERATED
+    return _load(name, root, check_stale, may_build=path is None)
+
+
+def _load(name: str, root: Path, check_stale: bool, may_build: bool) -> Algebra:
+    """`name` from the folder `root` (memoised); may_build: build a built-in algebra into the user cache."""
     key = (str(root.resolve()), name)
     with _lock:
         if key in _loaded:
             return _loaded[key]
         why = _problem(name, root, check_stale)
-        if why and path is None and locations.is_builtin_cache(root):
+        if why and may_build and locations.is_builtin_cache(root):
             _build_builtin(name, root)
             why = _problem(name, root, check_stale)
         if why:
@@ -367,10 +427,12 @@ def load_algebra(name: str, path: str | Path | None = None, *, check_stale: bool
 def available_algebras(path: str | Path | None = None) -> list[str]:
     """Names of the algebras built in the generated folder."""
     root = Path(path) if path is not None else default_generated_dir()
-    index = root / MANIFEST_NAME
-    if not index.is_file():
+    if not (root / MANIFEST_NAME).is_file():
         return []
-    return list(json.loads(index.read_text()).get("algebras", {}))
+    try:
+        return list(read_index(root)["algebras"])
+    except ValueError as e:
+        raise AlgebraNotBuiltError(f"{e}: run `{locations.rebuild_command(None, root)}`") from None
 
 
 def clear_cache() -> None:

@@ -30,7 +30,7 @@ from torch.nn.utils import parametrize
 from .kernels import choice
 from .functional import check_padding_mode, conv_padding, symmetric_pads
 from .im2col import element_columns, from_rows
-from .init import algebra_layers
+from .init import algebra_layers, is_algebra_layer
 from .checks import require_real_floating
 from .registry import load_algebra
 
@@ -94,8 +94,24 @@ def raw_weight(m: nn.Module) -> torch.Tensor:
     return m.weight
 
 
+def require_algebra_layer(m, who: str) -> nn.Module:
+    """`m` itself when it is an algebra layer (runtime.init.is_algebra_layer); else a TypeError naming `who` and
+    what was passed (a plain nn.Linear has no elements to prune or store sparsely)."""
+    if not is_algebra_layer(m):
+        raise TypeError(f"{who}: {type(m).__name__} is not an algebra layer (AlgebraLinear, AlgebraConv*, ...: a "
+                        f"module with an `algebra` and a weight of shape (..., d)); got {_describe(m)}")
+    return m
+
+
+def _describe(m) -> str:
+    text = repr(m) if isinstance(m, nn.Module) else f"{type(m).__name__} {m!r}"
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def set_mask_(m: nn.Module, mask: torch.Tensor) -> nn.Module:
     """Install or replace the element mask of layer `m` (shape weight.shape[:-1])."""
+    require_algebra_layer(m, "set_mask_")
     w = raw_weight(m)
     if tuple(mask.shape) != tuple(w.shape[:-1]):
         raise ValueError(f"mask shape {tuple(mask.shape)} does not match the weight's elements {tuple(w.shape[:-1])}")
@@ -113,6 +129,8 @@ def _select(model_or_layers) -> list[tuple[str, nn.Module]]:
         layers = prunable_layers(model_or_layers)
     else:
         layers = [item if isinstance(item, tuple) else (str(i), item) for i, item in enumerate(model_or_layers)]
+        for _, m in layers:
+            require_algebra_layer(m, "prune_elements_")
     if not layers:
         raise ValueError("no algebra layers to prune")
     return layers
@@ -444,6 +462,7 @@ class BlockSparseAlgebraConv(_BlockSparseBase):
 def to_block_sparse(layer: nn.Module) -> nn.Module:
     """The element-sparse inference form of a (pruned) algebra Linear or Conv layer; same outputs.
     Transposed convolutions have none (refused)."""
+    require_algebra_layer(layer, "to_block_sparse")
     if getattr(layer, "transposed", False):
         raise ValueError(f"to_block_sparse: {type(layer).__name__} is a transposed convolution, which has no "
                          f"block-sparse form; keep it dense (its element mask still applies)")

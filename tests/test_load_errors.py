@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,10 @@ def test_manifest_missing_a_key(built, key):
         with pytest.raises(AlgebraNotBuiltError) as info:
             load_algebra("SplitC", path=out, check_stale=check_stale)
         message = str(info.value)
-        assert str(path) in message and repr(key) in message, message
+        if check_stale:         # the manifest's own digest no longer matches: an edit, with the rebuild command
+            assert str(path) in message and "modified after the build" in message and rebuild(specs, out) in message
+        else:
+            assert str(path) in message and repr(key) in message, message
         assert "KeyError" not in message
 
 
@@ -84,3 +88,90 @@ def test_broken_ops_file(built):
     with pytest.raises(AlgebraNotBuiltError) as info:
         load_algebra("SplitC", path=out, check_stale=False)
     assert str(ops) in str(info.value) and "SyntaxError" in str(info.value)
+
+
+@pytest.mark.parametrize("edit", ["structure", "scheme", "fold", "properties", "title"])
+def test_edited_manifest_data_is_stale(built, edit):
+    """An edit of the manifest's own exact data (not only of the files it lists) is detected."""
+    specs, out = built
+    path = out / "SplitC" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if edit == "structure":
+        manifest["structure"][-1][-1] = "9/8"
+    elif edit == "scheme":
+        manifest["scheme"]["W"][0][0] = "7"
+    elif edit == "fold":
+        manifest["fold"]["p"] = 1
+    elif edit == "properties":
+        manifest["properties"]["associative"] = not manifest["properties"]["associative"]
+    else:
+        manifest["title"] = "edited"
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    with pytest.raises(AlgebraNotBuiltError) as info:
+        load_algebra("SplitC", path=out)
+    message = str(info.value)
+    assert "stale" in message and str(path) in message and "modified after the build" in message
+    assert rebuild(specs, out) in message
+
+
+def test_manifest_with_a_recomputed_digest_is_caught_by_the_index(built):
+    """Re-signing an edited manifest does not help: the index records the manifest's digest too."""
+    from codegen.contract.manifest import DIGEST_FIELD, content_digest
+
+    specs, out = built
+    path = out / "SplitC" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["structure"][-1][-1] = "9/8"
+    manifest[DIGEST_FIELD] = content_digest(manifest)
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    with pytest.raises(AlgebraNotBuiltError) as info:
+        load_algebra("SplitC", path=out)
+    assert "does not match its entry in the index" in str(info.value) and rebuild(specs, out) in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "not an index", "entry removed"])
+def test_missing_or_damaged_index(built, damage):
+    specs, out = built
+    index = out / "manifest.json"
+    if damage == "missing":
+        index.unlink()
+    elif damage == "truncated":
+        index.write_text(index.read_text()[:50])
+    elif damage == "not an index":
+        index.write_text("[]")
+    else:
+        data = json.loads(index.read_text())
+        del data["algebras"]["SplitC"]
+        index.write_text(json.dumps(data))
+    with pytest.raises(AlgebraNotBuiltError) as info:
+        load_algebra("SplitC", path=out)
+    message = str(info.value)
+    assert str(index) in message and "stale" in message and rebuild(specs, out) in message
+    if damage in ("truncated", "not an index"):
+        with pytest.raises(AlgebraNotBuiltError) as info:
+            runtime.available_algebras(out)
+        assert str(index) in str(info.value) and "python -m codegen build" in str(info.value)
+    runtime.clear_cache()
+    assert load_algebra("SplitC", path=out, check_stale=False).dim == 2    # asked not to check: loads
+
+
+def test_generated_env_holds_your_algebras_and_builtins_still_load(built, monkeypatch):
+    """$ALGEBRANETS_GENERATED names the folder of your own algebras; built-in names missing from it load from the
+    built-ins' folder, and a name in neither names the env folder with the command that rebuilds it."""
+    import os
+
+    from codegen.contract import locations
+
+    specs, out = built
+    builtins = Path(os.environ["ALGEBRANETS_TEST_GENERATED"])          # the session's build of the built-ins
+    monkeypatch.setattr(locations, "builtin_out_dir", lambda: builtins)
+    monkeypatch.setenv("ALGEBRANETS_GENERATED", str(out))
+    runtime.clear_cache()
+    assert load_algebra("SplitC").path == out / "SplitC"
+    assert load_algebra("H").path == builtins / "H"
+    with pytest.raises(AlgebraNotBuiltError) as info:
+        load_algebra("Nope")
+    message = str(info.value)
+    assert f"not built in {out}" in message and rebuild(specs, out) in message and "SplitC" in message
+    with pytest.raises(AlgebraNotBuiltError, match="not built in"):
+        load_algebra("H", path=out)                                   # path= reads only that folder

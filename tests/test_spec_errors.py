@@ -244,3 +244,60 @@ def test_basis_names_python_reads_differently(spec_dir):
                                "X = algebra('X', basis=['1', 'ℌ'], products={'ℌ*ℌ': '-1'}, unit='1')\n")
     with pytest.raises(SpecError, match="read by Python as 'H'"):
         build(d, out)
+
+
+# ------------------------------------------------------------------------ the CLI: flags, pipes, progress, lookups
+@pytest.mark.parametrize("flags, words", [(["--field", "0"], "needs a prime"), (["--field", "4"], "needs a prime"),
+                                          (["--field", "x"], "expected a prime"),
+                                          (["--budget", "0"], "positive finite"), (["--budget", "nan"], "positive"),
+                                          (["--budget", "-3"], "positive"), (["--seed", "-1"], ">= 0")])
+def test_search_flags_out_of_range(flags, words):
+    proc = subprocess.run([sys.executable, "-m", "codegen", "search", "C", "--no-save", *flags],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_show_into_a_closed_pipe_is_quiet():
+    proc = subprocess.run(f"{sys.executable} -m codegen show M4R | head -2", shell=True, capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.stdout.count("\n") == 2 and proc.stderr == "", proc.stderr
+
+
+def test_failed_build_reports_nothing_as_built(spec_dir):
+    """Algebras checked before the failing one are not announced: nothing was written."""
+    d, out = spec_dir
+    before = tree_hash(out)
+    (d / "zz_bad.py").write_text('from codegen.spec import algebra\n'
+                                 'Zz = algebra("Zz", basis=["1", "i"], products={"i*i": "10**50"}, unit="1")\n')
+    proc = subprocess.run([sys.executable, "-m", "codegen", "build", "--spec-dir", str(d), "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.strip().count("\n") == 0 and "too large" in proc.stderr
+    assert tree_hash(out) == before
+
+
+def test_build_progress_goes_to_stderr(spec_dir, monkeypatch):
+    from codegen import build as build_module
+
+    d, out = spec_dir
+    monkeypatch.setattr(build_module.StageTimer, "QUIET", 0.0)
+    monkeypatch.setattr(build_module.StageTimer, "SLOW", 0.0)
+    lines = []
+    build(d, out, progress=lines.append)
+    assert any("SplitC (dim 2, 1 of" in line for line in lines)
+    assert any(line.startswith("[") and "SplitC: scheme took" in line for line in lines)
+
+
+def test_show_finds_the_specs_of_a_build_folder(spec_dir, monkeypatch):
+    d, out = spec_dir
+    ok = subprocess.run([sys.executable, "-m", "codegen", "show", "SplitC", "--out", str(out)], capture_output=True,
+                        text=True, cwd=ROOT)
+    assert ok.returncode == 0 and ok.stdout.startswith("SplitC:"), ok.stderr
+    env = {**__import__("os").environ, "ALGEBRANETS_GENERATED": str(out)}
+    ok = subprocess.run([sys.executable, "-m", "codegen", "show", "SplitC"], capture_output=True, text=True,
+                        cwd=ROOT, env=env)
+    assert ok.returncode == 0 and ok.stdout.startswith("SplitC:"), ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "codegen", "show", "Nope", "--out", str(out)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "--spec-dir" in bad.stderr and "SplitC" in bad.stderr and "(has: C," in bad.stderr

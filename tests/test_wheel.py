@@ -22,7 +22,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("algebra_spec", "codegen", "runtime")
+PACKAGES = ("algebra_spec", "codegen", "runtime", "examples")
+SCRIPTS = ("algebranets-imagenet", "algebranets-lm", "algebranets-compare", "algebranets-study",
+           "algebranets-train-resnet")
 
 SPLIT = '''
 from codegen.spec import algebra
@@ -131,6 +133,13 @@ def test_installed_wheel_works_from_an_empty_folder(wheel, tmp_path):
     res = _run([str(py), "-m", "codegen", "search", "C", "--budget", "1"], work, env, ok=False)
     assert res.returncode != 0 and "installed" in res.stderr and "--no-save" in res.stderr
     assert "M2C" in _run([str(py), "-m", "codegen", "list"], work, env).stdout
+
+    # the training scripts are installed commands; their errors are one line
+    for script in SCRIPTS:
+        assert "usage:" in _run([str(venv / "bin" / script), "--help"], work, env).stdout
+    res = _run([str(venv / "bin" / "algebranets-lm"), "--dataset", "enwik8", "--data", "missing", "--out", "run"],
+               work, env, ok=False)
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
 
     assert _snapshot(site) == before, "something was written into site-packages"
     assert sorted(p.name for p in work.iterdir()) == ["my_specs", "user_generated"]

@@ -8,18 +8,31 @@ float64 (number=float; the runtime, which rounds each exact value once).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["MANIFEST_NAME", "fraction_str", "sparse", "dense", "numbers", "FoldPlan", "scheme_matrices"]
+__all__ = ["MANIFEST_NAME", "DIGEST_FIELD", "content_digest", "fraction_str", "sparse", "dense", "numbers", "FoldPlan", "scheme_matrices"]
 
 #: the file name of an algebra's manifest (in generated/<Name>/) and of the index (in generated/)
 MANIFEST_NAME = "manifest.json"
 
+#: the manifest's own digest: SHA-256 of its other fields (`content_digest`), so an edit of its exact data (a
+#: structure constant, a scheme coefficient, the fold plan) makes it stale like an edit of a generated file
+DIGEST_FIELD = "manifest_digest"
+
 Number = Callable[[Fraction], object]
+
+
+def content_digest(manifest: dict) -> str:
+    """SHA-256 of the manifest's fields other than DIGEST_FIELD, as the build writes them (sorted keys, indent 1):
+    the build stores it in the manifest; the runtime recomputes it from the parsed file."""
+    rest = {k: v for k, v in manifest.items() if k != DIGEST_FIELD}
+    return hashlib.sha256((json.dumps(rest, indent=1, sort_keys=True) + "\n").encode()).hexdigest()
 
 
 def fraction_str(v: Fraction) -> str:

@@ -12,14 +12,32 @@ from typing import Sequence
 
 import numpy as np
 
+from ..exact.numbers import require_representable
 from .additions import LinearProgram, naive_program, optimise
 from ..schemes import Scheme
 
 
+#: integers up to this magnitude are exact in float32 and float64, so they (and ratios of them) print as they are
+EXACT_INT = 2 ** 24
+
+
 def literal(c: Fraction, lang: str) -> str:
-    """An exact constant as a float literal (dyadic) or a quotient of literals; lang "text" keeps 1/3."""
+    """An exact constant as source text for the kernels' arithmetic type T (float or double; "py": a Python float
+    used by torch); lang "text" keeps 1/3.
+
+    Integers and dyadic fractions whose numerator and denominator fit in 24 bits are exact in float32 and float64
+    ("3.0", "T(3)", "T(0.375)"); other fractions of such integers print as a quotient of literals, which is then one
+    correctly rounded division in T.  Every other constant (large integers, large numerators or denominators)
+    prints as its correctly rounded float64 value ("T(1e+20)"), rounded once more to float32 where T is float,
+    as torch rounds a Python float.  A constant outside float32's normal range raises
+    UnrepresentableNumberError (the build checks every coefficient before emitting, so this is the last guard)."""
     if lang == "text":
         return str(c)
+    c = require_representable(c)
+    small = abs(c.numerator) <= EXACT_INT and c.denominator <= EXACT_INT
+    if not small:
+        text = repr(float(c))                      # float(Fraction) rounds correctly
+        return text if lang == "py" else f"T({text})"
     if c.denominator == 1:
         return f"{c.numerator}.0" if lang == "py" else f"T({c.numerator})"
     dyadic = (c.denominator & (c.denominator - 1)) == 0

@@ -16,11 +16,38 @@ import numpy as np
 from ..contract.manifest import fraction_str
 
 __all__ = ["InexactNumberError", "to_fraction", "fraction_array", "zeros", "identity", "integer_form",
-           "fraction_str", "exact_dot", "content", "primitive_integer"]
+           "fraction_str", "exact_dot", "content", "primitive_integer", "UnrepresentableNumberError", "FLOAT32_MAX",
+           "FLOAT32_MIN_NORMAL", "require_representable"]
 
 
 class InexactNumberError(TypeError):
     """A value that is not an exact rational number reached the exact core."""
+
+
+class UnrepresentableNumberError(ValueError):
+    """An exact coefficient that a kernel's floating-point arithmetic cannot hold to full relative precision."""
+
+
+#: the largest finite float32, (2 - 2^-23) * 2^127, and the smallest normal one, 2^-126 (exact)
+FLOAT32_MAX = Fraction((2 ** 24 - 1) * 2 ** 104)
+FLOAT32_MIN_NORMAL = Fraction(1, 2 ** 126)
+
+
+def require_representable(c: Fraction, what: str = "coefficient") -> Fraction:
+    """`c` itself when every generated kernel can use it: zero, or a magnitude within float32's normal range
+    [2^-126, (2 - 2^-23) * 2^127] (about 1.2e-38 to 3.4e38), so that its float32 and float64 values are finite,
+    not subnormal and correct to the type's rounding.  Else UnrepresentableNumberError naming `what`."""
+    c = Fraction(c)
+    if c == 0 or FLOAT32_MIN_NORMAL <= abs(c) <= FLOAT32_MAX:
+        return c
+    size = "too large" if abs(c) > FLOAT32_MAX else "too small"
+    text = fraction_str(c)
+    if len(text) > 40:
+        text = f"{text[:18]}...{text[-18:]} ({len(text)} characters)"
+    raise UnrepresentableNumberError(
+        f"{what} {text} is {size} for the generated kernels: a nonzero coefficient must have a magnitude between "
+        f"2^-126 (about 1.18e-38) and 3.40e38 (float32's normal range), so that float32 and float64 hold it to "
+        f"full precision; rescale the basis (e.g. use i/10**10 as a basis element instead of i)")
 
 
 def to_fraction(value: Any) -> Fraction:

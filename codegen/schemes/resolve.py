@@ -19,8 +19,10 @@ Candidates, each verified exactly before it is considered:
     `matrix_algebra(4)` uses the spec's Winograd scheme).
 The lowest rank wins; ties go to fewer run-time additions (activation map V plus post map W, before CSE), then
 fewer weight-side additions (U), then smaller coefficients, then the route: given > stored > composed > known >
-structural > naive.  `SchemeResolver.candidates` lists every candidate with the winner first (`python -m codegen
-show NAME` prints them).
+structural > naive.  A candidate whose rounding error can exceed the naive product's by more than GROWTH_LIMIT
+(`Scheme.error_growth`: cancellation between large coefficients, e.g. a basis change by 10^10) is dropped; a given
+scheme that unstable is refused.  `SchemeResolver.candidates` lists every kept candidate with the winner first
+(`python -m codegen show NAME` prints them).
 """
 from __future__ import annotations
 
@@ -53,6 +55,9 @@ class Candidate:
         """The order candidates are ranked by (smaller is better; see the module docstring)."""
         runtime, weight = self.scheme.additions()
         return (self.scheme.rank, runtime, weight, *self.scheme.coefficient_size(), _PRIORITY[self.route])
+#: the largest error growth (`Scheme.error_growth`) a scheme may have: beyond it the scheme's cancellation costs
+#: more than 10 bits of accuracy, and another candidate (at worst the naive product, growth 1) is used instead
+GROWTH_LIMIT = 2.0 ** 10
 
 
 def _tensor_key(A: Algebra) -> tuple:
@@ -122,6 +127,12 @@ class SchemeResolver:
             if not s.verify(A.T):
                 raise SpecError(f"the scheme given in the spec is wrong: {s.mismatch(A.T, A.basis)}",
                                 algebra=A.name, file=A.source)
+            growth = s.error_growth(A.T)
+            if growth > GROWTH_LIMIT:
+                raise SpecError(f"the scheme given in the spec is exact but numerically unstable: its rounding error "
+                                f"can be {growth:.3g} times the naive product's (cancellation between large "
+                                f"coefficients; the limit is {GROWTH_LIMIT:g}); give a better scaled scheme or none",
+                                algebra=A.name, file=A.source)
             cands.append(Candidate(s, "given"))
         path = None if self.spec_dir is None else self.stored_path(A)
         if path is not None and path.is_file():
@@ -165,7 +176,8 @@ class SchemeResolver:
                                                                             f"(via {twin.name})"), c.route))
             finally:
                 self._active.discard(A.key)
-            self._memo[key] = sorted(cands, key=Candidate.cost)
+            kept = [c for c in cands if c.route in ("naive", "given") or c.scheme.error_growth(A.T) <= GROWTH_LIMIT]
+            self._memo[key] = sorted(kept, key=Candidate.cost)
         return self._memo[key]
 
     def best(self, A: Algebra) -> sch.Scheme:

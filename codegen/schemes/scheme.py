@@ -100,6 +100,25 @@ class Scheme:
                         f"{basis[i]}*{basis[j]} is {fraction_str(T[idx])}")
         return "it does not reproduce the structure tensor"
 
+    def error_growth(self, T: np.ndarray) -> float:
+        """How much larger the scheme's rounding error can be than the naive product's, for the tensor T it
+        computes: max over outputs k of max_ij sum_s |W[s,k] U[s,i] V[s,j]| / max_ij |T[i,j,k]| (a float
+        estimate; inf when a coefficient does not fit a float).  Known schemes stay below 20; a scheme through an
+        ill-scaled basis change (x0 + 10^10 x1) reaches 10^10 and loses that factor of accuracy to
+        cancellation."""
+        try:
+            U, V, W = (np.abs(np.asarray(M, dtype=np.float64)) for M in (self.U, self.V, self.W))
+            Ta = np.abs(np.asarray(T, dtype=np.float64))
+        except OverflowError:
+            return float("inf")
+        top = float(Ta.max())
+        worst = 0.0
+        for k in range(self.dim):
+            A = (U * W[:, k, None]).T @ V                    # A[i, j] = sum_s |U[s,i]| |V[s,j]| |W[s,k]|
+            den = float(Ta[:, :, k].max()) or top
+            worst = max(worst, float(A.max()) / den if den else float("inf"))
+        return worst
+
     def coefficients(self) -> set:
         return {v for M in self for v in M.reshape(-1)}
 

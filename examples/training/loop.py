@@ -30,6 +30,7 @@ from runtime import sparsity
 
 from . import checkpoint
 from .distributed import Context, all_reduce_sum, barrier
+from .cli import claim_run_folder, clear_run_folder
 from .log import CsvLog, progress_bar
 from .sampling import ResumableSampler, SeededDataset, ShardSampler, sample_seed
 
@@ -105,6 +106,7 @@ class TrainConfig:
     ckpt_every: int | None = None           # default: once per epoch
     eval_batch_size: int | None = None
     resume: str | None = None               # "auto" (out/checkpoint.pt if it exists) or a path
+    overwrite: bool = False                 # replace a run already in `out` (else refused unless resuming)
     seed: int = 0
     workers: int = 4
     progress: bool = True
@@ -200,6 +202,8 @@ def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int, int, in
     if (cfg.epochs is None) == (cfg.steps is None):
         raise ValueError("give exactly one of epochs and steps")
     total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
+    if total < 1:
+        raise ValueError(f"the run has no training step (epochs={cfg.epochs}, steps={cfg.steps}): give at least 1")
     warmup = (cfg.warmup_steps if cfg.warmup_steps is not None
               else round((cfg.warmup_epochs or 0) * steps_per_epoch))
     stop = min(total, cfg.stop_at) if cfg.stop_at is not None else total
@@ -263,6 +267,9 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
 
     log = None
     if ctx.is_main:
+        claim_run_folder(cfg.out, cfg.resume, cfg.overwrite)
+        if cfg.overwrite and cfg.resume is None:
+            clear_run_folder(cfg.out)
         cfg.out.mkdir(parents=True, exist_ok=True)
         (cfg.out / "config.json").write_text(json.dumps(
             {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -299,6 +306,7 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
     # one loader for the whole run (its workers persist); the sampler is moved to each epoch before iterating
     train_loader = _loader(SeededDataset(task.train_set, cfg.seed), sampler, cfg.batch_size, cfg, ctx, drop_last=True)
     model.train()
+    row: dict[str, Any] = {}
     while step < stop:
         epoch, within = divmod(step, steps_per_epoch)
         sampler.start(epoch, within * cfg.batch_size)

@@ -18,6 +18,8 @@ import torch
 
 from runtime.registry import Algebra, AlgebraNotBuiltError, load_algebra
 
+from .cli import (UserError, claim_run_folder, fraction, nonnegative_float, nonnegative_int, positive_float,
+                  positive_int, probability)
 from .distributed import Context, barrier, setup, teardown
 from .loop import TrainConfig
 
@@ -50,41 +52,43 @@ def add_arguments(parser: argparse.ArgumentParser, *, optimizer: str, lr: float 
 
     g = parser.add_argument_group("training")
     g.add_argument("--out", type=Path, required=True, help="run folder: log.csv, checkpoint.pt, summary.json")
-    g.add_argument("--batch-size", type=int, default=batch_size, help="per process")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, such a folder is refused unless --resume)")
+    g.add_argument("--batch-size", type=positive_int, default=batch_size, help="per process")
     length = g.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, default=None)
-    length.add_argument("--steps", type=int, default=None)
-    g.add_argument("--stop-at", type=int, default=None,
+    length.add_argument("--epochs", type=positive_int, default=None)
+    length.add_argument("--steps", type=positive_int, default=None)
+    g.add_argument("--stop-at", type=positive_int, default=None,
                    help="stop with a checkpoint at this step (the schedule still spans --epochs/--steps)")
     g.add_argument("--optimizer", choices=("sgd", "adamw"), default=optimizer)
-    g.add_argument("--lr", type=float, default=lr,
+    g.add_argument("--lr", type=positive_float, default=lr,
                    help="peak learning rate" + (" (default: 0.1 x global batch / 256)" if lr is None else ""))
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD (Nesterov) momentum")
-    g.add_argument("--weight-decay", type=float, default=weight_decay)
+    g.add_argument("--momentum", type=probability, default=0.9, help="SGD (Nesterov) momentum")
+    g.add_argument("--weight-decay", type=nonnegative_float, default=weight_decay)
     warm = g.add_mutually_exclusive_group()
-    warm.add_argument("--warmup-steps", type=int, default=None)
-    warm.add_argument("--warmup-epochs", type=float, default=None)
-    g.add_argument("--clip", type=float, default=None, help="clip the gradient norm to this")
-    g.add_argument("--label-smoothing", type=float, default=label_smoothing)
+    warm.add_argument("--warmup-steps", type=nonnegative_int, default=None)
+    warm.add_argument("--warmup-epochs", type=nonnegative_float, default=None)
+    g.add_argument("--clip", type=positive_float, default=None, help="clip the gradient norm to this")
+    g.add_argument("--label-smoothing", type=probability, default=label_smoothing)
     g.add_argument("--amp", choices=("bf16", "none"), default=None,
                    help="bfloat16 autocast (default: bf16 on CUDA, none on CPU)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--prune", type=float, default=0.0, metavar="SPARSITY",
+    g.add_argument("--prune", type=probability, default=0.0, metavar="SPARSITY",
                    help="final fraction of pruned weight elements (cubic schedule)")
-    g.add_argument("--prune-start", type=float, default=0.1, help="fraction of training where pruning starts")
-    g.add_argument("--prune-end", type=float, default=0.75, help="fraction of training where it reaches --prune")
-    g.add_argument("--prune-every", type=int, default=100, help="steps between mask updates")
+    g.add_argument("--prune-start", type=fraction, default=0.1, help="fraction of training where pruning starts")
+    g.add_argument("--prune-end", type=fraction, default=0.75, help="fraction of training where it reaches --prune")
+    g.add_argument("--prune-every", type=positive_int, default=100, help="steps between mask updates")
 
     g = parser.add_argument_group("run")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue from OUT/checkpoint.pt (or the given file)")
-    g.add_argument("--log-every", type=int, default=log_every)
-    g.add_argument("--eval-every", type=int, default=None, help="steps (default: once per epoch)")
-    g.add_argument("--ckpt-every", type=int, default=None, help="steps (default: once per epoch)")
-    g.add_argument("--eval-batch-size", type=int, default=None)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--workers", type=int, default=workers, help="DataLoader worker processes per process")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    g.add_argument("--log-every", type=positive_int, default=log_every)
+    g.add_argument("--eval-every", type=positive_int, default=None, help="steps (default: once per epoch)")
+    g.add_argument("--ckpt-every", type=positive_int, default=None, help="steps (default: once per epoch)")
+    g.add_argument("--eval-batch-size", type=positive_int, default=None)
+    g.add_argument("--seed", type=nonnegative_int, default=0)
+    g.add_argument("--workers", type=nonnegative_int, default=workers, help="DataLoader worker processes per process")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads per process")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     g.add_argument("--deterministic", action="store_true",
                    help="torch.use_deterministic_algorithms (exact reruns on GPU, slower)")
@@ -96,6 +100,9 @@ def launch(args, run: Callable[[argparse.Namespace, Context], dict]) -> dict:
     by torchrun, `run(args, ctx)`, and leave the group."""
     if args.epochs is None and args.steps is None:
         setattr(args, *args.default_length)
+    if args.prune_end < args.prune_start:
+        raise UserError(f"--prune-end {args.prune_end} comes before --prune-start {args.prune_start}")
+    claim_run_folder(args.out, args.resume, args.overwrite)      # before any work: refuse to overwrite a run
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.deterministic:
@@ -125,8 +132,8 @@ def resolve_algebra(args, ctx: Context) -> Algebra:
                        "--out", str(generated), "--only", args.algebra]
                 run = subprocess.run(cmd, capture_output=True, text=True)
                 if run.returncode:
-                    raise RuntimeError(f"building {args.algebra!r} from {args.spec_dir} failed:\n"
-                                       f"{' '.join(cmd)}\n{run.stdout}{run.stderr}")
+                    raise UserError(f"building {args.algebra!r} from {args.spec_dir} failed: "
+                                    f"{run.stderr.strip() or run.stdout.strip()}")
         barrier(ctx)
     return load_algebra(args.algebra, generated)
 
@@ -142,5 +149,6 @@ def train_config(args, ctx: Context, *, lr: float, channels_last: bool = False,
         amp=amp, channels_last=channels_last, compile=args.compile, prune=args.prune,
         prune_start=args.prune_start, prune_end=args.prune_end, prune_every=args.prune_every,
         log_every=args.log_every, eval_every=args.eval_every, ckpt_every=args.ckpt_every,
-        eval_batch_size=args.eval_batch_size, resume=args.resume, seed=args.seed, workers=args.workers,
+        eval_batch_size=args.eval_batch_size, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
+        workers=args.workers,
         progress=not args.no_progress, extra={"label_smoothing": args.label_smoothing, **(extra or {})})

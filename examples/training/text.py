@@ -52,7 +52,11 @@ class TokenData:
 
 def _read_bytes(path: Path) -> bytes:
     if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as z:
+        try:
+            z = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as e:
+            raise ValueError(f"{path} is not a zip file ({e})") from None
+        with z:
             names = [n for n in z.namelist() if not n.endswith("/")]
             if len(names) != 1:
                 raise ValueError(f"{path} should hold one file (enwik8), holds {names[:5]}")
@@ -69,10 +73,10 @@ def load_enwik8(path: str | Path) -> TokenData:
             raise FileNotFoundError(f"{path} holds neither enwik8 nor enwik8.zip")
         path = hits[0]
     data = _read_bytes(path)[:ENWIK8_BYTES]
-    stream = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    n = len(stream)
-    if n < 1000:
+    n = len(data)
+    if n < 1000:                        # (checked first: torch.frombuffer refuses an empty buffer)
         raise ValueError(f"{path} holds {n} bytes: too few to split into train/valid/test")
+    stream = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     standard = n == ENWIK8_BYTES
     n_train, n_valid, _ = ENWIK8_SPLIT if standard else (n * 9 // 10, n // 20, n - n * 9 // 10 - n // 20)
     splits = {"train": stream[:n_train], "valid": stream[n_train:n_train + n_valid],

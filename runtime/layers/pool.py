@@ -8,6 +8,8 @@ per element and window, the position with the largest element norm and return th
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,11 +34,12 @@ def element_max_pool(x: torch.Tensor, d: int, nd: int, pool) -> torch.Tensor:
     if len(spatial) != nd:
         raise ValueError(f"expected (N, C*d, {nd} spatial dims), got {tuple(x.shape)}")
     C = Cd // d
-    xs = x.reshape(N, C, d, -1)                                   # (N, C, d, S)
+    xs = x.reshape(N, C, d, math.prod(spatial))                   # (N, C, d, S); explicit sizes: N may be 0
     norms = xs.detach().square().sum(2).reshape((N, C) + tuple(spatial))
     _, idx = pool(norms)                                          # (N, C, *out)
     out_sp = idx.shape[2:]
-    gathered = xs.gather(3, idx.reshape(N, C, 1, -1).expand(N, C, d, -1))   # (N, C, d, S_out)
+    S_out = math.prod(out_sp)
+    gathered = xs.gather(3, idx.reshape(N, C, 1, S_out).expand(N, C, d, S_out))   # (N, C, d, S_out)
     return gathered.reshape((N, Cd) + tuple(out_sp))
 
 

@@ -250,8 +250,8 @@ class _AlgebraRNNBase(_AlgebraRecurrent):
             for direction in range(D):
                 idx = layer * D + direction
                 w_ih, w_hh, b_ih, b_hh = self._weights(f"_l{layer}" + ("_reverse" if direction else ""))
-                gi = AF.linear_impl(x.reshape(L * N, -1), w_ih, b_ih, A, self.method, self._who)
-                gi = gi.view(L, N, -1)
+                gi = AF.linear_impl(x.reshape(L * N, x.shape[-1]), w_ih, b_ih, A, self.method, self._who)
+                gi = gi.view(L, N, gi.shape[-1])                  # explicit sizes: N may be 0
                 hh = AF.linear_stepper(w_hh, b_hh, A, self.method, N, self._who)
                 state = (states[0][idx], states[1][idx]) if lstm else states[0][idx]
                 ys: list = [None] * L

@@ -57,7 +57,7 @@ def _change(x: torch.Tensor, M: torch.Tensor, C: int, pool: bool) -> torch.Tenso
     (d x prod(sp)) per element (the spatial positions are the long contiguous side, which BLAS runs at memory
     speed).  pool=True: the result is scratch memory from the pool (the caller gives it back)."""
     N, d = x.shape[0], M.shape[0]
-    xs = x.reshape(N * C, d, -1)
+    xs = x.reshape(N * C, d, math.prod(x.shape[2:]))            # explicit sizes: N may be 0
     Me = M.expand(N * C, d, d)
     if not pool:
         return torch.bmm(Me, xs).view(x.shape)

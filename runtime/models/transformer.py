@@ -41,7 +41,8 @@ def _linear(algebra, cin, cout, bias=True, method=None):
 
 def _apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a features-last layer to (..., F) by flattening the leading dimensions."""
-    return layer(x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1] + (-1,))
+    y = layer(x.reshape(-1, x.shape[-1]))
+    return y.reshape(x.shape[:-1] + (y.shape[-1],))                  # explicit sizes: x may be empty
 
 
 class KVCache:
@@ -175,6 +176,8 @@ class TransformerLM(nn.Module):
     def forward(self, tokens: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """tokens (B, T) int64 -> logits (B, T, vocab).  With `cache` (one `KVCache` per block, from
         `new_cache`), tokens are the T positions after the cached ones and the cache is extended."""
+        if tokens.dim() != 2 or tokens.dtype != torch.long:
+            raise ValueError(f"tokens must be a (B, T) int64 tensor, got {tokens.dtype} of shape {tuple(tokens.shape)}")
         B, T = tokens.shape
         start = 0 if cache is None else cache[0].length
         if start + T > self.max_len:
@@ -186,7 +189,12 @@ class TransformerLM(nn.Module):
         return self.head(self.ln_f(x))
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token cross entropy on a (B, T) batch."""
+        """Next-token cross entropy on a (B, T) int64 batch; T >= 2 (each row predicts its tokens 1..T-1)."""
+        if tokens.dim() != 2 or tokens.dtype != torch.long:
+            raise ValueError(f"tokens must be a (B, T) int64 tensor, got {tokens.dtype} of shape {tuple(tokens.shape)}")
+        if tokens.shape[1] < 2 or tokens.shape[0] < 1:
+            raise ValueError(f"the loss needs at least 1 row of at least 2 tokens (a token and the next one to "
+                             f"predict), got shape {tuple(tokens.shape)}")
         logits = self(tokens[:, :-1])
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
 
