@@ -124,7 +124,19 @@ def mac_lines(T: np.ndarray, acc: str = "acc[{k}]", w: str = "w[{i}]", x: str = 
 
 
 def programs(scheme: Scheme) -> dict[str, LinearProgram]:
-    """Addition-minimised programs for the weight map (U), activation map (V) and post map (W^T)."""
+    """Addition-minimised programs for the weight map (U), activation map (V) and post map (W^T).  Made once per
+    scheme content (the torch, CUDA and CPU emitters all ask; the search is the build's costliest step)."""
+    key = tuple(tuple(map(tuple, M)) for M in (scheme.U, scheme.V, scheme.W))
+    hit = _programs.get(key)
+    if hit is None:
+        hit = _programs[key] = _programs_of(scheme)
+    return hit
+
+
+_programs: dict[tuple, dict[str, LinearProgram]] = {}
+
+
+def _programs_of(scheme: Scheme) -> dict[str, LinearProgram]:
     d, r = scheme.dim, scheme.rank
     xs, ys = [f"x{i}" for i in range(d)], [f"y{i}" for i in range(d)]
     a, b = [f"a{s}" for s in range(r)], [f"b{s}" for s in range(r)]
