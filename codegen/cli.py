@@ -104,7 +104,8 @@ def cmd_show(args) -> int:
     algebras, spec_dir = find_algebra(args.name, args.spec_dir, args.out)
     A = algebras[args.name]
     p = props.compute(A.T, A.basis)
-    candidates = SchemeResolver(algebras, spec_dir).candidates(A)
+    resolver = SchemeResolver(algebras, spec_dir)
+    candidates = resolver.candidates(A)
     s = candidates[0].scheme
     print(f"{A.name}: {A.title} (dim {A.dim}, defined in {A.source})")
     print(f"basis: {', '.join(A.basis)}\n")
@@ -131,6 +132,9 @@ def cmd_show(args) -> int:
         verdict = "chosen" if t == 0 else "lost"
         print(f"  {verdict:<6} {c.route:<10} rank {c.scheme.rank:>4}, additions {runtime} run-time + {weight} weight "
               f"side, largest coefficient {c.scheme.coefficient_size()[0]}: {c.scheme.provenance}")
+    for c in resolver.unstable(A):
+        print(f"  unstable {c.route:<8} rank {c.scheme.rank:>4}, dropped: its rounding error can be "
+              f"{c.scheme.error_growth(A.T):.3g} times the naive product's: {c.scheme.provenance}")
     return 0
 
 

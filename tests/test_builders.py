@@ -17,6 +17,7 @@ from codegen import exact
 from codegen.build import build
 from codegen.exact import properties as props
 from codegen.schemes import SchemeResolver
+from codegen.schemes import resolve as resolve_module
 from codegen.spec.discover import discover
 from codegen.spec import (SpecError, algebra, basis_change, cayley_dickson, clifford, direct_sum, extension,
                           group_algebra, opposite)
@@ -188,13 +189,25 @@ def test_rank_goal_from_the_builder(name):
 
 
 @pytest.mark.parametrize("name", sorted(GOALS))
-def test_rank_goal_from_a_shuffled_hand_typed_table(typed_build, name):
-    built, _ = typed_build
+def test_rank_goal_from_a_shuffled_hand_typed_table(typed_build, name, monkeypatch):
+    built, out = typed_build
     goal, rational = GOALS[name][2], GOALS[name][3]
     for variant in ("shuffled", "rational") if rational else ("shuffled",):
         A, s = built[f"{name}_{variant}"]
-        assert s.rank <= goal, f"{name} ({variant}): rank {s.rank} ({s.provenance})"
         assert s.verify(A.T)
+        if variant == "rational" and s.rank > goal:
+            # a random rational basis can make the structural route's basis change ill-conditioned: the scheme
+            # is found at the goal rank but dropped for numerical instability (a stable, slower one runs instead)
+            limit = resolve_module.GROWTH_LIMIT
+            monkeypatch.setattr(resolve_module, "GROWTH_LIMIT", float("inf"))
+            specs = out.parent / "specs"
+            algebras = discover(specs)
+            found = SchemeResolver(algebras, specs).best(algebras[A.name])
+            monkeypatch.undo()
+            assert found.rank <= goal and found.verify(A.T), (name, found.provenance)
+            assert found.error_growth(A.T) > limit, name
+            continue
+        assert s.rank <= goal, f"{name} ({variant}): rank {s.rank} ({s.provenance})"
         assert s.provenance.startswith("structure: ")
 
 

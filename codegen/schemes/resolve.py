@@ -72,6 +72,7 @@ class SchemeResolver:
             self.by_tensor.setdefault(_tensor_key(A), []).append(A)
         self._registered = {A.key for A in algebras.values()}
         self._memo: dict[tuple, list[Candidate]] = {}
+        self._unstable: dict[tuple, list[Candidate]] = {}
         self._active: set[tuple] = set()
 
     def stored_path(self, A: Algebra) -> Path:
@@ -176,9 +177,16 @@ class SchemeResolver:
                                                                             f"(via {twin.name})"), c.route))
             finally:
                 self._active.discard(A.key)
-            kept = [c for c in cands if c.route in ("naive", "given") or c.scheme.error_growth(A.T) <= GROWTH_LIMIT]
-            self._memo[key] = sorted(kept, key=Candidate.cost)
+            stable = [c.route in ("naive", "given") or c.scheme.error_growth(A.T) <= GROWTH_LIMIT for c in cands]
+            self._memo[key] = sorted((c for c, ok in zip(cands, stable) if ok), key=Candidate.cost)
+            self._unstable[key] = sorted((c for c, ok in zip(cands, stable) if not ok), key=Candidate.cost)
         return self._memo[key]
+
+    def unstable(self, A: Algebra, structural: bool = True) -> list[Candidate]:
+        """The verified candidates `candidates` dropped for numerical instability (error growth above
+        GROWTH_LIMIT), cheapest first."""
+        self.candidates(A, structural)
+        return self._unstable.get((A.key, structural), [])
 
     def best(self, A: Algebra) -> sch.Scheme:
         """The cheapest verified scheme for A (see the module docstring)."""
