@@ -21,3 +21,5 @@ from .groupnorm import (AlgebraGroupNorm, AlgebraInstanceNorm1d, AlgebraInstance
 from .attention import AlgebraMultiheadAttention  # noqa: E402
 from .transformer import (AlgebraTransformerDecoder, AlgebraTransformerDecoderLayer,  # noqa: E402
                           AlgebraTransformerEncoder, AlgebraTransformerEncoderLayer)
+from .rotation import (AlgebraRotationConv1d, AlgebraRotationConv2d, AlgebraRotationConv3d,  # noqa: E402
+                       AlgebraRotationLinear)
