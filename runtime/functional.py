@@ -421,7 +421,7 @@ def _gemv_kernel_applies(method, A: Algebra, x2, weight, bias, N: int) -> bool:
     if not x2.is_cuda:
         return False
     if (_requested(method) not in ("auto", "kernel") or torch.is_autocast_enabled("cuda")
-            or kernel_choice.has_tangent(x2, weight, bias)):
+            or kernel_choice.has_tangent(x2, weight, bias) or kernel_choice.exporting()):
         return False
     from . import cuda as _cuda
     return (_cuda.kernels_available(x2) and x2.dtype == weight.dtype and weight.device == x2.device

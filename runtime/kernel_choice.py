@@ -23,7 +23,7 @@ import torch.autograd.forward_ad as fwAD
 
 from .registry import Algebra
 
-__all__ = ["CPU_MAX_BATCH", "CPU_MAX_BATCH_OTHER", "cpu_max_batch", "needs_grad", "cpu_kernel_applies"]
+__all__ = ["CPU_MAX_BATCH", "CPU_MAX_BATCH_OTHER", "cpu_max_batch", "needs_grad", "cpu_kernel_applies", "exporting"]
 
 #: algebra -> largest batch at which `auto` runs the CPU kernel at inference (docs/benchmarks.md, "Crossovers";
 #: one thread, CPU time, on the 2-core AMD EPYC benchmark machine)
@@ -70,6 +70,12 @@ def _autocast_on(device_type: str) -> bool:
         return False
 
 
+def exporting() -> bool:
+    """Whether the code is being exported (torch.onnx.export, torch.export): the generated kernels are custom
+    ops without ONNX lowerings, so layers take the torch path (the `auto` choice) silently while exporting."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
 def _decline(requested: str, why: str) -> bool:
     if requested == "kernel":
         warnings.warn(f"method='kernel': {why}; running the torch path 'auto' picks instead", RuntimeWarning,
@@ -82,7 +88,7 @@ def cpu_kernel_applies(requested: str, A: Algebra, x: torch.Tensor, weight: torc
     """Whether this CPU call runs through runtime.cpu: `requested` is the method in force ("kernel" or "auto";
     anything else: False), rows the GEMM rows (batch, or batch x output positions for conv; None: any, as for
     the element-sparse layers, where the kernel runs at every batch and with gradients)."""
-    if requested not in ("kernel", "auto") or x.device.type != "cpu":
+    if requested not in ("kernel", "auto") or x.device.type != "cpu" or exporting():
         return False
     if has_tangent(x, weight, bias):
         return _decline(requested, "an input carries a forward-mode AD tangent (the kernels have no forward-mode "
