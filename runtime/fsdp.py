@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import torch
 from torch import nn
 
 __all__ = ["shard_model", "default_units"]

@@ -71,9 +71,10 @@ def _autocast_on(device_type: str) -> bool:
 
 
 def exporting() -> bool:
-    """Whether the code is being exported (torch.onnx.export, torch.export): the generated kernels are custom
-    ops without ONNX lowerings, so layers take the torch path (the `auto` choice) silently while exporting."""
-    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+    """Whether torch.onnx.export is running (either exporter): the generated kernels are custom ops without
+    ONNX lowerings, so layers take the torch path (the `auto` choice) silently while exporting to ONNX.
+    Plain torch.export keeps them: its graphs hold the custom ops, which torch runs."""
+    return torch.onnx.is_in_onnx_export()
 
 
 def _decline(requested: str, why: str) -> bool:

@@ -2,8 +2,6 @@
 training steps give the parameters of the same steps without sharding (every rank sees half the batch)."""
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 import torch

@@ -20,7 +20,6 @@ position's projections instead of a forward pass over the whole prefix.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..init import init_model_
