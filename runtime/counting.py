@@ -25,7 +25,8 @@ every layer and direction as linear layers over rows = time steps x batch: per d
 rows * G*hidden * (layer input + hidden) pairs (G = 1 RNN, 3 GRU, 4 LSTM); gates are not multiply-adds.
 
 Real layers (nn.Linear, nn.ConvNd, the lift/read-out layers) count their GEMM MACs under every method;
-modules with an `extra_macs(input_shape)` method (attention: QK^T and AV) add those.  Block-sparse layers
+modules with an `extra_macs(*input_shapes)` method (attention: QK^T and AV; called with the shapes of the
+positional tensor inputs: query, key, value) add those.  Block-sparse layers
 count only their stored elements.  Bias additions, norms and activations are not multiply-adds and are
 not counted (torch's FlopCounterMode does not count them either).
 """
@@ -206,8 +207,8 @@ def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int
         rows = math.prod(ys) // m.weight.shape[0]
         return {"real": rows * m.weight.numel()}, {}, 0
     extra = getattr(m, "extra_macs", None)
-    if callable(extra) and xs is not None:
-        return {"real": int(extra(xs))}, {}, 0
+    if callable(extra) and xs is not None:                  # called with the shapes of the tensor inputs
+        return {"real": int(extra(*(tuple(t.shape) for t in inp if isinstance(t, torch.Tensor))))}, {}, 0
     return {}, {}, 0
 
 

@@ -15,6 +15,21 @@ by one constant and the eps-component by two, so any common weight variance make
 grow geometrically with depth.  The exact solution is p = (1, 0): the eps-component of the weights
 starts at zero, and both output components keep the input variance through any depth.
 
+Polar initialisation (`polar_`, or distribution="polar" in `init_weight_` / `init_model_`) draws
+w = rho (cos(theta) e + sin(theta) u): modulus rho = sigma * chi_d (the Euclidean norm of d Gaussian
+components of std sigma), phase theta ~ U(-pi, pi), e the unit direction of the algebra's unit element, u a
+uniformly random unit vector orthogonal to e.  For C this is Trabelsi et al.'s complex init (Rayleigh
+modulus, uniform phase: an isotropic complex Gaussian, Var(W) = E|W|^2 = 2 sigma^2); for H it is
+Parcollet et al.'s / Gaudet and Maida's quaternion init (chi modulus with 4 degrees of freedom, random unit
+pure-quaternion axis u, uniform phase; Var(W) = 4 sigma^2, per component 2 sigma^2 for the real part and
+2 sigma^2 / 3 for each imaginary part).  sigma solves the same criterion as He / Glorot: fan * Var(y_k) =
+gain^2 * Var(x) for every fed output component, which gives the papers' values (C: sigma = 1 / sqrt(fan_in)
+for He, 1 / sqrt(fan_in + fan_out) for Glorot; H: sigma = 1 / sqrt(2 fan_in) and 1 / sqrt(2 (fan_in +
+fan_out))).  For any other algebra with a unit, |w| is the Euclidean norm of the components (the algebra's
+norm for composition algebras: C, H, octonions) and the same formula applies where the polar covariance
+feeds every output component equally (matrix algebras, Clifford algebras); elsewhere (dual numbers, whose
+eps component must start at zero) and for algebras without a unit it is refused.
+
 He (`kaiming_*`) uses fan = fan_in and gain^2 = 2 for ReLU (split ReLU halves each component's second
 moment); Glorot (`xavier_*`) uses fan = (fan_in + fan_out) / 2.  Fans count algebra elements:
 weight shape (out, in // groups, *kernel, d) gives fan_in = in // groups * prod(kernel) and
@@ -34,7 +49,7 @@ from .registry import Algebra, load_algebra
 __all__ = [
     "structure_second_moments", "variance_profile", "algebra_fans", "component_std",
     "kaiming_normal_", "kaiming_uniform_", "xavier_normal_", "xavier_uniform_",
-    "init_weight_", "init_model_", "algebra_layers", "is_algebra_layer",
+    "init_weight_", "init_model_", "algebra_layers", "is_algebra_layer", "polar_", "polar_sigma",
 ]
 
 
@@ -162,15 +177,82 @@ def xavier_uniform_(weight: torch.Tensor, algebra, gain: float = 1.0,
     return _fill(weight, component_std(A, _fan(weight, "avg"), gain), "uniform", generator)
 
 
+def _polar_direction_cov(A: Algebra) -> tuple[np.ndarray, np.ndarray]:
+    """(e, D): the unit direction e (d,) and the covariance D (d, d) of cos(theta) e + sin(theta) u."""
+    if A.unit is None:
+        raise ValueError(f"polar initialisation needs an algebra with a unit (the phase axis); {A.name} has none: "
+                         f"use kaiming_normal_ / xavier_normal_")
+    d = A.dim
+    e = np.asarray(A.unit, dtype=np.float64)
+    e = e / np.linalg.norm(e)
+    if d == 1:
+        return e, np.ones((1, 1))
+    P = np.outer(e, e)
+    return e, 0.5 * P + 0.5 / (d - 1) * (np.eye(d) - P)
+
+
+def polar_sigma(algebra, fan: float, gain: float = 1.0) -> float:
+    """sigma of the polar initialisation (see the module docstring): fan * Var(y_k) = gain^2 for every fed
+    output component k (unit-variance inputs); refused where the polar covariance feeds them unequally."""
+    A = _alg(algebra)
+    if fan <= 0:
+        raise ValueError("cannot initialise a weight with zero fan")
+    _, D = _polar_direction_cov(A)
+    T = A.structure
+    v = A.dim * np.einsum("ijk,ljk,il->k", T, T, D)         # Var(y_k) per unit sigma^2 and input variance
+    fed = structure_second_moments(A).sum(axis=0) > 0
+    if not np.allclose(v[fed], v[fed][0], rtol=1e-9):
+        raise ValueError(f"polar initialisation of {A.name} feeds its output components unequally "
+                         f"(variances {np.round(v[fed], 4).tolist()} per sigma^2): use kaiming_normal_ / "
+                         f"xavier_normal_, whose per-component profile keeps every component's variance")
+    return math.sqrt(gain ** 2 / (fan * v[fed][0]))
+
+
+def polar_(weight: torch.Tensor, algebra, scheme: str = "he", nonlinearity: str = "relu",
+           gain: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Polar initialisation of an algebra weight (out, in, *kernel, d): w = rho (cos theta e + sin theta u),
+    rho = sigma chi_d, theta ~ U(-pi, pi), u a random unit vector orthogonal to the unit direction e;
+    sigma from `polar_sigma` with He (scheme 'he', fan_in) or Glorot ('glorot', average fan) fans and gains."""
+    A = _alg(algebra)
+    _check(weight, A)
+    if scheme in ("he", "kaiming"):
+        g, fan = (nn.init.calculate_gain(nonlinearity) if gain is None else gain), _fan(weight, "fan_in")
+    elif scheme in ("glorot", "xavier"):
+        g, fan = (1.0 if gain is None else gain), _fan(weight, "avg")
+    else:
+        raise ValueError(f"scheme must be 'he' or 'glorot', got {scheme!r}")
+    sigma = polar_sigma(A, fan, g)
+    e_np, _ = _polar_direction_cov(A)
+    kw = {"dtype": torch.float64, "device": weight.device}
+    shape = weight.shape[:-1]
+    with torch.no_grad():
+        e = torch.as_tensor(e_np, **kw)
+        rho = sigma * torch.randn(*shape, A.dim, generator=generator, **kw).norm(dim=-1, keepdim=True)
+        if A.dim == 1:
+            direction = torch.randint(0, 2, (*shape, 1), generator=generator, device=weight.device) * 2.0 - 1.0
+            w = rho * direction.to(torch.float64) * e
+        else:
+            theta = (torch.rand(*shape, 1, generator=generator, **kw) * 2 - 1) * math.pi
+            u = torch.randn(*shape, A.dim, generator=generator, **kw)
+            u = u - (u @ e)[..., None] * e
+            u = u / u.norm(dim=-1, keepdim=True)
+            w = rho * (torch.cos(theta) * e + torch.sin(theta) * u)
+        weight.copy_(w.to(weight.dtype))
+    return weight
+
+
 def init_weight_(weight: torch.Tensor, algebra, scheme: str = "he", distribution: str = "normal",
                  nonlinearity: str = "relu", gain: float | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """One entry point: scheme 'he' (fan_in, gain from `nonlinearity`) or 'glorot' (average fan).
+    """One entry point: scheme 'he' (fan_in, gain from `nonlinearity`) or 'glorot' (average fan);
+    distribution 'normal', 'uniform' (per-component profile) or 'polar' (`polar_`).
 
     `gain` overrides the gain derived from `nonlinearity`.
     """
     A = _alg(algebra)
     _check(weight, A)
+    if distribution == "polar":
+        return polar_(weight, A, scheme, nonlinearity, gain, generator)
     if scheme in ("he", "kaiming"):
         g = nn.init.calculate_gain(nonlinearity) if gain is None else gain
         fan = _fan(weight, "fan_in")

@@ -85,8 +85,16 @@ class FoldPlan(contract.FoldPlan):
             M = M.T if which.endswith("_T") else M
             if folded:
                 M = M[list(self.perm)] if which in ("in", "out_T") else M[:, list(self.perm)]
-            hit = self.matrices[key] = torch.as_tensor(np.ascontiguousarray(M), dtype=dtype, device=device)
+            hit = torch.as_tensor(np.ascontiguousarray(M), dtype=dtype, device=device)
+            if _cacheable(hit):
+                self.matrices[key] = hit
         return hit
+
+
+def _cacheable(t: torch.Tensor) -> bool:
+    """Only plain tensors are kept: one made while torch.export / torch.onnx.export traces is a FakeTensor,
+    which would poison every later call (eager results from fake storage, the next export's constants)."""
+    return type(t) is torch.Tensor
 
 
 @dataclass
@@ -167,7 +175,8 @@ class Algebra:
                 raise KeyError(f"unknown constant {name!r}; known: {', '.join(arrays)}")
             with torch.inference_mode(False):    # a normal tensor even when first asked for under inference_mode
                 hit = torch.as_tensor(np.ascontiguousarray(arrays[name]()), dtype=dtype, device=device)
-            self.cache.tensors[key] = hit
+            if _cacheable(hit):
+                self.cache.tensors[key] = hit
         return hit
 
     def structure_tensor(self, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:

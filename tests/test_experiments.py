@@ -146,10 +146,11 @@ def test_imagenet_bf16_autocast_and_channels_last_follow_float32(image_dir, tmp_
 
 
 @pytest.mark.slow
-def test_imagenet_two_gloo_processes(image_dir, tmp_path):
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_imagenet_two_gloo_processes(image_dir, tmp_path, sharding):
     out = tmp_path / "ddp"
     run = torchrun("examples.imagenet", image_args(image_dir, out, "--algebra", "C", "--batch-size", "2",
-                                                   "--threads", "1"))
+                                                   "--threads", "1", *sharding))
     assert "2 process(es) on cpu" in run.stdout
     rows = read_log(out)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]        # one log, written by rank 0
@@ -197,6 +198,27 @@ def test_lm_two_gloo_processes_match_one_process_with_twice_the_batch(byte_file,
     assert two["world_size"] == 2
     for k in ("valid_bpb", "test_bpb"):
         assert two[k] == pytest.approx(one[k], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_lm_fsdp_two_gloo_processes_match_one_process_and_resume(byte_file, tmp_path):
+    # FSDP2 shards parameters, gradients and optimizer state; each rank sees half of every global batch, so
+    # the run follows one process with twice the batch; its checkpoint holds full tensors (loads unsharded)
+    # and a sharded run resumes from it exactly
+    extra = ["--algebra", "H", "--dropout", "0", "--sample-tokens", "0"]
+    one = lm.main(lm_args(byte_file, tmp_path / "one", *extra, "--batch-size", "4"))
+    args = lm_args(byte_file, tmp_path / "two", *extra, "--batch-size", "2", "--threads", "1", "--fsdp")
+    torchrun("examples.lm", args)
+    a, b = read_log(tmp_path / "one"), read_log(tmp_path / "two")
+    assert [float(r["loss"]) for r in a] == pytest.approx([float(r["loss"]) for r in b], rel=1e-4)
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert two["valid_bpb"] == pytest.approx(one["valid_bpb"], rel=1e-4)
+    ckpt = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    assert ckpt["fsdp"] and all(type(t) is torch.Tensor for t in ckpt["model"].values())
+    args_b = lm_args(byte_file, tmp_path / "b", *extra, "--batch-size", "2", "--threads", "1", "--fsdp")
+    torchrun("examples.lm", args_b + ["--stop-at", "2"])
+    torchrun("examples.lm", args_b + ["--resume"])
+    assert [r["loss"] for r in read_log(tmp_path / "b")] == [r["loss"] for r in b]
 
 
 def test_lm_wikitext_with_a_user_algebra(wikitext_dir, tmp_path):

@@ -18,12 +18,12 @@ PACKAGES = ("runtime", "codegen")
 
 # runtime layers, lowest first: a module may import modules of its own layer or below, never above
 RUNTIME_LAYERS = (
-    ("runtime", "runtime.registry", "runtime.checks", "runtime.im2col"),
+    ("runtime", "runtime.registry", "runtime.checks", "runtime.im2col", "runtime.involution"),
     ("runtime.kernels",),
     ("runtime.methods",),
     ("runtime.functional",),
     ("runtime.layers", "runtime.init", "runtime.counting", "runtime.sparsity"),
-    ("runtime.models",),
+    ("runtime.models", "runtime.fsdp"),
 )
 
 
@@ -172,6 +172,10 @@ def test_no_import_cycles():
 
 def test_no_private_names_across_modules():
     assert PRIVATE == []
+
+
+def test_every_runtime_module_has_a_layer():
+    assert [m for m in MODULES if m.startswith("runtime") and _layer(m) is None] == []
 
 
 def test_runtime_imports_only_downwards():

@@ -5,6 +5,8 @@
     teardown(ctx)              # every rank waits for the others, then the group is destroyed
 
 Without torchrun (no WORLD_SIZE in the environment) nothing is initialised and every helper is a no-op.
+With --fsdp, `shard` replaces DistributedDataParallel by FSDP2 (`runtime.fsdp`), and checkpoints go through
+`full_state_dicts` / `load_optimizer_state` (full tensors, so they load unsharded too).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "setup", "teardown", "barrier", "all_reduce_sum", "broadcast_object"]
+__all__ = ["Context", "setup", "teardown", "barrier", "all_reduce_sum", "all_reduce_max", "broadcast_object",
+           "shard", "full_state_dicts", "load_optimizer_state"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,15 @@ def all_reduce_sum(ctx: Context, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def all_reduce_max(ctx: Context, n: int) -> int:
+    """The largest `n` over all ranks."""
+    if not ctx.distributed:
+        return n
+    t = torch.tensor([n], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def broadcast_object(ctx: Context, obj):
     """Rank 0's `obj` on every rank."""
     if not ctx.distributed:
@@ -87,3 +99,35 @@ def broadcast_object(ctx: Context, obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def shard(ctx: Context, model: torch.nn.Module) -> torch.nn.Module:
+    """--fsdp: shard `model` over all ranks with FSDP2 (`runtime.fsdp.shard_model`: each block its own unit,
+    then the root).  Call before the optimizer is made; a no-op on one process."""
+    if not ctx.distributed:
+        return model
+    from runtime.fsdp import shard_model
+
+    return shard_model(model)
+
+
+def full_state_dicts(ctx: Context, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                     fsdp: bool) -> tuple[dict, dict]:
+    """(model, optimizer) state dicts as full tensors for a checkpoint.  Under FSDP every rank must call it
+    (it gathers the shards); rank 0 gets the tensors (on CPU), the others empty dicts."""
+    if not (fsdp and ctx.distributed):
+        return model.state_dict(), opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    return get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(ctx: Context, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict,
+                         fsdp: bool) -> None:
+    """Load an optimizer state dict written by `full_state_dicts` (every rank holds the checkpoint)."""
+    if not (fsdp and ctx.distributed):
+        opt.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))

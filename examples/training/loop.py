@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 from runtime import sparsity
 
 from . import checkpoint
-from .distributed import Context, all_reduce_sum, barrier
+from .distributed import (Context, all_reduce_max, all_reduce_sum, barrier, full_state_dicts, load_optimizer_state,
+                          shard)
 from .cli import claim_run_folder, clear_run_folder
 from .log import CsvLog, progress_bar
 from .sampling import ResumableSampler, SeededDataset, ShardSampler, sample_seed
@@ -110,6 +111,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 4
     progress: bool = True
+    fsdp: bool = False                      # shard with FSDP2 (runtime.fsdp) instead of DistributedDataParallel
     extra: dict = field(default_factory=dict)   # recorded in config.json only
 
 
@@ -175,16 +177,25 @@ def eval_loader(dataset: Dataset, cfg: TrainConfig, ctx: Context) -> DataLoader:
                    cfg, ctx, drop_last=False)
 
 
-def evaluate(task: Task, model: nn.Module, loader: DataLoader, ctx: Context, amp: str) -> dict[str, float]:
+def evaluate(task: Task, model: nn.Module, loader: DataLoader, ctx: Context, amp: str,
+             fsdp: bool = False) -> dict[str, float]:
     """Task metrics over a whole dataset: each rank scores its shard (`eval_loader`), the sums are added
-    over ranks."""
+    over ranks.  Under FSDP every forward is collective, so a rank whose shard has fewer batches runs its
+    last batch again (results discarded) until all ranks have run as many."""
     totals = torch.zeros(len(task.sums), dtype=torch.float64, device=ctx.device)
     was_training = model.training
     model.eval()
+    rounds = all_reduce_max(ctx, len(loader)) if fsdp else len(loader)
     with torch.no_grad(), _autocast(amp, ctx.device):
+        batch = None
         for batch in loader:
-            sums = task.eval_sums(model, task.prepare(batch, ctx.device))
+            batch = task.prepare(batch, ctx.device)
+            sums = task.eval_sums(model, batch)
             totals += torch.stack([sums[k].double() for k in task.sums])
+        for _ in range(rounds - len(loader)):
+            if batch is None:
+                raise ValueError("--fsdp: an evaluation set has fewer samples than processes")
+            task.eval_sums(model, batch)
     model.train(was_training)
     all_reduce_sum(ctx, totals)
     return task.finish(dict(zip(task.sums, totals.tolist())))
@@ -235,6 +246,12 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
         sparsity.load_pruned_state_dict(model, state["model"])
     if cfg.channels_last:
         _channels_last_(model)
+    if cfg.fsdp:
+        if cfg.prune > 0:
+            raise ValueError("--fsdp with --prune is not supported (the pruning masks are not sharded)")
+        if cfg.compile:
+            raise ValueError("--fsdp with --compile is not supported by this loop")
+        shard(ctx, model)                           # before the optimizer: it then holds the sharded parameters
     opt = _optimizer(model, cfg)
     pruner = None
 
@@ -249,7 +266,10 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
                                         end_step=int(cfg.prune_end * total), frequency=cfg.prune_every)
     step = 0
     if state is not None:
-        opt.load_state_dict(state["optimizer"])
+        if bool(state.get("fsdp", False)) != (cfg.fsdp and ctx.distributed):
+            raise ValueError(f"{ckpt_from} was written {'with' if state.get('fsdp') else 'without'} FSDP "
+                             f"sharding; resume it the same way (its optimizer state is laid out for that)")
+        load_optimizer_state(ctx, model, opt, state["optimizer"], cfg.fsdp)
         if pruner is not None and state.get("pruner") is not None:
             pruner.load_state_dict(state["pruner"])
         step = int(state["step"])
@@ -259,7 +279,7 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
     del state
 
     net: nn.Module = model
-    if ctx.distributed:
+    if ctx.distributed and not cfg.fsdp:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda"
                                                   else None)
     if cfg.compile:
@@ -279,11 +299,12 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
     bar = progress_bar(total, step, cfg.progress and ctx.is_main, task.name)
 
     def save() -> None:
+        model_state, opt_state = full_state_dicts(ctx, model, opt, cfg.fsdp)     # collective under FSDP
         if ctx.is_main:
             checkpoint.save(cfg.out / "checkpoint.pt", {
-                "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "step": step, "model": model_state, "optimizer": opt_state,
                 "pruner": None if pruner is None else pruner.state_dict(), "identity": task.identity,
-                "world_size": ctx.world, "torch": str(torch.__version__)})
+                "world_size": ctx.world, "fsdp": cfg.fsdp and ctx.distributed, "torch": str(torch.__version__)})
         barrier(ctx)
 
     eval_loaders = {name: eval_loader(ds, cfg, ctx) for name, ds in {**task.eval_sets, **task.final_sets}.items()}
@@ -291,11 +312,12 @@ def train(task: Task, cfg: TrainConfig, ctx: Context) -> dict[str, float]:
     def run_eval(sets: dict[str, Dataset]) -> dict[str, float]:
         row = {}
         for set_name in sets:
-            for k, v in evaluate(task, model, eval_loaders[set_name], ctx, cfg.amp).items():
+            for k, v in evaluate(task, model, eval_loaders[set_name], ctx, cfg.amp, cfg.fsdp).items():
                 row[f"{set_name}_{k}"] = v
         if ctx.is_main:
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
-            line = task.after_eval(model, step, cfg.out)
+            # under FSDP a forward on rank 0 alone would wait for the others forever: no samples
+            line = None if (cfg.fsdp and ctx.distributed) else task.after_eval(model, step, cfg.out)
             if line:
                 bar.write(line)
         return row

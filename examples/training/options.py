@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, optimizer: str, lr: float 
     g.add_argument("--amp", choices=("bf16", "none"), default=None,
                    help="bfloat16 autocast (default: bf16 on CUDA, none on CPU)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--fsdp", action="store_true",
+                   help="under torchrun, shard parameters, gradients and optimizer state with FSDP2 "
+                        "(runtime.fsdp: one unit per block) instead of DistributedDataParallel")
     g.add_argument("--prune", type=probability, default=0.0, metavar="SPARSITY",
                    help="final fraction of pruned weight elements (cubic schedule)")
     g.add_argument("--prune-start", type=fraction, default=0.1, help="fraction of training where pruning starts")
@@ -150,5 +153,5 @@ def train_config(args, ctx: Context, *, lr: float, channels_last: bool = False,
         prune_start=args.prune_start, prune_end=args.prune_end, prune_every=args.prune_every,
         log_every=args.log_every, eval_every=args.eval_every, ckpt_every=args.ckpt_every,
         eval_batch_size=args.eval_batch_size, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
-        workers=args.workers,
-        progress=not args.no_progress, extra={"label_smoothing": args.label_smoothing, **(extra or {})})
+        workers=args.workers, progress=not args.no_progress, fsdp=args.fsdp,
+        extra={"label_smoothing": args.label_smoothing, **(extra or {})})

@@ -29,7 +29,7 @@ from ..checks import autocast_dtype, has_tangent, needs_grad
 from ..registry import Algebra
 
 __all__ = ["CPU_MAX_BATCH", "CPU_MAX_BATCH_OTHER", "cpu_max_batch", "cpu_kernel_applies", "cuda_gemv_applies",
-           "dense_kernel", "cpu"]
+           "dense_kernel", "cpu", "exporting"]
 
 #: algebra -> largest batch at which `auto` runs the CPU kernel at inference (docs/benchmarks.md, "Crossovers";
 #: one thread, CPU time, on the 2-core AMD EPYC benchmark machine).  O (the octonions) is not measured yet: the
@@ -59,6 +59,13 @@ def cpu():
 _cpu_module = None
 
 
+def exporting() -> bool:
+    """Whether torch.onnx.export is running (either exporter): the generated kernels are custom ops without
+    ONNX lowerings, so layers take the torch path (the `auto` choice) silently while exporting to ONNX.
+    Plain torch.export keeps them: its graphs hold the custom ops, which torch runs."""
+    return torch.onnx.is_in_onnx_export()
+
+
 def _decline(requested: str, why: str) -> bool:
     if requested == "kernel":
         warnings.warn(f"method='kernel': {why}; running the torch path 'auto' picks instead", RuntimeWarning,
@@ -71,7 +78,7 @@ def cpu_kernel_applies(requested: str, A: Algebra, x: torch.Tensor, weight: torc
     """Whether this CPU call runs through runtime.kernels.cpu: `requested` is the method in force ("kernel" or
     "auto"; anything else: False), rows the GEMM rows (batch, or batch x output positions for conv; None: any,
     as for the element-sparse layers, where the kernel runs at every batch and with gradients)."""
-    if requested not in ("kernel", "auto") or x.device.type != "cpu":
+    if requested not in ("kernel", "auto") or x.device.type != "cpu" or exporting():
         return False
     if has_tangent(x, weight, bias):
         return _decline(requested, "an input carries a forward-mode AD tangent (the kernels have no forward-mode "
@@ -93,7 +100,7 @@ def cuda_gemv_applies(requested: str, A: Algebra, x: torch.Tensor, weight: torch
                       rows: int) -> bool:
     """Whether this call runs the generated CUDA gemv (runtime.kernels.cuda, needs CuPy): CUDA tensors of one
     dtype the kernels store, no autocast, and a batch that one pass over the compact weights serves."""
-    if not x.is_cuda or requested not in ("auto", "kernel") or autocast_dtype("cuda") is not None:
+    if not x.is_cuda or requested not in ("auto", "kernel") or autocast_dtype("cuda") is not None or exporting():
         return False
     if has_tangent(x, weight, bias):
         return False

@@ -18,3 +18,8 @@ from .recurrent import (AlgebraGRU, AlgebraGRUCell, AlgebraLSTM, AlgebraLSTMCell
                         AlgebraRNNCell)
 from .groupnorm import (AlgebraGroupNorm, AlgebraInstanceNorm1d, AlgebraInstanceNorm2d,  # noqa: E402
                         AlgebraInstanceNorm3d)
+from .attention import AlgebraMultiheadAttention  # noqa: E402
+from .transformer import (AlgebraTransformerDecoder, AlgebraTransformerDecoderLayer,  # noqa: E402
+                          AlgebraTransformerEncoder, AlgebraTransformerEncoderLayer)
+from .rotation import (AlgebraRotationConv1d, AlgebraRotationConv2d, AlgebraRotationConv3d,  # noqa: E402
+                       AlgebraRotationLinear)

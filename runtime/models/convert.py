@@ -24,7 +24,19 @@ concatenations that agree in the real model agree after conversion.  In module r
   AlgebraInstanceNorm*(N(C)), all with mode=``norm`` and the real layer's eps / momentum / affine /
   track_running_stats;
 - MaxPool1d/2d/3d -> the element-norm max pools (``keep_elements=True``); activations, average pools,
-  flatten and residual adds act on the real components unchanged.
+  flatten and residual adds act on the real components unchanged;
+- MultiheadAttention(E, heads, kdim, vdim) -> AlgebraMultiheadAttention(N(E), heads, N(kdim), N(vdim)) with the
+  same dropout, bias, add_bias_kv, add_zero_attn, batch_first (its out_proj is part of it, not a Linear of its
+  own); a width that is some attention's embed_dim is rounded to a multiple of its heads (all such heads),
+  so the heads hold whole elements;
+- torchvision-ViT-style models (`vit_b_16` and kin: conv_proj, class_token, encoder.pos_embedding,
+  encoder.layers of blocks with ln_1, self_attention, ln_2, mlp, heads): parameters named ``class_token`` and
+  ``pos_embedding`` of real width C are replaced by ones of N(C)*d reals (zeros and normal(0, 0.02), as
+  torchvision initialises them), and an int attribute ``hidden_dim`` equal to an attention's embed_dim (the
+  width torchvision reshapes the patches to) becomes N(hidden_dim)*d.  Blocks whose forward calls the
+  attention as torchvision's does (``self_attention(x, x, x, need_weights=False)``) convert; torch's
+  nn.TransformerEncoderLayer does not (its fast path reads torch-only attributes): build
+  `runtime.layers.AlgebraTransformerEncoderLayer` instead.
 
 A Linear that reads spatially flattened conv features (C*H*W inputs) is not supported: pool first.
 The input model is not modified; a converted deep copy is returned.
@@ -32,11 +44,13 @@ The input model is not modified; a converted deep copy is returned.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
 
 from ..init import init_model_
+from ..layers.attention import AlgebraMultiheadAttention
 from ..layers.groupnorm import AlgebraGroupNorm, AlgebraInstanceNorm1d, AlgebraInstanceNorm2d, AlgebraInstanceNorm3d
 from ..layers.lift import AlgebraLift, AlgebraReadout
 from ..layers.norm import AlgebraBatchNorm1d, AlgebraBatchNorm2d, AlgebraBatchNorm3d, AlgebraLayerNorm
@@ -75,7 +89,9 @@ class LiftedRecurrent(nn.Module):
 
 
 def _order(model: nn.Module, example_input) -> list[str]:
-    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear,) + _CONVS) or type(m) in _RNNS]
+    inside = tuple(n + "." for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention))
+    names = [n for n, m in model.named_modules()
+             if (isinstance(m, (nn.Linear,) + _CONVS) or type(m) in _RNNS) and not (inside and n.startswith(inside))]
     if example_input is None:
         return names
     seen: list[str] = []
@@ -103,8 +119,13 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
     first, last = order[0], order[-1]
     kw = {} if layer_method is None else {"method": layer_method}
 
+    heads: dict[int, int] = {}                      # width -> lcm of the heads of attentions that embed it
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention):
+            heads[m.embed_dim] = math.lcm(heads.get(m.embed_dim, 1), m.num_heads)
+
     def N(c: int) -> int:
-        return matched_width(c, A, match, method_for_macs)
+        return matched_width(c, A, match, method_for_macs, multiple_of=heads.get(c, 1))
 
     def replace(name: str, old: nn.Module):
         if isinstance(old, nn.Linear):
@@ -176,7 +197,23 @@ def convert(model: nn.Module, algebra, match: str | None = "params", method_for_
         setattr(parent, child, new)
 
     for name, m in list(model.named_modules()):
+        for pname, p in list(m.named_parameters(recurse=False)):
+            if pname in ("class_token", "pos_embedding"):
+                new = torch.zeros(*p.shape[:-1], N(p.shape[-1]) * d, device=p.device, dtype=p.dtype)
+                if pname == "pos_embedding":
+                    new.normal_(std=0.02)
+                setattr(m, pname, nn.Parameter(new, requires_grad=p.requires_grad))
+        if isinstance(getattr(m, "hidden_dim", None), int) and m.hidden_dim in heads:
+            m.hidden_dim = N(m.hidden_dim) * d
         if not name:
+            continue
+        if isinstance(m, nn.MultiheadAttention):
+            E = N(m.embed_dim)
+            swap(name, AlgebraMultiheadAttention(
+                E, m.num_heads, dropout=m.dropout, bias=m.in_proj_bias is not None,
+                add_bias_kv=m.bias_k is not None, add_zero_attn=m.add_zero_attn,
+                kdim=N(m.kdim) if m.kdim != m.embed_dim else E, vdim=N(m.vdim) if m.vdim != m.embed_dim else E,
+                batch_first=m.batch_first, algebra=A, **kw))
             continue
         if name in order:
             swap(name, replace(name, m))

@@ -8,7 +8,8 @@ d_model * d reals read as elements ("a reshaped real layer").  Q, K, V, O and th
 `AlgebraLinear`; heads split the d_model elements into n_heads groups of whole elements; the attention
 logits are real inner products over all head_dim * d components, scaled by 1/sqrt(head_dim * d), with a
 causal mask, computed by `torch.nn.functional.scaled_dot_product_attention` (fused kernels where torch has
-them); the softmax weights (real) mix the value elements.  Pre-norm blocks with `AlgebraLayerNorm`
+them); the softmax weights (real) mix the value elements.  The attention is
+`runtime.layers.AlgebraMultiheadAttention` (`AlgebraSelfAttention` adds the key/value cache).  Pre-norm blocks with `AlgebraLayerNorm`
 (``norm=`` its mode), split activation (``activation=``), element dropout, and an `AlgebraReadout` head.
 
     out = lm.generate(prompt, max_new_tokens=100, temperature=0.8, top_k=40)   # (B, T) -> (B, T + 100)
@@ -19,11 +20,11 @@ position's projections instead of a forward pass over the whole prefix.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..init import init_model_
 from ..layers.activation import ModReLU, SplitActivation
+from ..layers.attention import AlgebraMultiheadAttention, attend
 from ..layers.dropout import AlgebraDropout
 from ..layers.lift import AlgebraReadout
 from ..layers.norm import AlgebraLayerNorm
@@ -74,49 +75,34 @@ class KVCache:
         return self.k[:, :, :self.length], self.v[:, :, :self.length]
 
 
-class AlgebraSelfAttention(nn.Module):
-    """Causal multi-head self-attention with algebra Q/K/V/O projections and real logits."""
+class AlgebraSelfAttention(AlgebraMultiheadAttention):
+    """Causal multi-head self-attention for the language model: an `AlgebraMultiheadAttention`
+    (batch_first, the same projections q, k, v, o and the same `attend`) with a key/value cache."""
 
     def __init__(self, d_model: int, n_heads: int, algebra="R", dropout: float = 0.0, bias: bool = True,
                  method=None):
-        super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model} elements) must be divisible by n_heads ({n_heads})")
-        self.algebra = load_algebra(algebra)
+        super().__init__(d_model, n_heads, dropout=dropout, bias=bias, batch_first=True, algebra=algebra,
+                         method=method)
         self.d_model, self.n_heads = d_model, n_heads
-        self.head_elements = d_model // n_heads
-        self.q = _linear(algebra, d_model, d_model, bias, method)
-        self.k = _linear(algebra, d_model, d_model, bias, method)
-        self.v = _linear(algebra, d_model, d_model, bias, method)
-        self.o = _linear(algebra, d_model, d_model, bias, method)
-        self.dropout = float(dropout)
-
-    @property
-    def head_reals(self) -> int:
-        return self.head_elements * self.algebra.dim
+        self.head_elements = self.head_dim
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """x: (B, T, d_model * d) -> (B, T, d_model * d).  With `cache`, x holds the T positions after the
         cached ones: their keys and values are appended and each attends to every cached position."""
-        B, T, _ = x.shape
-        H, hd = self.n_heads, self.head_reals                              # hd: reals per head
-
-        def heads(t):
-            return t.view(B, T, H, hd).transpose(1, 2)                     # (B, H, T, hd) whole elements
-
-        q, k, v = heads(_apply(self.q, x)), heads(_apply(self.k, x)), heads(_apply(self.v, x))
+        T = x.shape[1]
+        q, k, v = self.split_heads(self.q(x)), self.split_heads(self.k(x)), self.split_heads(self.v(x))
         past = 0 if cache is None else cache.length
         if cache is not None:
             k, v = cache.append(k, v)
         mask, causal = None, past == 0 and T > 1
         if past and T > 1:                       # new query i sees the cache and new keys 0..i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
-        # real inner products over all head components, scaled by 1/sqrt(hd); softmax weights mix values
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return _apply(self.o, y.transpose(1, 2).reshape(B, T, H * hd))
+        y, _ = attend(q, k, v, mask, causal, self.dropout if self.training else 0.0)
+        return self.merge_heads(y)
 
-    def extra_macs(self, x_shape) -> int:
+    def extra_macs(self, x_shape, *_) -> int:
         """Real multiply-adds outside the projections (QK^T and AV) for an input (B, T, d_model * d)."""
         B, T = x_shape[0], x_shape[1]
         return 2 * B * T * T * self.d_model * self.algebra.dim
