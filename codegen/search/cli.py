@@ -10,6 +10,7 @@ import sys
 import time
 
 from ..schemes import SchemeResolver, naive, save_file
+from ..schemes.resolve import GROWTH_LIMIT
 from ..spec import SpecError
 from ..spec.discover import discover
 
@@ -55,6 +56,11 @@ def run_search(args) -> int:
               f"keep this certificate\n" + "!" * 72)
     if found.rank >= current.rank:
         print(f"not better than the current best (rank {current.rank}); nothing written")
+        return 0
+    growth = found.error_growth(A.T)
+    if growth > GROWTH_LIMIT:
+        print(f"numerically unstable: its rounding error can be {growth:.3g} times the naive product's (limit "
+              f"{GROWTH_LIMIT:g}), so the build would not use it; nothing written")
         return 0
     if args.no_save:
         return 0
