@@ -16,7 +16,8 @@ import pytest
 from codegen import exact
 from codegen.build import build
 from codegen.exact import properties as props
-from codegen.schemes import SchemeResolver
+from codegen.schemes import SchemeResolver, resolve
+from codegen.schemes.resolve import GROWTH_LIMIT
 from codegen.spec.discover import discover
 from codegen.spec import (SpecError, algebra, basis_change, cayley_dickson, clifford, direct_sum, extension,
                           group_algebra, opposite)
@@ -186,13 +187,22 @@ def test_rank_goal_from_the_builder(name):
 
 
 @pytest.mark.parametrize("name", sorted(GOALS))
-def test_rank_goal_from_a_shuffled_hand_typed_table(typed_build, name):
+def test_rank_goal_from_a_shuffled_hand_typed_table(typed_build, name, monkeypatch):
     built, _ = typed_build
     goal, rational = GOALS[name][2], GOALS[name][3]
     for variant in ("shuffled", "rational") if rational else ("shuffled",):
         A, s = built[f"{name}_{variant}"]
+        assert s.verify(A.T) and s.error_growth(A.T) <= GROWTH_LIMIT
+        if s.rank > goal and variant == "rational":
+            # in some random rational bases the structural route reaches the goal only through cancellation
+            # (rounding error up to 10^12 times the naive product's: float32 results off by far more than
+            # 100 %); the resolver drops such a scheme, and the goal is met by the unstable one alone
+            monkeypatch.setattr(resolve, "GROWTH_LIMIT", float("inf"))
+            unstable = SchemeResolver({A.name: A}, None).best(A)
+            monkeypatch.undo()
+            assert unstable.rank <= goal and unstable.error_growth(A.T) > GROWTH_LIMIT, name
+            continue
         assert s.rank <= goal, f"{name} ({variant}): rank {s.rank} ({s.provenance})"
-        assert s.verify(A.T)
         assert s.provenance.startswith("structure: ")
 
 
