@@ -16,8 +16,8 @@ import pytest
 from codegen import exact
 from codegen.build import build
 from codegen.exact import properties as props
-from codegen.schemes import SchemeResolver
-from codegen.schemes import resolve as resolve_module
+from codegen.schemes import SchemeResolver, resolve
+from codegen.schemes.resolve import GROWTH_LIMIT
 from codegen.spec.discover import discover
 from codegen.spec import (SpecError, algebra, basis_change, cayley_dickson, clifford, direct_sum, extension,
                           group_algebra, opposite)
@@ -190,22 +190,19 @@ def test_rank_goal_from_the_builder(name):
 
 @pytest.mark.parametrize("name", sorted(GOALS))
 def test_rank_goal_from_a_shuffled_hand_typed_table(typed_build, name, monkeypatch):
-    built, out = typed_build
+    built, _ = typed_build
     goal, rational = GOALS[name][2], GOALS[name][3]
     for variant in ("shuffled", "rational") if rational else ("shuffled",):
         A, s = built[f"{name}_{variant}"]
-        assert s.verify(A.T)
-        if variant == "rational" and s.rank > goal:
-            # a random rational basis can make the structural route's basis change ill-conditioned: the scheme
-            # is found at the goal rank but dropped for numerical instability (a stable, slower one runs instead)
-            limit = resolve_module.GROWTH_LIMIT
-            monkeypatch.setattr(resolve_module, "GROWTH_LIMIT", float("inf"))
-            specs = out.parent / "specs"
-            algebras = discover(specs)
-            found = SchemeResolver(algebras, specs).best(algebras[A.name])
+        assert s.verify(A.T) and s.error_growth(A.T) <= GROWTH_LIMIT
+        if s.rank > goal and variant == "rational":
+            # in some random rational bases the structural route reaches the goal only through cancellation
+            # (rounding error up to 10^12 times the naive product's: float32 results off by far more than
+            # 100 %); the resolver drops such a scheme, and the goal is met by the unstable one alone
+            monkeypatch.setattr(resolve, "GROWTH_LIMIT", float("inf"))
+            unstable = SchemeResolver({A.name: A}, None).best(A)
             monkeypatch.undo()
-            assert found.rank <= goal and found.verify(A.T), (name, found.provenance)
-            assert found.error_growth(A.T) > limit, name
+            assert unstable.rank <= goal and unstable.error_growth(A.T) > GROWTH_LIMIT, name
             continue
         assert s.rank <= goal, f"{name} ({variant}): rank {s.rank} ({s.provenance})"
         assert s.provenance.startswith("structure: ")

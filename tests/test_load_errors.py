@@ -6,7 +6,10 @@ import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 import runtime
 from codegen.build import build
@@ -175,3 +178,65 @@ def test_generated_env_holds_your_algebras_and_builtins_still_load(built, monkey
     assert f"not built in {out}" in message and rebuild(specs, out) in message and "SplitC" in message
     with pytest.raises(AlgebraNotBuiltError, match="not built in"):
         load_algebra("H", path=out)                                   # path= reads only that folder
+
+
+# ------------------------------------------------------------------------ fuzz: every file the loader trusts
+def _leaves(data, path=()):
+    """Paths to every leaf of a JSON value."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_edit_of_a_trusted_file_is_refused_or_harmless(built, tmp_path_factory, data):
+    """Truncating, flipping a byte, deleting, or changing one JSON value of any file the loader reads (the
+    index, the manifest, ops.py, the kernel tables and sources) gives AlgebraNotBuiltError naming a file, or
+    (an edit that changes nothing the loader relies on) the same algebra; never another exception."""
+    import shutil
+
+    _, out = built
+    folder = tmp_path_factory.mktemp("copy") / "gen"
+    shutil.copytree(out, folder)
+    names = ["manifest.json", "SplitC/manifest.json", "SplitC/ops.py", "SplitC/kernels.json",
+             "SplitC/cpu_kernels.json", "SplitC/SplitC.cu", "SplitC/SplitC_cpu.cpp"]
+    path = folder / data.draw(st.sampled_from(names))
+    raw = path.read_bytes()
+    how = data.draw(st.sampled_from(["truncate", "flip", "delete", "json"] if path.suffix == ".json"
+                                    else ["truncate", "flip", "delete"]))
+    if how == "truncate":
+        path.write_bytes(raw[:data.draw(st.integers(0, len(raw) - 1))])
+    elif how == "flip":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        path.write_bytes(raw[:i] + bytes([raw[i] ^ data.draw(st.integers(1, 255))]) + raw[i + 1:])
+    elif how == "delete":
+        path.unlink()
+    else:
+        doc = json.loads(raw)
+        leaf = data.draw(st.sampled_from(list(_leaves(doc))))
+        target = doc
+        for key in leaf[:-1]:
+            target = target[key]
+        target[leaf[-1]] = data.draw(st.one_of(st.integers(-3, 3), st.text(max_size=3), st.none(),
+                                               st.just("1/2"), st.booleans()))
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    runtime.clear_cache()
+    reference = load_algebra("SplitC", path=out)
+    try:
+        A = load_algebra("SplitC", path=folder)
+    except AlgebraNotBuiltError as e:
+        event(f"refused ({how})")
+        assert str(folder) in str(e) and "\n" not in str(e)
+        return
+    finally:
+        runtime.clear_cache()
+    event(f"loaded ({how})")
+    assert np.array_equal(A.structure, reference.structure) and A.title == reference.title
+    assert np.array_equal(A.scheme.W, reference.scheme.W) and A.fold.m == reference.fold.m

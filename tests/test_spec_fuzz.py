@@ -4,6 +4,8 @@ No other exception, and never a generated file that does not load."""
 from __future__ import annotations
 
 import itertools
+import math
+import re
 import keyword
 import unicodedata
 from fractions import Fraction
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from codegen.build import build
@@ -127,3 +129,82 @@ def test_random_specs_build_cleanly_or_raise_spec_error(tmp_path_factory, spec):
     torch.testing.assert_close(got_scheme, want, rtol=1e-12, atol=1e-12)
     for f in (out / nm).glob("*.py"):
         compile(f.read_bytes(), str(f), "exec")
+
+
+# ------------------------------------------------------------------------ coefficient magnitudes and denominators
+def magnitude():
+    """An exact coefficient sign * a * 10^e1 / (b * 10^e2) with e1, e2 in [0, 400]: from 10^-400 to 10^400, with
+    numerators and denominators far beyond 2^53 (mostly near the float32 range's ends, where it matters)."""
+    exps = st.one_of(st.integers(0, 45), st.integers(0, 400))
+    return st.builds(lambda s, a, e1, b, e2: Fraction(s * a * 10 ** e1, b * 10 ** e2),
+                     st.sampled_from([1, -1]), st.integers(1, 2 ** 70), exps, st.integers(1, 99), exps)
+
+
+def _in_range(c: Fraction) -> bool:
+    from codegen.exact.numbers import FLOAT32_MAX, FLOAT32_MIN_NORMAL
+
+    return c == 0 or FLOAT32_MIN_NORMAL <= abs(c) <= FLOAT32_MAX
+
+
+LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)")
+INT_IN_T = re.compile(r"\bT\((-?\d+)\)")
+
+
+def audit_literals(folder: Path) -> None:
+    """Every number in the generated arithmetic is one the kernel's type holds: integer constants T(n) exact in
+    float32 (|n| <= 2^24; larger ones print as float literals), float literals finite; no inf or nan."""
+    for path in [*folder.glob("*.cpp"), *folder.glob("*.cu")]:
+        text = path.read_text()
+        assert not re.search(r"T\(\s*-?(inf|nan)", text), path
+        for n in INT_IN_T.findall(text):
+            assert abs(int(n)) <= 2 ** 24, f"{path.name}: integer constant T({n}) is not exact in float"
+        for lit in LITERAL.findall(text):
+            assert math.isfinite(float(lit)), f"{path.name}: literal {lit}"
+    code = [line for line in (folder / "ops.py").read_text().splitlines() if re.match(r"\s+\w+ = ", line)]
+    for line in code:
+        assert not re.search(r"(?<![\w.])(inf|nan)(?![\w])", line), line
+        for lit in LITERAL.findall(line):
+            assert math.isfinite(float(lit)), line
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+@given(coefs=st.lists(magnitude(), min_size=3, max_size=3))
+def test_coefficient_magnitudes_build_exactly_or_are_refused(tmp_path_factory, coefs):
+    """i*i = c0 + c1 i, i*j = c2 j (and j*i, j*j fixed): built and exact in every emitted file, or refused with
+    the range message when a coefficient lies outside float32's normal range."""
+    c0, c1, c2 = coefs
+    root = tmp_path_factory.getbasetemp() / f"mag{next(_counter)}"
+    spec_dir, out = root / "specs", root / "out"
+    spec_dir.mkdir(parents=True)
+    products = {"i*i": f"({c0}) + ({c1})*i", "i*j": f"({c2})*j", "j*i": "j", "j*j": "-1"}
+    (spec_dir / "m.py").write_text("from codegen.spec import algebra\n"
+                                   f"M = algebra('M', basis=['1', 'i', 'j'], products={products!r}, unit='1')\n")
+    fits = all(_in_range(c) for c in coefs)
+    try:
+        build(spec_dir, out)
+    except SpecError as e:
+        message = str(e)
+        assert "\n" not in message and not out.exists()
+        assert ("too large" in message or "too small" in message) and "float32" in message, message
+        # a table that fits may still be refused for a constant derived from it (a scheme's, a fold block's)
+        assert not fits or "derived" in message or "scheme" in message or "fold" in message, message
+        event("refused")
+        return
+    assert fits, f"built with a coefficient out of range: {coefs}"
+    event("built")
+    audit_literals(out / "M")
+    A = load_algebra("M", out)
+    T = np.zeros((3, 3, 3), dtype=object)
+    T[...] = Fraction(0)
+    for (i, j), terms in {(0, 0): {0: 1}, (0, 1): {1: 1}, (0, 2): {2: 1}, (1, 0): {1: 1}, (2, 0): {2: 1},
+                          (1, 1): {0: c0, 1: c1}, (1, 2): {2: c2}, (2, 1): {2: 1}, (2, 2): {0: -1}}.items():
+        for k, c in terms.items():
+            T[i, j, k] = Fraction(c)
+    eye = torch.eye(3, dtype=torch.float64)
+    x, y = eye[:, None, :].expand(3, 3, 3), eye[None, :, :].expand(3, 3, 3)
+    want = torch.tensor([[[float(T[i, j, k]) for k in range(3)] for j in range(3)] for i in range(3)],
+                        dtype=torch.float64)
+    assert torch.equal(A.mul(x, y), want)                      # each constant correctly rounded, exactly once
+    scale = want.abs().amax(-1, keepdim=True).clamp_min(1.0)
+    assert ((A.mul_scheme(x, y) - want).abs() <= 2 ** -40 * scale).all()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..schemes import SchemeResolver, naive, save_file
+from ..schemes.resolve import GROWTH_LIMIT
 from ..spec import SpecError
 from ..spec.discover import discover
 
@@ -100,6 +101,11 @@ def run_search(args) -> int:
             print("!" * 72 + f"\n!! rank {found.rank} is BELOW the best known bound {bound} for {A.name}: "
                   f"keep this certificate\n" + "!" * 72)
         if found.rank >= best.rank:
+            continue
+        growth = found.error_growth(A.T)
+        if growth > GROWTH_LIMIT:
+            print(f"seed {seed}: numerically unstable: its rounding error can be {growth:.3g} times the naive "
+                  f"product's (limit {GROWTH_LIMIT:g}), so the build would not use it; not stored")
             continue
         best = found
         if not args.no_save:
