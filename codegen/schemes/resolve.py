@@ -5,7 +5,8 @@ Candidates, each verified exactly before it is considered:
   - a scheme given in the spec (`scheme=`); a wrong one fails the build;
   - a stored search result `<spec_dir>/schemes/<Name>.json`; a wrong one fails the build;
   - for builder-made algebras, the scheme composed from the derivation (`Algebra.derivation`): tensor products
-    (Kronecker products of the factors' schemes), direct sums (side by side), basis changes (transported),
+    (Kronecker products of the factors' schemes; nested tensor products are also regrouped so that two M2 factors
+    make one M4 with the library's 48, `codegen.schemes.regroup`), direct sums (side by side), basis changes (transported),
     opposite algebras (input maps swapped), Cayley-Dickson doubles (four products of the half) and square-zero
     extensions (three products of the base);
   - a known scheme when the tensor is exactly M2 (Winograd), H (Howell-Lafon), Q[t]/(f) in the power basis
@@ -25,6 +26,7 @@ show NAME` prints them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..exact import InexactNumberError, tensor_key
@@ -32,6 +34,7 @@ from ..spec.algebra import Algebra
 from ..spec.errors import SpecError
 from . import scheme as sch
 from .known import known_scheme
+from .regroup import regrouped
 
 # The structural route on a builder-made algebra above this dimension is skipped: its analysis grows fast with d
 # (about 20 s for the 64-dimensional Cl(6,0) on a 2-core VM, against 3 s for the composed scheme).  Tables
@@ -44,15 +47,26 @@ _PRIORITY = {kind: t for t, kind in enumerate(ROUTES)}
 
 @dataclass(frozen=True)
 class Candidate:
-    """One verified scheme for an algebra and the route that gave it."""
+    """One verified scheme for an algebra and the route that gave it.  Candidates order by `cost`; the additions
+    and coefficients are only looked at between candidates of equal rank (they are slow to count for a big naive
+    scheme)."""
 
     scheme: sch.Scheme
     route: str          # one of ROUTES
 
+    @cached_property
+    def _tie_break(self) -> tuple:
+        runtime, weight = self.scheme.additions()
+        return (runtime, weight, *self.scheme.coefficient_size(), _PRIORITY[self.route])
+
     def cost(self) -> tuple:
         """The order candidates are ranked by (smaller is better; see the module docstring)."""
-        runtime, weight = self.scheme.additions()
-        return (self.scheme.rank, runtime, weight, *self.scheme.coefficient_size(), _PRIORITY[self.route])
+        return (self.scheme.rank, *self._tie_break)
+
+    def __lt__(self, other: "Candidate") -> bool:
+        if self.scheme.rank != other.scheme.rank:
+            return self.scheme.rank < other.scheme.rank
+        return self._tie_break < other._tie_break
 
 
 def _tensor_key(A: Algebra) -> tuple:
@@ -138,6 +152,11 @@ class SchemeResolver:
             cands.append(Candidate(known, "known"))
         if A.derivation is not None:
             cands.append(Candidate(self.composed(A), "composed"))
+            # a tensor product's factors regrouped (a basis change transports its base's, regrouped already)
+            s = None if A.derivation[0] != "tensor" else \
+                regrouped(A, lambda X, structural: self.candidates(X, structural)[0].scheme)
+            if s is not None:
+                cands.append(Candidate(s, "composed"))
         if not structural or (A.derivation is not None and A.dim > STRUCTURAL_MAX_DIM_DERIVED):
             return cands
         from .structure import recognise           # imports the builders, which import this package's parent
@@ -165,7 +184,7 @@ class SchemeResolver:
                                                                             f"(via {twin.name})"), c.route))
             finally:
                 self._active.discard(A.key)
-            self._memo[key] = sorted(cands, key=Candidate.cost)
+            self._memo[key] = sorted(cands)
         return self._memo[key]
 
     def best(self, A: Algebra) -> sch.Scheme:
