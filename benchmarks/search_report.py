@@ -13,7 +13,7 @@ from codegen.spec.discover import discover
 from codegen.exact import nonzero_pairs
 from codegen.search import find_scheme
 
-BUDGETS = {"R": 2, "C": 5, "Dual": 5, "Cross3": 10, "H": 20, "M2R": 10, "M3R": 30, "M2C": 30, "M4R": 60}
+BUDGETS = {"R": 2, "C": 5, "Dual": 5, "Cross3": 10, "H": 20, "M2R": 10, "M3R": 30, "M2C": 30, "M4R": 60, "O": 30}
 
 
 def main() -> None:

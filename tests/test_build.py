@@ -175,12 +175,18 @@ def test_runtime_does_not_import_sympy():
 def test_cli_list_and_show():
     proc = subprocess.run([sys.executable, "-m", "codegen", "list"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    for name in ("R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"):
+    for name in ("R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"):
         assert any(line.split()[0] == name for line in proc.stdout.splitlines()[1:])
+    stored = json.loads((DEFAULT_SPEC_DIR / "schemes" / "O.json").read_text())["rank"]
+    assert next(line.split() for line in proc.stdout.splitlines() if line.startswith("O "))[:4] == \
+        ["O", "8", "64", str(stored)]
     proc = subprocess.run([sys.executable, "-m", "codegen", "show", "H"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "associative      yes" in proc.stdout and "commutative      no" in proc.stdout
     assert "scheme: rank 8" in proc.stdout and "m1 = (" in proc.stdout
+    # every route considered, the winner first: the spec's Howell-Lafon, then the same known scheme, then naive
+    routes = proc.stdout.split("routes considered")[1].splitlines()[1:]
+    assert routes[0].split()[:2] == ["chosen", "given"] and any(r.split()[:2] == ["lost", "naive"] for r in routes)
     proc = subprocess.run([sys.executable, "-m", "codegen", "show", "Nope"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0 and "no algebra named 'Nope'" in proc.stderr
 

@@ -168,3 +168,13 @@ def test_ties_go_to_fewer_additions_then_the_route_order(resolved):
     # M2R: the spec's Winograd and the known Winograd are the same scheme: the spec's (given) wins
     m2 = resolver.candidates(algebras["M2R"])
     assert m2[0].route == "given" and m2[1].route == "known" and m2[0].cost()[:-1] == m2[1].cost()[:-1]
+
+
+def test_clifford_6_0_regroups_two_m2_factors_into_m4():
+    """Cl(6,0) = M4(H): the builder's M2 (x) H (x) M2 composes to 7 x 8 x 7 = 392; regrouping the two M2 factors
+    into M4 gives the library's 48 x 8 = 384 (the structural route is skipped at this dimension)."""
+    A = clifford(6, 0)
+    cands = candidates_of(A)
+    assert A.dim == 64 and cands[0].scheme.rank == 384 and cands[0].scheme.verify(A.T)
+    assert "regrouped tensor factors: M4 (48) x H (8)" in cands[0].scheme.provenance
+    assert not any(c.route == "structural" for c in cands)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from fractions import Fraction as F
 
@@ -254,3 +255,64 @@ def test_split_and_rank_are_basis_independent(entries, seed):
     assert sp is not None and sp.dims == [1, 2] and sp.primitive
     s = find_scheme(T, budget_s=20, seed=seed)
     assert s.rank == 4 and s.verify(T)
+
+
+# ------------------------------------------------------------------------------------------------
+# the CLI's campaigns: --seeds, --target, --log (resumable), the stored provenance
+# ------------------------------------------------------------------------------------------------
+SPLIT = ('from codegen.spec import algebra\n'
+         'SplitC = algebra("SplitC", basis=["1", "j"], products={"j*j": "1"}, unit="1")\n')
+
+
+def test_search_campaign_stores_provenance_and_resumes(tmp_path, capsys):
+    import json
+
+    from codegen.cli import main
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "split.py").write_text(SPLIT)
+    log = tmp_path / "campaign.jsonl"
+    args = ["search", "SplitC", "--spec-dir", str(specs), "--seeds", "3:6", "--budget", "5", "--target", "3",
+            "--log", str(log)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # the structural route already gives 2 (R x R) <= the target: nothing to search, nothing written
+    assert "target 3 reached; stopping" in out and not log.exists()
+    assert main(args[:-4] + ["--log", str(log)]) == 0        # no target: every seed runs once and is logged
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["seed"] for e in entries] == [3, 4, 5] and all(e["rank"] == 2 and e["budget"] == 5 for e in entries)
+    capsys.readouterr()
+    assert main(args[:-4] + ["--log", str(log)]) == 0        # run again: resumed, every seed skipped
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 3 and len(log.read_text().splitlines()) == 3
+    # the rank 2 is not better than the build's own (structural) 2, so nothing is stored
+    assert not (specs / "schemes" / "SplitC.json").exists()
+
+
+def test_search_stores_an_improvement_with_its_command(tmp_path, capsys):
+    from codegen.cli import main
+    from codegen.schemes import load_file
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    # the cross product: no unit, no structure the build recognises: the build's best is the naive 6
+    (specs / "cross.py").write_text(
+        'from codegen.spec import algebra\n'
+        'X3 = algebra("X3", basis=["a", "b", "c"], products={"a*b": "c", "b*a": "-c", "b*c": "a", "c*b": "-a", '
+        '"c*a": "b", "a*c": "-b"}, missing="zero")\n')
+    assert main(["search", "X3", "--spec-dir", str(specs), "--seeds", "0:2", "--budget", "5", "--target", "5"]) == 0
+    s = load_file(specs / "schemes" / "X3.json")
+    assert s.rank == 5
+    assert re.search(r"`python -m codegen search X3 --budget 5 --seed [01]` \(seed [01], budget 5s", s.provenance)
+    assert "target 5 reached; stopping" in capsys.readouterr().out
+
+
+def test_search_seed_range_must_be_valid(tmp_path, capsys):
+    from codegen.cli import main
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "split.py").write_text(SPLIT)
+    assert main(["search", "SplitC", "--spec-dir", str(specs), "--seeds", "5:5"]) == 2
+    assert "--seeds 5:5: the range is empty" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Content digests shared by the build and the runtime's staleness check (standard library only).
 
 The tool digest covers exactly what determines the generated files: the build driver, the spec API, the exact
-core, the schemes, the emitters and templates (and the package version).  The scheme search (`codegen/search/`) and the CLI are
+core, the schemes, the emitters and templates (and the package version), and the scheme library (the built-in
+specs' stored schemes, which `codegen.schemes.known` offers to every algebra isomorphic to theirs).  The scheme search (`codegen/search/`) and the CLI are
 left out: editing them cannot change a build, so it must not make builds stale.
 """
 from __future__ import annotations
@@ -11,6 +12,9 @@ from pathlib import Path
 
 CODEGEN_DIR = Path(__file__).resolve().parent.parent
 OUTPUT_DETERMINING = ("contract", "spec", "exact", "schemes", "emit")
+# The scheme library: stored schemes of built-in algebras that `codegen.schemes.known` offers by tensor.
+SCHEME_LIBRARY_DIR = CODEGEN_DIR.parent / "algebra_spec" / "schemes"
+SCHEME_LIBRARY = ("M3R", "M4R", "O")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -36,7 +40,10 @@ def tool_digest() -> str:
     files = [CODEGEN_DIR / "__init__.py", CODEGEN_DIR / "build.py"]
     for sub in OUTPUT_DETERMINING:
         files += _files(CODEGEN_DIR / sub, ("*.py", "*.j2"))
-    return files_digest(files, CODEGEN_DIR)
+    h = hashlib.sha256(files_digest(files, CODEGEN_DIR).encode())
+    library = [p for p in (SCHEME_LIBRARY_DIR / f"{name}.json" for name in SCHEME_LIBRARY) if p.is_file()]
+    h.update(files_digest(library, SCHEME_LIBRARY_DIR).encode())
+    return h.hexdigest()
 
 
 def spec_digest(spec_dir: Path) -> str:

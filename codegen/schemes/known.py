@@ -20,19 +20,16 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from ..exact import (InexactNumberError, cayley_dickson_tensor, fraction_array, identity, inverse, matrix_tensor,
                      power_tensor, quaternion_tensor, tensor_key, zeros)
+from ..contract.digest import SCHEME_LIBRARY, SCHEME_LIBRARY_DIR
 from .scheme import Scheme, from_json
 
 __all__ = ["known_scheme", "library_scheme", "octonion_tensor", "power_polynomial", "irreducible", "toom_cook",
-           "LIBRARY_DIR", "WINOGRAD", "STRASSEN", "HOWELL_LAFON"]
-
-# The built-in specs' stored schemes (shipped with the package as data).
-LIBRARY_DIR = Path(__file__).resolve().parent.parent.parent / "algebra_spec" / "schemes"
+           "WINOGRAD", "STRASSEN", "HOWELL_LAFON"]
 
 # Winograd's variant of Strassen: 7 multiplications, 15 additions after CSE.
 WINOGRAD = Scheme.of(
@@ -124,6 +121,7 @@ def octonion_tensor() -> np.ndarray:
 def _library() -> dict[tuple, tuple[str, np.ndarray]]:
     """Canonical tensor key -> (library name, tensor)."""
     entries = {"M3R": matrix_tensor(3), "M4R": matrix_tensor(4), "O": octonion_tensor()}
+    assert set(entries) == set(SCHEME_LIBRARY)       # the build digest covers exactly these files
     return {tensor_key(T): (name, T) for name, T in entries.items()}
 
 
@@ -131,7 +129,7 @@ def _library() -> dict[tuple, tuple[str, np.ndarray]]:
 def _library_file(name: str) -> Scheme | None:
     """The stored scheme of a library algebra, verified exactly against its canonical tensor (None when the file
     is missing, unreadable or wrong)."""
-    path = LIBRARY_DIR / f"{name}.json"
+    path = SCHEME_LIBRARY_DIR / f"{name}.json"
     T = next(T for n, T in _library().values() if n == name)
     try:
         data = json.loads(path.read_text())

@@ -5,7 +5,8 @@ Candidates, each verified exactly before it is considered:
   - a scheme given in the spec (`scheme=`); a wrong one fails the build;
   - a stored search result `<spec_dir>/schemes/<Name>.json`; a wrong one fails the build;
   - for builder-made algebras, the scheme composed from the derivation (`Algebra.derivation`): tensor products
-    (Kronecker products of the factors' schemes), direct sums (side by side), basis changes (transported),
+    (Kronecker products of the factors' schemes; nested tensor products are also regrouped so that two M2 factors
+    make one M4 with the library's 48, `codegen.schemes.regroup`), direct sums (side by side), basis changes (transported),
     opposite algebras (input maps swapped), Cayley-Dickson doubles (four products of the half) and square-zero
     extensions (three products of the base);
   - a known scheme when the tensor is exactly M2 (Winograd), H (Howell-Lafon), Q[t]/(f) in the power basis
@@ -27,6 +28,7 @@ scheme that unstable is refused.  `SchemeResolver.candidates` lists every kept c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..exact import InexactNumberError, tensor_key
@@ -34,6 +36,7 @@ from ..spec.algebra import Algebra
 from ..spec.errors import SpecError
 from . import scheme as sch
 from .known import known_scheme
+from .regroup import regrouped
 
 # The structural route on a builder-made algebra above this dimension is skipped: its analysis grows fast with d
 # (about 20 s for the 64-dimensional Cl(6,0) on a 2-core VM, against 3 s for the composed scheme).  Tables
@@ -46,15 +49,28 @@ _PRIORITY = {kind: t for t, kind in enumerate(ROUTES)}
 
 @dataclass(frozen=True)
 class Candidate:
-    """One verified scheme for an algebra and the route that gave it."""
+    """One verified scheme for an algebra and the route that gave it.  Candidates order by `cost`; the additions
+    and coefficients are only looked at between candidates of equal rank (they are slow to count for a big naive
+    scheme)."""
 
     scheme: sch.Scheme
     route: str          # one of ROUTES
 
+    @cached_property
+    def _tie_break(self) -> tuple:
+        runtime, weight = self.scheme.additions()
+        return (runtime, weight, *self.scheme.coefficient_size(), _PRIORITY[self.route])
+
     def cost(self) -> tuple:
         """The order candidates are ranked by (smaller is better; see the module docstring)."""
-        runtime, weight = self.scheme.additions()
-        return (self.scheme.rank, runtime, weight, *self.scheme.coefficient_size(), _PRIORITY[self.route])
+        return (self.scheme.rank, *self._tie_break)
+
+    def __lt__(self, other: "Candidate") -> bool:
+        if self.scheme.rank != other.scheme.rank:
+            return self.scheme.rank < other.scheme.rank
+        return self._tie_break < other._tie_break
+
+
 #: the largest error growth (`Scheme.error_growth`) a scheme may have: beyond it the scheme's cancellation costs
 #: more than 10 bits of accuracy, and another candidate (at worst the naive product, growth 1) is used instead
 GROWTH_LIMIT = 2.0 ** 10
@@ -150,6 +166,11 @@ class SchemeResolver:
             cands.append(Candidate(known, "known"))
         if A.derivation is not None:
             cands.append(Candidate(self.composed(A), "composed"))
+            # a tensor product's factors regrouped (a basis change transports its base's, regrouped already)
+            s = None if A.derivation[0] != "tensor" else \
+                regrouped(A, lambda X, structural: self.candidates(X, structural)[0].scheme)
+            if s is not None:
+                cands.append(Candidate(s, "composed"))
         if not structural or (A.derivation is not None and A.dim > STRUCTURAL_MAX_DIM_DERIVED):
             return cands
         from .structure import recognise           # imports the builders, which import this package's parent
@@ -178,8 +199,8 @@ class SchemeResolver:
             finally:
                 self._active.discard(A.key)
             stable = [c.route in ("naive", "given") or c.scheme.error_growth(A.T) <= GROWTH_LIMIT for c in cands]
-            self._memo[key] = sorted((c for c, ok in zip(cands, stable) if ok), key=Candidate.cost)
-            self._unstable[key] = sorted((c for c, ok in zip(cands, stable) if not ok), key=Candidate.cost)
+            self._memo[key] = sorted(c for c, ok in zip(cands, stable) if ok)
+            self._unstable[key] = sorted(c for c, ok in zip(cands, stable) if not ok)
         return self._memo[key]
 
     def unstable(self, A: Algebra, structural: bool = True) -> list[Candidate]:

@@ -9,7 +9,9 @@ for any basis order, signs or rational basis change a user typed the table in:
 3. a simple block: matrix units give A = M_n(Q) (x) D -> r(M_n) r(D); D a field (power basis: Toom-Cook,
    2k - 1; C: 3) or the quaternions (8);
 4. octonion-like (alternative, not associative, dimension 8): the Cayley-Dickson double of a quaternion
-   subalgebra -> 4 r(B).
+   subalgebra -> 4 r(B); when the half is H in the basis (1, i, j, k) and l^2 = -1 (the octonions with a unit-norm
+   basis), the double is exactly the built-in O's tensor and the scheme library's octonion scheme applies
+   (`codegen.schemes.known`).
 Each step is an exact basis change checked exactly; anything not recognised stays a plain block (naive scheme).
 Deterministic (fixed seeds, no wall time).  Memoised per tensor.
 """
