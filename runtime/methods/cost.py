@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..registry import Algebra
+from .complex import complex_plan
 
-__all__ = ["LayerShape", "block_cost", "fold_cost", "bilinear_cost"]
+__all__ = ["LayerShape", "block_cost", "fold_cost", "bilinear_cost", "complex_cost"]
 
 BETA = 24.0
 EDGE = 24.0
@@ -89,3 +90,25 @@ def bilinear_cost(A: Algebra, s: LayerShape) -> float:
     d, r = A.dim, A.rank
     return (_gemm(s.rows, s.k_in, s.n_out, max(s.groups, 1) * r)
             + BETA * (s.act_in * (d + 2 * r) + s.act_out * (2 * r + d)) + _weight_work(s, r, d) + 12 * OP)
+
+
+# A complex GEMM of (M x K) by (K x N) costs CGEMM times the real GEMM of that size (4 real multiplications per
+# complex product, in one kernel); torch's CPU complex convolution runs 3 real convolutions and CCONV times that
+# covers its real / imaginary splits and recombination.  Measured on the benchmark machine (docs/benchmarks.md).
+CGEMM = 3.6
+CCONV = 3.6
+
+
+def complex_cost(A: Algebra, s: LayerShape) -> float:
+    """The complex method: torch's complex GEMM (linear) or complex convolution on the complex views; a conv
+    copies its input and output to and from the interleaved (re, im) layout; a fold plan (m > 1) adds the fold
+    copies.  Infinite where the method does not apply."""
+    cp = complex_plan(A)
+    if cp is None:
+        return float("inf")
+    d, m, q = A.dim, cp.m, cp.q
+    conv = s.in_positions is not None or s.out_positions is not None
+    core = _gemm(s.rows * m, s.k_in * q, s.n_out * q, max(s.groups, 1))
+    moves = (2.0 if conv else 0.0) + (3.0 if cp.plan is not None else 0.0)      # copies per activation float
+    return ((CCONV if conv else CGEMM) * core + BETA * d * moves * (s.act_in + s.act_out)
+            + (0.0 if cp.direct and not conv else _weight_work(s, 2 * q * q, d)) + (8 if conv else 4) * OP)
