@@ -60,9 +60,10 @@ class LayerShape:
         return self.out_elems // max(self.groups, 1)
 
 
-def _gemm(M: float, K: float, N: float, batch: float = 1.0) -> float:
+def _gemm(M: float, K: float, N: float, batch: float = 1.0, scale: float = 1.0) -> float:
+    """batch GEMMs (M x K) by (K x N), each `scale` times a real one's arithmetic, plus one op each."""
     eff = 1.0 / (1.0 + EDGE / max(M, 1) + EDGE / max(K, 1) + EDGE / max(N, 1))
-    return batch * (M * K * N / eff + OP)
+    return batch * (scale * M * K * N / eff + OP)
 
 
 def _weight_work(s: LayerShape, per_elem: float, d: int) -> float:
@@ -95,8 +96,8 @@ def bilinear_cost(A: Algebra, s: LayerShape) -> float:
 # A complex GEMM of (M x K) by (K x N) costs CGEMM times the real GEMM of that size (4 real multiplications per
 # complex product, in one kernel); torch's CPU complex convolution runs 3 real convolutions and CCONV times that
 # covers its real / imaginary splits and recombination.  Measured on the benchmark machine (docs/benchmarks.md).
-CGEMM = 3.6
-CCONV = 3.6
+CGEMM = 4.0
+CCONV = 4.0
 
 
 def complex_cost(A: Algebra, s: LayerShape) -> float:
@@ -108,7 +109,7 @@ def complex_cost(A: Algebra, s: LayerShape) -> float:
         return float("inf")
     d, m, q = A.dim, cp.m, cp.q
     conv = s.in_positions is not None or s.out_positions is not None
-    core = _gemm(s.rows * m, s.k_in * q, s.n_out * q, max(s.groups, 1))
+    core = _gemm(s.rows * m, s.k_in * q, s.n_out * q, max(s.groups, 1), CCONV if conv else CGEMM)
     moves = (2.0 if conv else 0.0) + (3.0 if cp.plan is not None else 0.0)      # copies per activation float
-    return ((CCONV if conv else CGEMM) * core + BETA * d * moves * (s.act_in + s.act_out)
+    return (core + BETA * d * moves * (s.act_in + s.act_out)
             + (0.0 if cp.direct and not conv else _weight_work(s, 2 * q * q, d)) + (8 if conv else 4) * OP)
