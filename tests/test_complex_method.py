@@ -240,3 +240,18 @@ def test_basis_changed_fold_is_refused_clearly(tmp_path: Path):
     assert not methods.applies(A, "complex")
     with pytest.raises(ValueError, match="does not apply to algebra Cl30"):
         AF.algebra_linear(torch.randn(2, 16), torch.randn(3, 2, 8), None, A, method="complex")
+
+
+def test_auto_leaves_half_precision_and_autocast_to_the_real_paths():
+    """auto picks the complex method for a small C layer in float32, but never where it would refuse (bfloat16
+    weights) or change the output dtype (autocast)."""
+    small = dict(rows=64, in_elems=64, out_elems=64)
+    assert AF.choose_method("C", **small) == "complex"
+    assert AF.choose_method("C", full_precision=False, **small) != "complex"
+    layer = AlgebraLinear(64, 64, "C")
+    x = torch.randn(64, 128)
+    y16 = layer.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert y16.dtype == torch.bfloat16
+    layer.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
