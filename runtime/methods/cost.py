@@ -114,8 +114,7 @@ def complex_cost(A: Algebra, s: LayerShape) -> float:
     d, m, q = A.dim, cp.m, cp.q
     conv = s.in_positions is not None or s.out_positions is not None
     core = _gemm(s.rows * m, s.k_in * q, s.n_out * q, max(s.groups, 1), CCONV if conv else CGEMM)
-    # copies per activation float: a conv's interleave in and out; a fold's unpooled fold / unfold copies in the
-    # forward and the backward (measured: M2C linear runs 1.1-1.25x bilinear's time from 64 to 512 elements)
-    moves = (2.0 if conv else 0.0) + (6.0 if cp.plan is not None else 0.0)
+    # copies per activation float: a conv's interleave in and out; a fold's fold / unfold copies (as fold's)
+    moves = (2.0 if conv else 0.0) + (3.0 if cp.plan is not None else 0.0)
     return (core + BETA * d * moves * (s.act_in + s.act_out)
             + (0.0 if cp.direct and not conv else _weight_work(s, 2 * q * q, d)) + (8 if conv else 4) * OP)
