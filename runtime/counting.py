@@ -19,7 +19,8 @@ real ones); nothing is timed.  For an algebra layer with P output rows (batch x 
               optimised addition counts), weight: weight elements * a_U (offline, cached);
               `map_macs`: the V and W maps when done as dense (r x d) matmuls (the torch path).
     complex   pairs * d^2/m  only for algebras whose (folded) blocks are complex q x q matrices (C, M2C):
-              m q^2 complex products of 4 real multiplications, 4 m (d/2m)^2 = d^2/m (C: 4, M2C: 32).
+              m q^2 complex products of 4 real multiplications, 4 m (d/2m)^2 = d^2/m (C: 4, M2C: 32); a
+              fold through a basis change (Cl(3,0)) adds d^2 per activation element in and out, as fold.
               A layer over another algebra has no complex count: its table cell is "-", and
               total_macs("complex") over a model holding one raises a ValueError naming the layer.
 
@@ -43,6 +44,7 @@ import torch
 from torch import nn
 
 from . import methods
+from .methods.complex import change_macs as complex_change_macs
 from .registry import load_algebra
 
 __all__ = ["LayerCount", "CountReport", "count", "count_params", "METHODS", "algebra_layer_macs"]
@@ -159,6 +161,8 @@ def _algebra_counts(A, pairs: int, in_seen: int, out_seen: int, weight_elems: in
                  "weight": weight_elems * int(adds.get("weight", 0))}
     macs = algebra_layer_macs(A, pairs)
     macs["fold"] += _change_macs(A, in_seen, out_seen)
+    if "complex" in macs:
+        macs["complex"] += complex_change_macs(A, in_seen, out_seen)
     return macs, additions, (in_seen + out_seen) * A.rank * A.dim
 
 

@@ -226,20 +226,62 @@ def test_counting_reports_complex_macs():
 
 
 # ---------------------------------------------------------------------------------- a basis-changed fold
-def test_basis_changed_fold_is_refused_clearly(tmp_path: Path):
-    """Cl(3,0) is M_2(C), but its fold runs through a basis change in which the imaginary unit is not in the
-    (re, im) pattern: the method refuses it by name rather than computing something else."""
+@pytest.fixture(scope="module")
+def clifford_build(tmp_path_factory) -> Path:
+    """Cl(3,0) (= M2(C)) and Cl(2,0) (= M2(R)) from a user spec, built into a temporary folder."""
     from codegen.build import build
 
-    specs = tmp_path / "specs"
+    root = tmp_path_factory.mktemp("clifford")
+    specs = root / "specs"
     specs.mkdir()
-    (specs / "cl.py").write_text("from codegen.spec import clifford\nCl30 = clifford(3, 0, name='Cl30')\n")
-    build(specs, tmp_path / "out")
-    A = load_algebra("Cl30", path=tmp_path / "out")
+    (specs / "cl.py").write_text("from codegen.spec import clifford\n"
+                                 "Cl30 = clifford(3, 0, name='Cl30')\nCl20 = clifford(2, 0, name='Cl20')\n")
+    build(specs, root / "out")
+    return root / "out"
+
+
+def test_basis_changed_fold_runs_as_complex(clifford_build):
+    """Cl(3,0) folds through a basis change; the complex method finds its imaginary unit inside the block and
+    runs linear, conv and transposed conv as complex GEMMs / convs: equal to the elementwise product (the
+    generated naive `mul`) and the block path, forward and gradients, and twice differentiable."""
+    A = load_algebra("Cl30", path=clifford_build)
+    assert A.fold.m == 2 and A.fold.change_in is not None
+    cp = cx.complex_plan(A)
+    assert cp is not None and (cp.m, cp.q) == (2, 2) and cp.change_in is not None
+    d = A.dim
+    g = _gen(8)
+    x = torch.randn(5, 3 * d, generator=g, dtype=F64, requires_grad=True)
+    w = torch.randn(4, 3, d, generator=g, dtype=F64, requires_grad=True)
+    b = torch.randn(4, d, generator=g, dtype=F64, requires_grad=True)
+    seed = torch.randn(5, 4 * d, generator=g, dtype=F64)
+    oracle = (A.mul(w.unsqueeze(0), x.view(5, 1, 3, d)).sum(2) + b).reshape(5, 4 * d)
+    got = _grads(AF.algebra_linear(x, w, b, A, method="complex"), (x, w, b), seed)
+    for a, e in zip(got, _grads(oracle, (x, w, b), seed)):
+        torch.testing.assert_close(a, e)
+    xc = torch.randn(2, 3 * d, 5, 4, generator=g, dtype=F64, requires_grad=True)
+    wc = torch.randn(4, 3, 3, 2, d, generator=g, dtype=F64, requires_grad=True)
+    wt = torch.randn(3, 4, 3, 2, d, generator=g, dtype=F64, requires_grad=True)
+    for call, inputs in (
+            (lambda m: AF.algebra_conv2d(xc, wc, b, A, padding=1, method=m), (xc, wc, b)),
+            (lambda m: AF.algebra_conv_transpose2d(xc, wt, b, A, stride=2, padding=1, method=m), (xc, wt, b))):
+        y = call("block")
+        s = torch.randn(y.shape, generator=g, dtype=F64)
+        for a, e in zip(_grads(call("complex"), inputs, s), _grads(y, inputs, s)):
+            torch.testing.assert_close(a, e)
+    x2, w2, b2 = x[:2, :d].detach().requires_grad_(), w[:2, :1].detach().requires_grad_(), b[:2].detach().requires_grad_()
+    assert gradgradcheck(lambda x, w, b: AF.algebra_linear(x, w, b, A, method="complex"), (x2, w2, b2))
+    # counting: 32 MACs per pair plus the change, d^2 per activation element in and out (as fold)
+    lc = counting.count(AlgebraLinear(3, 4, A), torch.randn(5, 3 * d)).layers[0]
+    assert lc.macs["complex"] == 5 * 3 * 4 * 32 + (5 * 3 + 5 * 4) * d * d == lc.macs["fold"]
+
+
+def test_split_algebras_are_refused_clearly(clifford_build):
+    """Cl(2,0) = M2(R) also folds through a change, but nothing in its block squares to -1: refused by name."""
+    A = load_algebra("Cl20", path=clifford_build)
     assert A.fold.m == 2 and A.fold.change_in is not None
     assert not methods.applies(A, "complex")
-    with pytest.raises(ValueError, match="does not apply to algebra Cl30"):
-        AF.algebra_linear(torch.randn(2, 16), torch.randn(3, 2, 8), None, A, method="complex")
+    with pytest.raises(ValueError, match="does not apply to algebra Cl20"):
+        AF.algebra_linear(torch.randn(2, 8), torch.randn(3, 2, 4), None, A, method="complex")
 
 
 def test_auto_leaves_half_precision_and_autocast_to_the_real_paths():

@@ -24,15 +24,20 @@ convolution: torch runs 3 real convolutions).  Real MACs per element pair: m q^2
 
 Float32 (complex64) and float64 (complex128) only: there is no half-precision complex GEMM on CPU; under
 autocast the layer runs in the weight's dtype.  An algebra that does not qualify raises a ValueError naming it
-(the method never falls back silently).  A fold through a basis change (change_in / change_out, e.g. Cl(3,0))
-is not used: the build's change puts the complex structure in a scaled, mixed form (the imaginary unit acts
-on a pair as [[0, -2], [1/2, 0]]), so the pattern test fails; reaching it needs a further basis change inside
-the block, which is not done.
+(the method never falls back silently).
+
+A fold through a basis change (F x in, G y out; Cl(3,0) = M2(C) in its blade basis) qualifies when the matrices
+commuting with its p x p block form a copy of C: its imaginary unit J (J^2 = -1) is found in float64 (an SVD
+null space; relative tolerance 1e-9), a basis v1, J v1, v2, J v2, ... of the block space puts J in the
+standard [[0, -1], [1, 0]] form on every pair, and the change matrices are composed with the fold order and
+that basis, so each activation element is multiplied by one (d, d) matrix on the way in and one on the way
+out (d^2 MACs per element each, counted like fold's change).  The build's change alone does not do it: it
+leaves the imaginary unit as [[0, -2], [1/2, 0]] on a pair and mixes pairs.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -44,7 +49,7 @@ from .fold_fn import fold_in, unfold_out
 from .geometry import ConvGeometry
 from .weight_cache import cached_weight
 
-__all__ = ["ComplexPlan", "complex_plan", "applies", "require", "complex_macs", "complex_weight",
+__all__ = ["ComplexPlan", "complex_plan", "applies", "require", "complex_macs", "change_macs", "complex_weight",
            "complex_linear", "complex_conv"]
 
 _NOT_COMPLEX = "not complex"          # the cache's entry for an algebra that does not qualify
@@ -58,13 +63,29 @@ class ComplexPlan:
     complex components (a FoldPlan with p = q and perm over complex indices), None when there is nothing to
     fold (m == 1 in the element's own order); weight_map: (d, q, q, 2) float64, Bc(w)[t, s] = sum_a w_a
     (weight_map[a, t, s, 0] + i weight_map[a, t, s, 1]); direct: weight_map is the identity (the weight's own
-    (re, im) pairs are the complex entries, as for C), so the complex weight is a view of the real one."""
+    (re, im) pairs are the complex entries, as for C), so the complex weight is a view of the real one.
+    change_in, change_out: None, or (d, d) float64 matrices of a fold through a basis change: every activation
+    element x becomes change_in x, whose components are in folded order (block c, position s at c*p + s) with
+    the (re, im) pairs adjacent; every folded output element y' becomes change_out y' (plan then folds the
+    complex components (c, s) in that order)."""
 
     m: int
     q: int
     plan: FoldPlan | None
     weight_map: np.ndarray
     direct: bool
+    change_in: np.ndarray | None = None
+    change_out: np.ndarray | None = None
+    matrices: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def matrix(self, which: str, dtype: torch.dtype, device) -> torch.Tensor:
+        """change_in ("in", (d, d)) or change_out ("out") as a tensor, made once per dtype and device."""
+        key = (which, dtype, torch.device(device))
+        hit = self.matrices.get(key)
+        if hit is None:
+            M = self.change_in if which == "in" else self.change_out
+            hit = self.matrices[key] = torch.as_tensor(M, dtype=dtype, device=device)
+        return hit
 
 
 def _is_realified(block: np.ndarray) -> bool:
@@ -100,8 +121,72 @@ def _complex_fold(plan: FoldPlan) -> FoldPlan | None:
     return FoldPlan(m, q, cperm, np.zeros((0, q, q)), *view)
 
 
+_TOL = 1e-9        # relative tolerance of the float64 tests of a fold through a basis change
+
+
+def _complex_structure(blocks: np.ndarray) -> np.ndarray | None:
+    """A real J (p, p) with J^2 = -1 commuting with every blocks[a] (d, p, p), when the matrices commuting with
+    all blocks form a copy of C (spanned by 1 and J); else None.  Float64 (SVD null space)."""
+    d, p, _ = blocks.shape
+    eye = np.eye(p)
+    # row-major vec: vec(J B) = (1 x B^T) vec(J), vec(B J) = (B x 1) vec(J)
+    M = np.concatenate([np.kron(eye, B.T) - np.kron(B, eye) for B in blocks])
+    _, sv, vt = np.linalg.svd(M)
+    null = vt[sv < _TOL * max(sv[0], 1.0)] if len(sv) == p * p else None
+    if null is None or len(null) != 2:
+        return None
+    K = max((v.reshape(p, p) - np.trace(v.reshape(p, p)) / p * eye for v in null), key=np.linalg.norm)
+    coef, res, *_ = np.linalg.lstsq(np.stack([eye.ravel(), K.ravel()], 1), (K @ K).ravel(), rcond=None)
+    alpha, beta = coef
+    gamma = -(alpha + beta * beta / 4)
+    if gamma <= _TOL or not np.allclose(K @ K, alpha * eye + beta * K, atol=_TOL * np.abs(K).max() ** 2):
+        return None                                         # the commutant is R x R (split), not C
+    J = (K - beta / 2 * eye) / np.sqrt(gamma)
+    return J if np.allclose(J @ J, -eye, atol=1e-12) else None
+
+
+def _adapted_basis(J: np.ndarray) -> np.ndarray:
+    """P (p, p) with columns v_1, J v_1, v_2, J v_2, ... (v_k unit vectors, greedily): P^-1 J P is the
+    standard [[0, -1], [1, 0]] on every pair."""
+    p = J.shape[0]
+    cols: list[np.ndarray] = []
+    for k in range(p):
+        e = np.eye(p)[k]
+        trial = np.stack(cols + [e, J @ e], 1)
+        if np.linalg.matrix_rank(trial, tol=1e-9) == len(cols) + 2:
+            cols += [e, J @ e]
+        if len(cols) == p:
+            break
+    return np.stack(cols, 1)
+
+
+def _through_change(A: Algebra) -> ComplexPlan | None:
+    """The complex plan of a fold through a basis change (F, G): the complex structure J of its block, the basis
+    P adapted to it inside the block, and the changes composed with the fold order and P."""
+    plan = A.fold
+    J = _complex_structure(plan.block)
+    if J is None:
+        return None
+    P = _adapted_basis(J)
+    Pinv = np.linalg.inv(P)
+    B = np.einsum("ts,asr,ru->atu", Pinv, plan.block, P)
+    a, b = (B[:, 0::2, 0::2] + B[:, 1::2, 1::2]) / 2, (B[:, 1::2, 0::2] - B[:, 0::2, 1::2]) / 2
+    scale = np.abs(plan.block).max()
+    if (np.abs(B[:, 0::2, 0::2] - a).max() > _TOL * scale or np.abs(B[:, 1::2, 0::2] - b).max() > _TOL * scale
+            or not b.any()):
+        return None
+    m, p, q = plan.m, plan.p, plan.p // 2
+    perm = list(plan.perm)
+    change_in = np.kron(np.eye(m), Pinv) @ plan.change_in[perm]              # x -> folded, adapted components
+    change_out = plan.change_out[:, perm] @ np.kron(np.eye(m), P)            # folded, adapted y' -> y
+    cplan = FoldPlan(m, q, tuple(range(m * q)), np.zeros((0, q, q)), (m, q), (0, 1), 1)
+    return ComplexPlan(m, q, cplan, np.ascontiguousarray(np.stack([a, b], axis=-1)), False,
+                       np.ascontiguousarray(change_in), np.ascontiguousarray(change_out))
+
+
 def _find(A: Algebra) -> ComplexPlan | None:
-    """The complex plan of A from its fold plan (when it has no basis change) or its whole block, else None."""
+    """The complex plan of A from its fold plan without a basis change or its whole block (exact tests), else
+    from its fold through a basis change (float64, see `_through_change`), else None."""
     candidates = ([A.fold] if A.fold.m > 1 and A.fold.change_in is None else []) + [FoldPlan.identity(A.structure)]
     for plan in candidates:
         if _is_realified(plan.block) and _paired(plan.perm):
@@ -109,6 +194,8 @@ def _find(A: Algebra) -> ComplexPlan | None:
             q = plan.p // 2
             direct = wm.shape[0] == 2 * q * q and np.array_equal(wm.reshape(A.dim, -1), np.eye(A.dim))
             return ComplexPlan(plan.m, q, _complex_fold(plan), np.ascontiguousarray(wm), bool(direct))
+    if A.fold.m > 1 and A.fold.change_in is not None:
+        return _through_change(A)
     return None
 
 
@@ -134,6 +221,13 @@ def require(A: Algebra) -> ComplexPlan:
                          f"(or fold block) is not a complex matrix in the (re, im) pairing of adjacent "
                          f"components; use 'auto', 'block', 'fold' or 'bilinear'")
     return cp
+
+
+def change_macs(A: Algebra, in_seen: int, out_seen: int) -> int:
+    """MACs of a basis change around the complex GEMM: d^2 per activation element entering and leaving (0 for a
+    plan without one)."""
+    cp = complex_plan(A)
+    return 0 if cp is None or cp.change_in is None else (in_seen + out_seen) * A.dim * A.dim
 
 
 def complex_macs(A: Algebra) -> float:
@@ -181,6 +275,31 @@ def _complex_bias(bias: torch.Tensor | None) -> torch.Tensor | None:
     return None if bias is None else torch.view_as_complex(bias.contiguous().view(-1, 2))
 
 
+def _complex_in(x: torch.Tensor, cp: ComplexPlan, C: int) -> torch.Tensor:
+    """(N, C*d, *S) real -> (N, C*d/2, *S) complex, element-major: a view for a linear layer (no S) without a
+    change; a conv copies to the interleaved layout, a change multiplies every element by change_in first."""
+    N, sp = x.shape[0], tuple(x.shape[2:])
+    d = x.shape[1] // C
+    if cp.change_in is None:
+        if not sp:
+            return torch.view_as_complex(x.contiguous().view(N, C * d // 2, 2))
+        return torch.view_as_complex(x.reshape(N, C * d // 2, 2, *sp).movedim(2, -1).contiguous())
+    M = cp.matrix("in", x.dtype, x.device).view(d // 2, 2, d)
+    xe = torch.einsum("jrk,nck...->ncj...r", M, x.reshape(N, C, d, *sp)).contiguous()
+    return torch.view_as_complex(xe).reshape(N, C * d // 2, *sp)
+
+
+def _real_out(yc: torch.Tensor, cp: ComplexPlan, C: int) -> torch.Tensor:
+    """Inverse of `_complex_in`: (N, C*d/2, *S) complex -> (N, C*d, *S) real (change_out applied)."""
+    N, sp = yc.shape[0], tuple(yc.shape[2:])
+    h = yc.shape[1] // C
+    yr = torch.view_as_real(yc)
+    if cp.change_in is None:
+        return (yr if not sp else yr.movedim(-1, 2)).reshape(N, C * 2 * h, *sp)
+    M = cp.matrix("out", yr.dtype, yr.device).view(2 * h, h, 2)
+    return torch.einsum("kjr,ncj...r->nck...", M, yr.reshape(N, C, h, *sp, 2)).reshape(N, C * 2 * h, *sp)
+
+
 def complex_linear(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra) -> Callable[[torch.Tensor], torch.Tensor]:
     """weight (out, in, d), bias (out, d) or None -> a step (N, in*d) -> (N, out*d); the complex weight made once."""
     cp = require(A)
@@ -189,11 +308,11 @@ def complex_linear(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra) 
 
     def step(x: torch.Tensor) -> torch.Tensor:
         N = x.shape[0]
-        xc = torch.view_as_complex(x.to(weight.dtype).contiguous().view(N, I * d // 2, 2))     # (N, I*d/2)
+        xc = _complex_in(x.to(weight.dtype), cp, I)                                          # (N, I*d/2)
         if cp.plan is None:
             return torch.view_as_real(F.linear(xc, W, _complex_bias(bias))).view(N, O * d)
         yc = unfold_out(F.linear(fold_in(xc, cp.plan, I), W), cp.plan, O)       # (N*m, I*q) -> (N*m, O*q) -> (N, O*d/2)
-        y = torch.view_as_real(yc).reshape(N, O * d)
+        y = _real_out(yc, cp, O)
         return y if bias is None else y + bias.to(y.dtype).reshape(-1)
     return step
 
@@ -204,13 +323,12 @@ def complex_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     (transposed) convolution on the interleaved copy of x."""
     cp = require(A)
     g = geometry
-    d, h = A.dim, A.dim // 2
+    d = A.dim
     W = _weight(weight, A, cp, g.transposed)
     x = x.to(weight.dtype)
-    N, sp = x.shape[0], tuple(x.shape[2:])
     C_in = x.shape[1] // d
     C_out = weight.shape[1] * g.groups if g.transposed else weight.shape[0]
-    xc = torch.view_as_complex(x.reshape(N, C_in * h, 2, *sp).movedim(2, -1).contiguous())   # (N, C_in*d/2, *S)
+    xc = _complex_in(x, cp, C_in)                                                            # (N, C_in*d/2, *S)
     if cp.plan is not None:
         xc = fold_in(xc, cp.plan, C_in)                                                      # (N*m, C_in*q, *S)
     b = _complex_bias(bias) if cp.plan is None else None
@@ -221,8 +339,7 @@ def complex_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         yc = (F.conv1d, F.conv2d, F.conv3d)[g.nd - 1](xc, W, b, g.stride, g.padding, g.dilation, g.groups)
     if cp.plan is not None:
         yc = unfold_out(yc, cp.plan, C_out)                                                  # (N, C_out*d/2, *S')
-    sp_out = tuple(yc.shape[2:])
-    y = torch.view_as_real(yc).movedim(-1, 2).reshape(N, C_out * d, *sp_out)
+    y = _real_out(yc, cp, C_out)
     if cp.plan is not None and bias is not None:
-        y = y + bias.to(y.dtype).reshape(1, C_out * d, *([1] * len(sp_out)))
+        y = y + bias.to(y.dtype).reshape(1, C_out * d, *([1] * (y.dim() - 2)))
     return y

@@ -116,5 +116,6 @@ def complex_cost(A: Algebra, s: LayerShape) -> float:
     core = _gemm(s.rows * m, s.k_in * q, s.n_out * q, max(s.groups, 1), CCONV if conv else CGEMM)
     # copies per activation float: a conv's interleave in and out; a fold's fold / unfold copies (as fold's)
     moves = (2.0 if conv else 0.0) + (3.0 if cp.plan is not None else 0.0)
-    return (core + BETA * d * moves * (s.act_in + s.act_out)
+    change = 0.0 if cp.change_in is None else (d + BETA) * d * (s.act_in + s.act_out)    # as fold's change
+    return (core + change + BETA * d * moves * (s.act_in + s.act_out)
             + (0.0 if cp.direct and not conv else _weight_work(s, 2 * q * q, d)) + (8 if conv else 4) * OP)
