@@ -218,7 +218,8 @@ def sweep_case(name: str, kind: str, size: tuple, rounds: int) -> dict:
         shape = dict(rows=N * S * S, in_elems=E, out_elems=E, kernel=9, in_positions=N * S * S)
     else:
         N, S, E = size
-        make = lambda m: AlgebraConvTranspose2d(E, E, 3, A, stride=2, padding=1, output_padding=1, method=m)  # noqa: E731
+        make = lambda m: AlgebraConvTranspose2d(E, E, 3, A, stride=2, padding=1, output_padding=1,  # noqa: E731
+                                                method=m)
         xs, gs = (N, E * d, S, S), (N, E * d, 2 * S, 2 * S)
         shape = dict(rows=N * S * S, in_elems=E, out_elems=E, kernel=9, out_positions=N * 4 * S * S)
     x = torch.randn(xs, requires_grad=True)
@@ -269,7 +270,8 @@ def complex_sweep(rounds: int) -> list[dict]:
     rows = []
     cases = ([("C", "linear", s) for s in LINEAR_SIZES] + [("C", "conv", s) for s in CONV_SIZES]
              + [("C", "convT", s) for s in CONV_SIZES[:3]]
-             + [("M2C", "linear", s) for s in LINEAR_SIZES[:4]] + [("M2C", "conv", (32, 16, 8)), ("M2C", "conv", (32, 16, 16))])
+             + [("M2C", "linear", s) for s in LINEAR_SIZES[:4]]
+             + [("M2C", "conv", (32, 16, 8)), ("M2C", "conv", (32, 16, 16))])
     for name, kind, size in cases:
         r = sweep_case(name, kind, size, rounds)
         rows.append(r)

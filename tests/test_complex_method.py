@@ -268,7 +268,7 @@ def test_basis_changed_fold_runs_as_complex(clifford_build):
         s = torch.randn(y.shape, generator=g, dtype=F64)
         for a, e in zip(_grads(call("complex"), inputs, s), _grads(y, inputs, s)):
             torch.testing.assert_close(a, e)
-    x2, w2, b2 = x[:2, :d].detach().requires_grad_(), w[:2, :1].detach().requires_grad_(), b[:2].detach().requires_grad_()
+    x2, w2, b2 = (t.detach().requires_grad_() for t in (x[:2, :d], w[:2, :1], b[:2]))
     assert gradgradcheck(lambda x, w, b: AF.algebra_linear(x, w, b, A, method="complex"), (x2, w2, b2))
     # counting: 32 MACs per pair plus the change, d^2 per activation element in and out (as fold)
     lc = counting.count(AlgebraLinear(3, 4, A), torch.randn(5, 3 * d)).layers[0]

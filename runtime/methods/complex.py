@@ -300,7 +300,8 @@ def _real_out(yc: torch.Tensor, cp: ComplexPlan, C: int) -> torch.Tensor:
     return torch.einsum("kjr,ncj...r->nck...", M, yr.reshape(N, C, h, *sp, 2)).reshape(N, C * 2 * h, *sp)
 
 
-def complex_linear(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra) -> Callable[[torch.Tensor], torch.Tensor]:
+def complex_linear(weight: torch.Tensor, bias: torch.Tensor | None,
+                   A: Algebra) -> Callable[[torch.Tensor], torch.Tensor]:
     """weight (out, in, d), bias (out, d) or None -> a step (N, in*d) -> (N, out*d); the complex weight made once."""
     cp = require(A)
     W = _weight(weight, A, cp, False)

@@ -5,7 +5,7 @@
 | block    | d^2    | the reference: one GEMM / conv on the expanded real weight L(w) |
 | fold     | d^2/m  | m identical blocks of L(w) folded into the batch: one GEMM / conv |
 | bilinear | r      | the verified rank-r scheme: r real GEMMs on weight and activation combinations |
-| complex  | 4 m q^2 = d^2/m | torch's complex GEMM / conv on complex views (algebras whose blocks are complex matrices) |
+| complex  | 4 m q^2 = d^2/m | torch's complex GEMM / conv on complex views (blocks that are complex matrices) |
 | kernel   | k (naive; or r) | the generated CPU kernel / CUDA gemv (runtime.kernels), small batches at inference |
 | auto     | -      | the cheapest torch path by the cost model; the kernel where runtime.kernels.choice says |
 
