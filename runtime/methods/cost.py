@@ -116,6 +116,8 @@ def complex_cost(A: Algebra, s: LayerShape) -> float:
     core = _gemm(s.rows * m, s.k_in * q, s.n_out * q, max(s.groups, 1), CCONV if conv else CGEMM)
     # copies per activation float: a conv's interleave in and out; a fold's fold / unfold copies (as fold's)
     moves = (2.0 if conv else 0.0) + (3.0 if cp.plan is not None else 0.0)
-    change = 0.0 if cp.change_in is None else (d + BETA) * d * (s.act_in + s.act_out)    # as fold's change
+    # a change: per element d x d products in and out, forward and backward, not fused with the fold copies as
+    # fold's are (measured for Cl(3,0): complex 1.1-1.25x fold's time); 3x fold's charge and 4 more ops
+    change = 0.0 if cp.change_in is None else 3 * (d + BETA) * d * (s.act_in + s.act_out) + 4 * OP
     return (core + change + BETA * d * moves * (s.act_in + s.act_out)
             + (0.0 if cp.direct and not conv else _weight_work(s, 2 * q * q, d)) + (8 if conv else 4) * OP)
