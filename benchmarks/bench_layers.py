@@ -8,6 +8,9 @@ Cases
   linear   batch 2048, 512 -> 512 elements, every algebra: block / fold / bilinear / auto, and the bare real
            GEMMs of each method alone (same shapes, operands made beforehand).
   complex  C layer (auto, bilinear) against torch.nn.Linear in complex64 on the same data.
+  sweep    (--complex-sweep) the complex method at several sizes: C linear / Conv2d / ConvTranspose2d against
+           torch's complex64 nn.Linear / nn.Conv2d / nn.ConvTranspose2d (same weights), and M2C linear and conv,
+           every method and auto.
   conv     Conv2d 3x3, padding 1, 32x32 images, batch 32: M2R with 64 -> 64 elements (the target); with
            --conv-all every algebra at 256 real channels (256 // d elements).
 Each timed call is y = layer(x); y.backward(g) with a gradient g made beforehand and grads reset to None.
@@ -173,6 +176,110 @@ def complex_case(N, I, O, rounds):
             "peak_mib": {k: peak_mib(f) for k, f in fns.items()}}
 
 
+# ------------------------------------------------------------------------------------ complex sweep
+LINEAR_SIZES = [(64, 64), (256, 128), (1024, 256), (1024, 512), (2048, 512)]     # (batch, elements in = out)
+CONV_SIZES = [(32, 16, 16), (32, 16, 32), (32, 32, 64), (32, 32, 128)]           # (batch, image side, elements)
+
+
+def _torch_complex(kind: str, layer, size):
+    """torch's complex64 module with the algebra layer's weights (C only)."""
+    w = torch.view_as_complex(layer.weight.detach().contiguous())
+    b = torch.view_as_complex(layer.bias.detach().contiguous())
+    if kind == "linear":
+        ref = torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.complex64)
+    elif kind == "conv":
+        ref = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], padding=1, dtype=torch.complex64)
+    else:
+        ref = torch.nn.ConvTranspose2d(w.shape[0], w.shape[1], w.shape[2:], stride=2, padding=1, output_padding=1,
+                                       dtype=torch.complex64)
+    with torch.no_grad():
+        ref.weight.copy_(w)
+        ref.bias.copy_(b)
+    return ref
+
+
+def sweep_case(name: str, kind: str, size: tuple, rounds: int) -> dict:
+    """One size of the complex sweep: every method, auto and (C) torch's complex64 module, fwd + bwd."""
+    from runtime.functional import choose_method, method_costs
+    from runtime.layers import AlgebraConv2d, AlgebraConvTranspose2d, AlgebraLinear
+    from runtime.registry import load_algebra
+    A = load_algebra(name)
+    d = A.dim
+    torch.manual_seed(0)
+    if kind == "linear":
+        N, E = size
+        make = lambda m: AlgebraLinear(E, E, A, method=m)                              # noqa: E731
+        xs, gs = (N, E * d), (N, E * d)
+        shape = dict(rows=N, in_elems=E, out_elems=E)
+    elif kind == "conv":
+        N, S, E = size
+        make = lambda m: AlgebraConv2d(E, E, 3, A, padding=1, method=m)                 # noqa: E731
+        xs, gs = (N, E * d, S, S), (N, E * d, S, S)
+        shape = dict(rows=N * S * S, in_elems=E, out_elems=E, kernel=9, in_positions=N * S * S)
+    else:
+        N, S, E = size
+        make = lambda m: AlgebraConvTranspose2d(E, E, 3, A, stride=2, padding=1, output_padding=1,  # noqa: E731
+                                                method=m)
+        xs, gs = (N, E * d, S, S), (N, E * d, 2 * S, 2 * S)
+        shape = dict(rows=N * S * S, in_elems=E, out_elems=E, kernel=9, out_positions=N * 4 * S * S)
+    x = torch.randn(xs, requires_grad=True)
+    g = torch.randn(gs)
+    base = make("block")
+    fns = {}
+    methods = ["block", "bilinear", "complex"] + (["fold"] if A.fold.m > 1 else []) + ["auto"]
+    for m in methods:
+        layer = make(m)
+        layer.load_state_dict(base.state_dict())
+        fns[m] = train_step(layer, x, g, list(layer.parameters()))
+    err = None
+    if name == "C":
+        ref = _torch_complex(kind, base, size)
+        xc = torch.view_as_complex(x.detach().reshape(N, -1, 2, *xs[2:]).movedim(2, -1).contiguous()).requires_grad_()
+        gc = torch.view_as_complex(g.reshape(N, -1, 2, *gs[2:]).movedim(2, -1).contiguous())
+        fns["torch complex64"] = train_step(ref, xc, gc, list(ref.parameters()))
+        with torch.no_grad():                       # same numbers as torch's module?
+            yr = torch.view_as_real(ref(xc))
+            yr = (yr if kind == "linear" else yr.movedim(-1, 2)).reshape(gs)
+            err = (yr - base(x)).abs().max().item()
+    times = interleaved(fns, rounds, clock=time.process_time)      # CPU time: steadier on the shared machine
+    auto = choose_method(A, **shape, weight_grad=True)
+    costs = method_costs(A, **shape, weight_grad=True)
+    before = min((k for k in costs if k != "complex"), key=costs.get)      # auto's pick without the complex method
+    return {"algebra": name, "kind": kind, "size": size, "auto": auto, "auto_before": before, "max_abs_diff": err,
+            "median_ms": {k: 1e3 * med(v) for k, v in times.items()}}
+
+
+def report_sweep(rows) -> str:
+    out = ["| algebra | layer | size | block | fold | bilinear | complex | auto (picks) | auto before (picked) | "
+           "torch complex64 | auto vs complex64 | auto vs auto before |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["median_ms"]
+        c64 = t.get("torch complex64")
+        before = t[r["auto_before"]]
+        cells = [r["algebra"], r["kind"], str(r["size"]), f"{t['block']:.2f}",
+                 f"{t['fold']:.2f}" if "fold" in t else "-", f"{t['bilinear']:.2f}", f"{t['complex']:.2f}",
+                 f"{t['auto']:.2f} ({r['auto']})", f"{before:.2f} ({r['auto_before']})",
+                 "-" if c64 is None else f"{c64:.2f}", "-" if c64 is None else f"{ratio(c64, t['auto']):.2f}x",
+                 f"{ratio(before, t['auto']):.2f}x"]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def complex_sweep(rounds: int) -> list[dict]:
+    rows = []
+    cases = ([("C", "linear", s) for s in LINEAR_SIZES] + [("C", "conv", s) for s in CONV_SIZES]
+             + [("C", "convT", s) for s in CONV_SIZES[:3]]
+             + [("M2C", "linear", s) for s in LINEAR_SIZES[:4]]
+             + [("M2C", "conv", (32, 16, 8)), ("M2C", "conv", (32, 16, 16))])
+    for name, kind, size in cases:
+        r = sweep_case(name, kind, size, rounds)
+        rows.append(r)
+        print(name, kind, size, json.dumps({k: round(v, 2) for k, v in r["median_ms"].items()}), "auto:", r["auto"],
+              flush=True)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------- conv
 def bare_conv(A, method, N, C_in, C_out, HW, k):
     from runtime.functional import fold_info
@@ -293,10 +400,19 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="only the targeted cases (H, C, M4R linear; M2R conv)")
     ap.add_argument("--conv-all", action="store_true", help="conv for every algebra at 256 real channels")
     ap.add_argument("--no-peak", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--complex-sweep", action="store_true", help="only the complex method sweep (C, M2C)")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ensure_built()
+    if args.complex_sweep:
+        print("## machine\n" + machine() + "\n", flush=True)
+        rows = complex_sweep(args.rounds)
+        print("\nForward + backward, float32, median ms over interleaved rounds:\n\n" + report_sweep(rows))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "threads": args.threads, "sweep": rows},
+                                                  indent=1))
+        return 0
     algebras = ["H", "C", "M4R"] if args.quick else args.algebras.split(",")
     N, I, O = 2048, 512, 512
     print("## machine\n" + machine() + "\n", flush=True)

@@ -18,6 +18,11 @@ real ones); nothing is timed.  For an algebra layer with P output rows (batch x 
               activation: (input elements per call) * a_V, post: (output elements) * a_W (the scheme's
               optimised addition counts), weight: weight elements * a_U (offline, cached);
               `map_macs`: the V and W maps when done as dense (r x d) matmuls (the torch path).
+    complex   pairs * d^2/m  only for algebras whose (folded) blocks are complex q x q matrices (C, M2C):
+              m q^2 complex products of 4 real multiplications, 4 m (d/2m)^2 = d^2/m (C: 4, M2C: 32); a
+              fold through a basis change (Cl(3,0)) adds d^2 per activation element in and out, as fold.
+              A layer over another algebra has no complex count: its table cell is "-", and
+              total_macs("complex") over a model holding one raises a ValueError naming the layer.
 
 A transposed convolution counts pairs per INPUT position (P_in * in * (out // groups) * prod(kernel)); a
 recurrent layer or cell (any module with `linear_maps(rows)`) counts its input and hidden projections of
@@ -40,6 +45,7 @@ import torch
 from torch import nn
 
 from . import methods
+from .methods.complex import change_macs as complex_change_macs
 from .registry import load_algebra
 
 __all__ = ["LayerCount", "CountReport", "count", "count_params", "METHODS", "algebra_layer_macs"]
@@ -60,7 +66,13 @@ class LayerCount:
     map_macs: int = 0
     calls: int = 0
 
+    def has(self, method: str) -> bool:
+        """Whether the layer has a count for `method` (a method that does not apply to its algebra has none)."""
+        return method in self.macs or "real" in self.macs or not self.macs
+
     def macs_for(self, method: str) -> int:
+        if not self.has(method):
+            raise ValueError(f"{self.name}: method {method!r} does not apply to algebra {self.algebra}")
         return int(self.macs.get(method, self.macs.get("real", 0)))
 
 
@@ -101,10 +113,11 @@ class CountReport:
         rows = [head]
         for lc in self.layers:
             rows.append([lc.name, lc.kind + (f"[{lc.algebra}]" if lc.algebra else ""), f"{lc.params:,}",
-                         f"{lc.weight_bytes:,}"] + [f"{lc.macs_for(m):,}" for m in methods]
+                         f"{lc.weight_bytes:,}"] + [f"{lc.macs_for(m):,}" if lc.has(m) else "-" for m in methods]
                         + [f"{sum(lc.additions.values()):,}" if lc.additions else "-"])
         rows.append(["total", "", f"{self.params:,}", f"{self.weight_bytes:,}"]
-                    + [f"{self.total_macs(m):,}" for m in methods] + [f"{self.total_additions():,}"])
+                    + [f"{self.total_macs(m):,}" if all(lc.has(m) for lc in self.layers) else "-" for m in methods]
+                    + [f"{self.total_additions():,}"])
         w = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) for r in rows]
         lines.insert(1, "  ".join("-" * x for x in w))
@@ -119,9 +132,9 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def algebra_layer_macs(algebra, pairs: int) -> dict[str, int]:
-    """MACs for `pairs` element products under every method."""
+    """MACs for `pairs` element products under every method that applies to the algebra."""
     A = load_algebra(algebra)
-    return {name: int(round(pairs * methods.macs_per_pair(A, name))) for name in METHODS}
+    return {name: int(round(pairs * methods.macs_per_pair(A, name))) for name in METHODS if methods.applies(A, name)}
 
 
 def _own_params(m: nn.Module) -> list[torch.Tensor]:
@@ -149,6 +162,8 @@ def _algebra_counts(A, pairs: int, in_seen: int, out_seen: int, weight_elems: in
                  "weight": weight_elems * int(adds.get("weight", 0))}
     macs = algebra_layer_macs(A, pairs)
     macs["fold"] += _change_macs(A, in_seen, out_seen)
+    if "complex" in macs:
+        macs["complex"] += complex_change_macs(A, in_seen, out_seen)
     return macs, additions, (in_seen + out_seen) * A.rank * A.dim
 
 

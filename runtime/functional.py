@@ -49,7 +49,8 @@ def method_costs(algebra, **shape) -> dict[str, float]:
     shape: rows (GEMM rows: batch for linear, batch * output positions for conv, batch * input positions for a
     transposed conv), in_elems / out_elems (channels in algebra elements), groups, kernel (taps per row),
     in_positions / out_positions (batch * input / output positions; conv), weight_grad (the weight expansion /
-    combinations are recomputed per call, as in training)."""
+    combinations are recomputed per call, as in training), full_precision (float32 / float64, no autocast:
+    otherwise the complex method is not a candidate)."""
     return methods.method_costs(load_algebra(algebra), **shape)
 
 
@@ -69,9 +70,13 @@ def structure_scale(algebra) -> float:
     return float(np.mean(np.einsum("ijk,ijk->k", T, T)))
 
 
-def _torch_path(requested: str, A: Algebra, **shape) -> str:
-    """The torch path a call runs: the requested one, or for "auto" / a "kernel" that could not run, auto's."""
-    return methods.choose_cached(A, **shape) if requested in ("auto", "kernel") else requested
+def _torch_path(requested: str, A: Algebra, weight: torch.Tensor, **shape) -> str:
+    """The torch path a call runs: the requested one, or for "auto" / a "kernel" that could not run, auto's
+    (told whether the call computes in float32 / float64: no half weight, no autocast)."""
+    if requested not in ("auto", "kernel"):
+        return requested
+    full = weight.dtype in (torch.float32, torch.float64) and autocast_dtype(weight.device.type) is None
+    return methods.choose_cached(A, full_precision=full, **shape)
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -145,7 +150,7 @@ def linear_impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if kernel is not None:                # generated kernel (inference, small batch)
         y = kernel(A, weight, x2, bias)
         return y if flat else y.reshape(*lead, out * d)
-    path = _torch_path(requested, A, rows=N, in_elems=inn, out_elems=out,
+    path = _torch_path(requested, A, weight, rows=N, in_elems=inn, out_elems=out,
                        weight_grad=torch.is_grad_enabled() and weight.requires_grad)
     return methods.get(path).linear(weight, bias, A)(x2).reshape(*lead, out * d)
 
@@ -158,7 +163,7 @@ def linear_stepper(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra, 
 
     weight (out, in, d), bias (out, d) or None; the returned callable maps (rows, in*d) -> (rows, out*d)."""
     # the weight work is amortised over the steps: cost the per-step GEMMs only
-    path = _torch_path(methods.requested(method, who), A, rows=rows, in_elems=weight.shape[1],
+    path = _torch_path(methods.requested(method, who), A, weight, rows=rows, in_elems=weight.shape[1],
                        out_elems=weight.shape[0], weight_grad=False)
     return methods.get(path).linear(weight, bias, A)
 
@@ -276,7 +281,7 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
             x = F.pad(x, [p for p in reversed(padding) for _ in range(2)])
         y = choice.cpu().conv_checked(A, weight, x, bias, stride, dilation)
         return y.squeeze(0) if unbatched else y
-    path = _torch_path(requested, A, rows=rows, in_elems=cin, out_elems=cout, groups=groups,
+    path = _torch_path(requested, A, weight, rows=rows, in_elems=cin, out_elems=cout, groups=groups,
                        kernel=math.prod(ksize), in_positions=N * math.prod(sp_in),
                        weight_grad=torch.is_grad_enabled() and weight.requires_grad)
     geometry = ConvGeometry(nd, stride, padding, dilation, groups, False, (0,) * nd)
@@ -367,7 +372,7 @@ def conv_transpose_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, o
                          f"padding {padding} and dilation {dilation} gives the empty output size {tuple(sp_out)}")
     N = x.shape[0]
     # as a GEMM: every input position meets all C_in/groups x C_out/groups x taps weight elements of its group
-    path = _torch_path(methods.requested(method, who), A, rows=N * math.prod(sp_in), in_elems=cin,
+    path = _torch_path(methods.requested(method, who), A, weight, rows=N * math.prod(sp_in), in_elems=cin,
                        out_elems=cout, groups=groups, kernel=math.prod(ksize), out_positions=N * math.prod(sp_out),
                        weight_grad=torch.is_grad_enabled() and weight.requires_grad)
     geometry = ConvGeometry(nd, stride, padding, dilation, groups, True, output_padding)

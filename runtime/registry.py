@@ -104,7 +104,8 @@ class AlgebraCache:
     tensors: (name, dtype, device) -> constant tensor ("T", "U", "V", "W", "block", "fold").
     methods: the `auto` method chosen per layer shape.  variance_profile: relative weight-component variances
     (runtime.init).  op_key, kernel_table: the algebra's name in the CUDA ops and its generated kernel table
-    (runtime.kernels.cuda).
+    (runtime.kernels.cuda).  complex_plan: how the complex method runs layers over the algebra, or a marker that it
+    does not apply (runtime.methods.complex).
     """
 
     tensors: dict = field(default_factory=dict)
@@ -112,6 +113,7 @@ class AlgebraCache:
     variance_profile: np.ndarray | None = None
     op_key: str | None = None
     kernel_table: Any = None
+    complex_plan: Any = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..registry import Algebra
+from .complex import complex_plan
 
-__all__ = ["LayerShape", "block_cost", "fold_cost", "bilinear_cost"]
+__all__ = ["LayerShape", "block_cost", "fold_cost", "bilinear_cost", "complex_cost"]
 
 BETA = 24.0
 EDGE = 24.0
@@ -26,7 +27,9 @@ class LayerShape:
     """The sizes of one layer call.  rows: GEMM rows (batch for linear, batch * output positions for conv,
     batch * input positions for a transposed conv); in_elems / out_elems: channels in algebra elements;
     kernel: taps per row; in_positions / out_positions: batch * input / output positions (conv; default rows);
-    weight_grad: the weight expansion / combinations are recomputed per call (training) rather than cached."""
+    weight_grad: the weight expansion / combinations are recomputed per call (training) rather than cached;
+    full_precision: the call computes in float32 / float64 (no half weight, no autocast), which the complex
+    method needs."""
 
     rows: int
     in_elems: int
@@ -36,6 +39,7 @@ class LayerShape:
     in_positions: int | None = None
     out_positions: int | None = None
     weight_grad: bool = True
+    full_precision: bool = True
 
     @property
     def act_in(self) -> int:
@@ -59,9 +63,10 @@ class LayerShape:
         return self.out_elems // max(self.groups, 1)
 
 
-def _gemm(M: float, K: float, N: float, batch: float = 1.0) -> float:
+def _gemm(M: float, K: float, N: float, batch: float = 1.0, scale: float = 1.0) -> float:
+    """batch GEMMs (M x K) by (K x N), each `scale` times a real one's arithmetic, plus one op each."""
     eff = 1.0 / (1.0 + EDGE / max(M, 1) + EDGE / max(K, 1) + EDGE / max(N, 1))
-    return batch * (M * K * N / eff + OP)
+    return batch * (scale * M * K * N / eff + OP)
 
 
 def _weight_work(s: LayerShape, per_elem: float, d: int) -> float:
@@ -89,3 +94,30 @@ def bilinear_cost(A: Algebra, s: LayerShape) -> float:
     d, r = A.dim, A.rank
     return (_gemm(s.rows, s.k_in, s.n_out, max(s.groups, 1) * r)
             + BETA * (s.act_in * (d + 2 * r) + s.act_out * (2 * r + d)) + _weight_work(s, r, d) + 12 * OP)
+
+
+# A complex GEMM of (M x K) by (K x N) costs CGEMM times the real GEMM of that size (4 real multiplications per
+# complex product, in one kernel); torch's CPU complex convolution runs 3 real convolutions and CCONV times that
+# covers its real / imaginary splits and recombination.  Measured on the benchmark machine (docs/benchmarks.md).
+CGEMM = 4.0
+CCONV = 4.0
+
+
+def complex_cost(A: Algebra, s: LayerShape) -> float:
+    """The complex method: torch's complex GEMM (linear) or complex convolution on the complex views; a conv
+    copies its input and output to and from the interleaved (re, im) layout; a fold plan (m > 1) adds the fold
+    copies.  Infinite where the method does not apply or the call is in half precision / under autocast (no
+    half-precision complex GEMM on CPU: auto leaves those to the real paths)."""
+    cp = complex_plan(A)
+    if cp is None or not s.full_precision:
+        return float("inf")
+    d, m, q = A.dim, cp.m, cp.q
+    conv = s.in_positions is not None or s.out_positions is not None
+    core = _gemm(s.rows * m, s.k_in * q, s.n_out * q, max(s.groups, 1), CCONV if conv else CGEMM)
+    # copies per activation float: a conv's interleave in and out; a fold's fold / unfold copies (as fold's)
+    moves = (2.0 if conv else 0.0) + (3.0 if cp.plan is not None else 0.0)
+    # a change: per element d x d products in and out, forward and backward, not fused with the fold copies as
+    # fold's are (measured for Cl(3,0): complex 1.1-1.25x fold's time); 3x fold's charge and 4 more ops
+    change = 0.0 if cp.change_in is None else 3 * (d + BETA) * d * (s.act_in + s.act_out) + 4 * OP
+    return (core + change + BETA * d * moves * (s.act_in + s.act_out)
+            + (0.0 if cp.direct and not conv else _weight_work(s, 2 * q * q, d)) + (8 if conv else 4) * OP)

@@ -5,13 +5,15 @@
 | block    | d^2    | the reference: one GEMM / conv on the expanded real weight L(w) |
 | fold     | d^2/m  | m identical blocks of L(w) folded into the batch: one GEMM / conv |
 | bilinear | r      | the verified rank-r scheme: r real GEMMs on weight and activation combinations |
+| complex  | 4 m q^2 = d^2/m | torch's complex GEMM / conv on complex views (blocks that are complex matrices) |
 | kernel   | k (naive; or r) | the generated CPU kernel / CUDA gemv (runtime.kernels), small batches at inference |
 | auto     | -      | the cheapest torch path by the cost model; the kernel where runtime.kernels.choice says |
 
 A row carries its MACs per element pair (None where it has no count of its own: the kernel runs the naive
-products, counted as "naive"), its cost formula for `auto` (None: not a candidate), and its linear and conv
-implementations (None: the kernel, which runtime.kernels.choice dispatches, and auto).  Adding a method is adding
-a row.
+products, counted as "naive"), its cost formula for `auto` (None: not a candidate), its linear and conv
+implementations (None: the kernel, which runtime.kernels.choice dispatches, and auto), and which algebras it
+applies to (None: all; complex: runtime.methods.complex.applies; elsewhere it raises a ValueError naming the
+algebra, and auto, counting and width matching leave it out).  Adding a method is adding a row.
 """
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..registry import Algebra
-from . import bilinear, block
-from .cost import LayerShape, bilinear_cost, block_cost, fold_cost
+from . import bilinear, block, complex
+from .cost import LayerShape, bilinear_cost, block_cost, complex_cost, fold_cost
 
 __all__ = ["Method", "TABLE", "METHODS", "AUTO_CANDIDATES", "COUNTED", "check", "get", "macs_per_pair",
-           "method_costs", "choose_method", "choose_cached", "LayerShape"]
+           "method_costs", "choose_method", "choose_cached", "applies", "LayerShape"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Method:
     cost: auto's modelled cost of one forward pass (MAC-equivalents), or None (not an auto candidate).
     linear: (weight (out, in, d), bias (out, d) | None, algebra) -> step (N, in*d) -> (N, out*d), the weight-side
         work done once; conv: (x (N, C_in*d, *S), weight, bias, algebra, ConvGeometry) -> (N, C_out*d, *S').
+    applies: algebra -> whether the method can run layers over it, or None (every algebra).
     """
 
     name: str
@@ -42,6 +45,7 @@ class Method:
     cost: Callable[[Algebra, LayerShape], float] | None = None
     linear: Callable | None = None
     conv: Callable | None = None
+    applies: Callable[[Algebra], bool] | None = None
 
 
 TABLE: tuple[Method, ...] = (
@@ -53,6 +57,9 @@ TABLE: tuple[Method, ...] = (
     Method("bilinear", "r real GEMMs on the scheme's weight and activation combinations",
            macs=lambda A: float(A.rank), cost=bilinear_cost, linear=bilinear.bilinear_linear,
            conv=bilinear.bilinear_conv),
+    Method("complex", "torch's complex GEMM / conv on complex views, where the (folded) blocks are complex matrices",
+           macs=complex.complex_macs, cost=complex_cost, linear=complex.complex_linear, conv=complex.complex_conv,
+           applies=complex.applies),
     Method("kernel", "the generated CPU kernel / CUDA gemv over the compact weight (small batches, inference)"),
 )
 
@@ -76,8 +83,17 @@ def get(name: str) -> Method:
     return _BY_NAME[check(name)]
 
 
+def applies(A: Algebra, name: str) -> bool:
+    """Whether method `name` (or "naive") can compute layers over A."""
+    if name == "naive":
+        return True
+    test = get(name).applies
+    return test is None or test(A)
+
+
 def macs_per_pair(A: Algebra, name: str) -> float:
-    """Real multiply-adds per element pair: "naive" (k, the non-zero structure constants) or a counted method."""
+    """Real multiply-adds per element pair: "naive" (k, the non-zero structure constants) or a counted method
+    (a ValueError naming the algebra where the method does not apply, see `applies`)."""
     if name == "naive":
         return float(A.naive_multiplications)
     if name not in COUNTED:
@@ -86,15 +102,16 @@ def macs_per_pair(A: Algebra, name: str) -> float:
 
 
 def method_costs(A: Algebra, **shape) -> dict[str, float]:
-    """Modelled cost (MAC-equivalents) of one forward pass for each torch path; `shape` as in LayerShape."""
+    """Modelled cost (MAC-equivalents) of one forward pass for each torch path that applies to A; `shape` as in
+    LayerShape."""
     s = LayerShape(**shape)
-    return {name: _BY_NAME[name].cost(A, s) for name in AUTO_CANDIDATES}
+    return {name: _BY_NAME[name].cost(A, s) for name in AUTO_CANDIDATES if applies(A, name)}
 
 
 def choose_method(A: Algebra, **shape) -> str:
     """The method `auto` picks for these sizes (see `method_costs`); ties go to block, then fold."""
     costs = method_costs(A, **shape)
-    return min(AUTO_CANDIDATES, key=lambda k: costs[k])
+    return min(costs, key=lambda k: costs[k])
 
 
 def choose_cached(A: Algebra, **shape) -> str:

@@ -8,7 +8,7 @@ d N^2 parameters and c N^2 MACs, c = real multiply-adds per element pair of the 
     match="width":   N = C / d  (equal real width d*N = C)      match=None: N = C (one element per channel)
 
 c is `macs_per_pair(algebra, method)`: naive k (non-zero structure constants), block d^2, fold d^2/m
-(M_n(R): n^3), bilinear r (the scheme rank).  `match_width` searches a model builder's width so that a
+(M_n(R): n^3), bilinear r (the scheme rank), complex d^2/m (where it applies).  `match_width` searches a model builder's width so that a
 whole model's parameters or MACs come closest to a target; `match_model` takes the target from a real
 baseline model.
 """
