@@ -32,7 +32,7 @@ from .exact import UnrepresentableNumberError, nonzero_pairs, require_representa
 from .exact import properties as props
 from .exact.fold import fold_plan
 from .schemes import Scheme, SchemeResolver
-from .spec import CLAIM_NAMES, Algebra, BuildError, SpecError
+from .spec import CLAIM_NAMES, AlgebraSpec, BuildError, SpecError
 from .spec.discover import discover
 
 DEFAULT_SPEC_DIR = BUILTIN_SPEC_DIR
@@ -55,7 +55,7 @@ _env.filters["text"] = _text
 class BuiltAlgebra:
     """One algebra checked and rendered: its files (relative name -> bytes) and its manifest."""
 
-    algebra: Algebra
+    algebra: AlgebraSpec
     properties: props.Properties
     scheme: Scheme
     files: dict[str, bytes]
@@ -69,7 +69,7 @@ class BuiltAlgebra:
                 f"({self.scheme.provenance})")
 
 
-def check_claims(A: Algebra, p: props.Properties) -> None:
+def check_claims(A: AlgebraSpec, p: props.Properties) -> None:
     """A false claim fails the build with the counterexample."""
     for claim in CLAIM_NAMES:
         if claim not in A.claims:
@@ -114,7 +114,7 @@ class StageTimer:
             self.report(f"[{time.perf_counter() - self.start:7.1f}s] {self.name}: {stage} took {took:.1f}s")
 
 
-def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Path, spec_hash: str,
+def build_one(A: AlgebraSpec, resolver: SchemeResolver, spec_dir: Path, out_dir: Path, spec_hash: str,
               tool_hash: str, timer: StageTimer | None = None) -> BuiltAlgebra:
     """Check, resolve and render one algebra in memory (nothing is written).  `timer` reports slow stages."""
     timer = timer or StageTimer(A.name, None, time.perf_counter())
@@ -141,7 +141,7 @@ def build_one(A: Algebra, resolver: SchemeResolver, spec_dir: Path, out_dir: Pat
                         file=A.source) from None
 
 
-def _structure_entries(A: Algebra):
+def _structure_entries(A: AlgebraSpec):
     """(label, value) of each nonzero structure constant: ("i*j -> k", T[i, j, k])."""
     for (i, j, k), v in np.ndenumerate(A.T):
         if v != 0:
@@ -157,7 +157,7 @@ def _plan_entries(plan):
             yield f"{label}{list(idx)}", v
 
 
-def check_coefficients(A: Algebra, kind: str, entries) -> None:
+def check_coefficients(A: AlgebraSpec, kind: str, entries) -> None:
     """Every (label, exact value) is zero or within the range every generated kernel represents (float32's normal
     range, `codegen.exact.require_representable`); else a SpecError naming the algebra, the entry and the value."""
     for label, v in entries:
@@ -167,7 +167,7 @@ def check_coefficients(A: Algebra, kind: str, entries) -> None:
             raise SpecError(str(e), algebra=A.name, file=A.source) from None
 
 
-def _render(A: Algebra, p: props.Properties, s: Scheme, plan, resolver: SchemeResolver, spec_dir: Path,
+def _render(A: AlgebraSpec, p: props.Properties, s: Scheme, plan, resolver: SchemeResolver, spec_dir: Path,
             out_dir: Path, spec_hash: str, tool_hash: str) -> BuiltAlgebra:
     f = formulas.build(A.T, s)
     spec_file = _rel(A.source, spec_dir.resolve().parent)
@@ -202,7 +202,7 @@ def _render(A: Algebra, p: props.Properties, s: Scheme, plan, resolver: SchemeRe
     return BuiltAlgebra(A, p, s, files, manifest)
 
 
-def check_generated(A: Algebra, files: dict[str, bytes]) -> None:
+def check_generated(A: AlgebraSpec, files: dict[str, bytes]) -> None:
     """The post-build check: every generated Python file compiles and every JSON file parses.  A failure is a
     bug of the generator (user text reaches the files only validated or escaped), reported as such."""
     for name, data in files.items():

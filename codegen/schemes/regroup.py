@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..exact import exact_dot, identity, matrix_tensor, zeros
-from ..spec.algebra import Algebra
+from ..spec.algebra import AlgebraSpec
 from .scheme import Scheme, change_basis, compose_tensor
 
 __all__ = ["tensor_factors", "regrouped"]
@@ -28,7 +28,7 @@ def _kron(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
     return np.einsum("ab,cd->acbd", P, Q).reshape(P.shape[0] * Q.shape[0], P.shape[1] * Q.shape[1])
 
 
-def tensor_factors(A: Algebra) -> tuple[list[Algebra], np.ndarray]:
+def tensor_factors(A: AlgebraSpec) -> tuple[list[AlgebraSpec], np.ndarray]:
     """(factors, Q) with A.T == change_basis(kron of the factors' tensors, Q) (see the module docstring)."""
     kind = A.derivation[0] if A.derivation is not None else None
     if kind == "tensor":
@@ -54,7 +54,7 @@ def _permutation(dims: list[int], order: list[int]) -> np.ndarray:
     return P
 
 
-def regrouped(A: Algebra, best: Callable[[Algebra, bool], Scheme]) -> Scheme | None:
+def regrouped(A: AlgebraSpec, best: Callable[[AlgebraSpec, bool], Scheme]) -> Scheme | None:
     """A's scheme with its first two M2 factors composed as M4 (see the module docstring); `best(X, structural)`
     gives a piece's best scheme.  The result is verified exactly; None when it does not apply or does not verify."""
     from ..spec.builders import leaf                   # the builders import this package's parent

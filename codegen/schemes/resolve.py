@@ -4,7 +4,7 @@ Candidates, each verified exactly before it is considered:
   - the naive scheme (always valid, the reference);
   - a scheme given in the spec (`scheme=`); a wrong one fails the build;
   - a stored search result `<spec_dir>/schemes/<Name>.json`; a wrong one fails the build;
-  - for builder-made algebras, the scheme composed from the derivation (`Algebra.derivation`): tensor products
+  - for builder-made algebras, the scheme composed from the derivation (`AlgebraSpec.derivation`): tensor products
     (Kronecker products of the factors' schemes; nested tensor products are also regrouped so that two M2 factors
     make one M4 with the library's 48, `codegen.schemes.regroup`), direct sums (side by side), basis changes (transported),
     opposite algebras (input maps swapped), Cayley-Dickson doubles (four products of the half) and square-zero
@@ -32,7 +32,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..exact import InexactNumberError, tensor_key
-from ..spec.algebra import Algebra
+from ..spec.algebra import AlgebraSpec
 from ..spec.errors import SpecError
 from . import scheme as sch
 from .known import known_scheme
@@ -76,14 +76,14 @@ class Candidate:
 GROWTH_LIMIT = 2.0 ** 10
 
 
-def _tensor_key(A: Algebra) -> tuple:
+def _tensor_key(A: AlgebraSpec) -> tuple:
     return tensor_key(A.T)
 
 
 class SchemeResolver:
-    def __init__(self, algebras: dict[str, Algebra], spec_dir: Path | None):
+    def __init__(self, algebras: dict[str, AlgebraSpec], spec_dir: Path | None):
         self.spec_dir = None if spec_dir is None else Path(spec_dir)
-        self.by_tensor: dict[tuple, list[Algebra]] = {}
+        self.by_tensor: dict[tuple, list[AlgebraSpec]] = {}
         for A in algebras.values():
             self.by_tensor.setdefault(_tensor_key(A), []).append(A)
         self._registered = {A.key for A in algebras.values()}
@@ -91,12 +91,12 @@ class SchemeResolver:
         self._unstable: dict[tuple, list[Candidate]] = {}
         self._active: set[tuple] = set()
 
-    def stored_path(self, A: Algebra) -> Path:
+    def stored_path(self, A: AlgebraSpec) -> Path:
         if self.spec_dir is None:
             raise ValueError("this resolver has no spec folder")
         return self.spec_dir / "schemes" / f"{A.name}.json"
 
-    def composed(self, A: Algebra) -> sch.Scheme:
+    def composed(self, A: AlgebraSpec) -> sch.Scheme:
         """The scheme composed from A's derivation (verified exactly)."""
         kind, *args = A.derivation
         if kind == "tensor":
@@ -129,14 +129,14 @@ class SchemeResolver:
             raise AssertionError(f"composed scheme for {A.name} failed verification")
         return s
 
-    def _piece(self, X: Algebra) -> sch.Scheme:
+    def _piece(self, X: AlgebraSpec) -> sch.Scheme:
         """The best scheme of a piece of a derivation (or of a recognised structure).  Pieces that are not
         registered algebras skip the structural route: the whole algebra's own structural route already sees
         their structure, and analysing every intermediate piece (a 16-dimensional Kronecker product inside
         `matrix_algebra(4)`) would cost build time for nothing."""
         return self.candidates(X, structural=X.key in self._registered)[0].scheme
 
-    def _local(self, A: Algebra, structural: bool) -> list[Candidate]:
+    def _local(self, A: AlgebraSpec, structural: bool) -> list[Candidate]:
         """Verified candidates from A itself (the structural route only when `structural`)."""
         cands = [Candidate(sch.naive(A.T), "naive")]
         if A.given_scheme is not None:
@@ -181,7 +181,7 @@ class SchemeResolver:
                 cands.append(Candidate(s.with_provenance(f"structure: {s.provenance}"), "structural"))
         return cands
 
-    def candidates(self, A: Algebra, structural: bool = True) -> list[Candidate]:
+    def candidates(self, A: AlgebraSpec, structural: bool = True) -> list[Candidate]:
         """Every verified candidate for A (see the module docstring), the winner first, then by cost.
         `structural=False` leaves out the structural route (see `_piece`)."""
         key = (A.key, structural)
@@ -203,13 +203,13 @@ class SchemeResolver:
             self._unstable[key] = sorted(c for c, ok in zip(cands, stable) if not ok)
         return self._memo[key]
 
-    def unstable(self, A: Algebra, structural: bool = True) -> list[Candidate]:
+    def unstable(self, A: AlgebraSpec, structural: bool = True) -> list[Candidate]:
         """The verified candidates `candidates` dropped for numerical instability (error growth above
         GROWTH_LIMIT), cheapest first."""
         self.candidates(A, structural)
         return self._unstable.get((A.key, structural), [])
 
-    def best(self, A: Algebra) -> sch.Scheme:
+    def best(self, A: AlgebraSpec) -> sch.Scheme:
         """The cheapest verified scheme for A (see the module docstring)."""
         return self.candidates(A)[0].scheme
 

@@ -1,6 +1,6 @@
 """The structural route: find an algebra's structure in its bare table and express it as builder derivations.
 
-`recognise(T)` returns an `Algebra` whose structure tensor is exactly T and whose `derivation` (the builders' own
+`recognise(T)` returns an `AlgebraSpec` whose structure tensor is exactly T and whose `derivation` (the builders' own
 mechanism, `codegen.spec.builders`) reduces it to pieces with known schemes, so the resolver composes a scheme
 for any basis order, signs or rational basis change a user typed the table in:
 
@@ -24,25 +24,25 @@ from ..exact.composition import cayley_dickson_split
 from ..exact.radical import radical_split
 from ..exact.simple import field_power_basis, quaternion_basis, simple_decomposition
 from ..exact.wedderburn import radical_dimension, split_algebra
-from ..spec.algebra import Algebra
+from ..spec.algebra import AlgebraSpec
 from ..spec.builders import cayley_dickson, direct_sum, extension, leaf
 from ..spec.constructors import basis_change, derived, matrix_algebra, tensor
 from .known import irreducible, known_scheme, power_polynomial
 
 __all__ = ["recognise", "is_leaf"]
 
-_MEMO: dict[tuple, Algebra | None] = {}
+_MEMO: dict[tuple, AlgebraSpec | None] = {}
 
 
 def _names(prefix: str, d: int) -> list[str]:
     return [f"{prefix}{i}" for i in range(d)]
 
 
-def _plain(T: np.ndarray, name: str) -> Algebra:
+def _plain(T: np.ndarray, name: str) -> AlgebraSpec:
     return derived(name, _names("b", T.shape[0]), T, derivation=None)
 
 
-def _moved(X: Algebra, Pinv: np.ndarray, name: str) -> Algebra:
+def _moved(X: AlgebraSpec, Pinv: np.ndarray, name: str) -> AlgebraSpec:
     """X in the basis whose vectors are the columns of Pinv (X given in the recognised basis)."""
     return basis_change(X, Pinv, _names("b", X.dim), name=name)
 
@@ -60,7 +60,7 @@ def is_leaf(T: np.ndarray) -> bool:
     return n * n == d and bool(np.all(T == exact.matrix_tensor(n)))
 
 
-def recognise(T: np.ndarray) -> Algebra | None:
+def recognise(T: np.ndarray) -> AlgebraSpec | None:
     """An algebra with structure tensor exactly T and a derivation through recognised pieces, or None when
     nothing is recognised (or T is already a leaf with a known scheme)."""
     key = exact.tensor_key(T)
@@ -69,7 +69,7 @@ def recognise(T: np.ndarray) -> Algebra | None:
     return _MEMO[key]
 
 
-def _recognise(T) -> Algebra | None:
+def _recognise(T) -> AlgebraSpec | None:
     d = T.shape[0]
     if is_leaf(T):
         n = int(round(d ** 0.5))
@@ -84,7 +84,7 @@ def _recognise(T) -> Algebra | None:
     return X
 
 
-def _piece(T, name: str) -> Algebra:
+def _piece(T, name: str) -> AlgebraSpec:
     """An algebra with tensor T: a leaf, a recognised structure, or a plain block."""
     if is_leaf(T):
         return recognise(T) or _plain(T, name)
@@ -108,7 +108,7 @@ def _piece(T, name: str) -> Algebra:
     return _simple(T, name)
 
 
-def _simple(T, name: str) -> Algebra:
+def _simple(T, name: str) -> AlgebraSpec:
     """A simple block: M_n(Q) (x) D with D a field or the quaternions."""
     if is_leaf(T):
         return recognise(T) or _plain(T, name)
@@ -121,7 +121,7 @@ def _simple(T, name: str) -> Algebra:
     return _moved(inner, dec.Pinv, name)
 
 
-def _division(T, name: str) -> Algebra:
+def _division(T, name: str) -> AlgebraSpec:
     """A division algebra (or an unsplit block): field, quaternions, or plain."""
     d = T.shape[0]
     if is_leaf(T):

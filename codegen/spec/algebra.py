@@ -1,4 +1,4 @@
-"""`Algebra`: the immutable result of every spec constructor (exact structure tensor in a named basis)."""
+"""`AlgebraSpec`: the immutable result of every spec constructor (exact structure tensor in a named basis)."""
 from __future__ import annotations
 
 from functools import cached_property
@@ -11,7 +11,7 @@ from ..exact import fraction_str
 CLAIM_NAMES = ("associative", "commutative", "anticommutative", "unital", "alternative", "flexible", "jacobi")
 
 
-class Algebra:
+class AlgebraSpec:
     """An algebra over R given by exact structure constants in a named basis.
 
     Attributes: name, basis (tuple of names), T (object array (d,d,d)), claims (dict), title,
@@ -46,10 +46,10 @@ class Algebra:
                 tuple(sorted(self.claims.items())), self.title, self.unit_name, scheme)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Algebra) and self.key == other.key
+        return isinstance(other, AlgebraSpec) and self.key == other.key
 
     def __hash__(self) -> int:
         return hash(self.key)
 
     def __repr__(self) -> str:
-        return f"Algebra({self.name!r}, dim={self.dim})"
+        return f"AlgebraSpec({self.name!r}, dim={self.dim})"

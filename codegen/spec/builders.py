@@ -2,7 +2,7 @@
 
     from codegen.spec import clifford, group_algebra, cayley_dickson, opposite, direct_sum, extension
 
-Every builder records its construction in `Algebra.derivation`, and the build composes the scheme from it
+Every builder records its construction in `AlgebraSpec.derivation`, and the build composes the scheme from it
 (`codegen.schemes.resolve`): direct sums add ranks, the Cayley-Dickson double costs four products of the half,
 a square-zero extension three, the opposite algebra swaps the two input maps, and a Clifford algebra is an
 exact basis change of a tensor product of M2(R), H, C and R + R given by the isomorphisms
@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import exact
-from .algebra import Algebra
+from .algebra import AlgebraSpec
 from .constructors import derived, tensor
 from .errors import SpecError
 
@@ -31,14 +31,14 @@ MAX_GROUP_ORDER = 64
 
 
 # ------------------------------------------------------------------------------------------- leaves
-def leaf(kind: str) -> Algebra:
+def leaf(kind: str) -> AlgebraSpec:
     """The algebras everything else is reduced to, in the bases where their known schemes apply
     (`codegen.schemes.known`): "R", "C" (1, i), "H" (1, i, j, k), "M2R" (E11, E12, E21, E22), "R+R"."""
     return _leaf(kind)
 
 
 @lru_cache(maxsize=None)
-def _leaf(kind: str) -> Algebra:
+def _leaf(kind: str) -> AlgebraSpec:
     if kind == "R":
         return derived("R", ["1"], exact.fraction_array([[[1]]]), derivation=None, title="real numbers")
     if kind == "C":
@@ -57,9 +57,9 @@ def _leaf(kind: str) -> Algebra:
 
 
 # ----------------------------------------------------------------------------------------- checks
-def _check_algebra(X: Any, who: str) -> Algebra:
-    if not isinstance(X, Algebra):
-        raise SpecError(f"{who}: expected an Algebra (from codegen.spec), got {type(X).__name__} {X!r}")
+def _check_algebra(X: Any, who: str) -> AlgebraSpec:
+    if not isinstance(X, AlgebraSpec):
+        raise SpecError(f"{who}: expected an AlgebraSpec (from codegen.spec), got {type(X).__name__} {X!r}")
     return X
 
 
@@ -90,8 +90,8 @@ def _free_generator(basis: Sequence[str]) -> str:
 
 
 # -------------------------------------------------------------------------------------- direct sum
-def direct_sum(A: Algebra, B: Algebra, *more: Algebra, name: str | None = None,
-               claims: Mapping[str, bool] | None = None, title: str = "") -> Algebra:
+def direct_sum(A: AlgebraSpec, B: AlgebraSpec, *more: AlgebraSpec, name: str | None = None,
+               claims: Mapping[str, bool] | None = None, title: str = "") -> AlgebraSpec:
     """A x B (x ...): pairs multiplied componentwise, bases one after the other.  Basis names are kept when
     they are distinct, else prefixed with the part's name (`H_1`, `H_i`, ...; parts of one name get a number).
     Scheme: the parts' schemes side by side (ranks add)."""
@@ -109,8 +109,8 @@ def direct_sum(A: Algebra, B: Algebra, *more: Algebra, name: str | None = None,
 
 
 # ---------------------------------------------------------------------------------------- opposite
-def opposite(A: Algebra, *, name: str | None = None, claims: Mapping[str, bool] | None = None,
-             title: str = "") -> Algebra:
+def opposite(A: AlgebraSpec, *, name: str | None = None, claims: Mapping[str, bool] | None = None,
+             title: str = "") -> AlgebraSpec:
     """The opposite algebra: x *op y = y * x, same basis.  Scheme: A's with the two input maps swapped."""
     A = _check_algebra(A, "opposite")
     return derived(name or f"{A.name}_op", A.basis, exact.opposite_tensor(A.T), derivation=("opposite", A),
@@ -118,7 +118,7 @@ def opposite(A: Algebra, *, name: str | None = None, claims: Mapping[str, bool] 
 
 
 # ---------------------------------------------------------------------------------- Cayley-Dickson
-def _default_conjugation(A: Algebra) -> np.ndarray:
+def _default_conjugation(A: AlgebraSpec) -> np.ndarray:
     d = A.dim
     if d == 1:
         return exact.identity(1)
@@ -131,7 +131,7 @@ def _default_conjugation(A: Algebra) -> np.ndarray:
     return C
 
 
-def _check_involution(A: Algebra, C: np.ndarray, name: str) -> None:
+def _check_involution(A: AlgebraSpec, C: np.ndarray, name: str) -> None:
     """conj must be an involution that reverses products: conj(e_i e_j) = conj(e_j) conj(e_i)."""
     d = A.dim
     if not np.all(C.dot(C) == exact.identity(d)):
@@ -147,8 +147,8 @@ def _check_involution(A: Algebra, C: np.ndarray, name: str) -> None:
                                 algebra=name)
 
 
-def cayley_dickson(A: Algebra, gamma: Any = -1, *, name: str | None = None, generator: str | None = None,
-                   conjugation: Any = None, claims: Mapping[str, bool] | None = None, title: str = "") -> Algebra:
+def cayley_dickson(A: AlgebraSpec, gamma: Any = -1, *, name: str | None = None, generator: str | None = None,
+                   conjugation: Any = None, claims: Mapping[str, bool] | None = None, title: str = "") -> AlgebraSpec:
     """The Cayley-Dickson double A + A l with l^2 = gamma:
 
         (a + b l)(c + d l) = (ac + gamma conj(d) b) + (d a + b conj(c)) l
@@ -174,8 +174,8 @@ def cayley_dickson(A: Algebra, gamma: Any = -1, *, name: str | None = None, gene
 
 
 # -------------------------------------------------------------------------------------- extension
-def extension(S: Algebra, theta: Any = None, *, name: str | None = None, generator: str | None = None,
-              claims: Mapping[str, bool] | None = None, title: str = "") -> Algebra:
+def extension(S: AlgebraSpec, theta: Any = None, *, name: str | None = None, generator: str | None = None,
+              claims: Mapping[str, bool] | None = None, title: str = "") -> AlgebraSpec:
     """S + g S with g^2 = 0 and s g = g theta(s) (theta an automorphism of S, default the identity):
 
         (a + g b)(c + g d) = ac + g (theta(a) d + b c)
@@ -255,16 +255,16 @@ def _estimate(p: int, q: int) -> int:
     return min(options)
 
 
-def _standard_clifford(p: int, q: int) -> Algebra:
+def _standard_clifford(p: int, q: int) -> AlgebraSpec:
     return clifford(p, q, name=f"Cl_{p}_{q}")
 
 
-def _generator_vector(A: Algebra, g: int) -> list[Fraction]:
+def _generator_vector(A: AlgebraSpec, g: int) -> list[Fraction]:
     """Generator g of a Clifford algebra in its blade basis (blade index 1 + g)."""
     return exact.basis_vector(A.dim, 1 + g)
 
 
-def _model(sig: tuple[int, ...]) -> tuple[Algebra, list[list[Fraction]]]:
+def _model(sig: tuple[int, ...]) -> tuple[AlgebraSpec, list[list[Fraction]]]:
     """An algebra X with known scheme structure and the images in X of the generators, squaring as sig says
     and anticommuting (so that the blades' images form a basis of X isomorphic to Cl(sig))."""
     n = len(sig)
@@ -330,7 +330,7 @@ def _model(sig: tuple[int, ...]) -> tuple[Algebra, list[list[Fraction]]]:
 
 
 def clifford(p: int = 0, q: int = 0, r: int = 0, *, signature: Sequence[int] | None = None, name: str | None = None,
-             start_index: int = 1, claims: Mapping[str, bool] | None = None, title: str = "") -> Algebra:
+             start_index: int = 1, claims: Mapping[str, bool] | None = None, title: str = "") -> AlgebraSpec:
     """The Clifford algebra Cl(p, q, r): generators e1..en (n = p + q + r), the first p squaring to +1, the next
     q to -1, the last r to 0, all anticommuting (or `signature=[+1, -1, 0, ...]` in any order).
 
@@ -441,7 +441,7 @@ def _check_table(table: Any) -> list[list[int]]:
 
 
 def group_algebra(name: str, table: Any = None, *, generators: Any = None, names: Sequence[str] | None = None,
-                  claims: Mapping[str, bool] | None = None, title: str = "") -> Algebra:
+                  claims: Mapping[str, bool] | None = None, title: str = "") -> AlgebraSpec:
     """The group algebra R[G]: basis the group elements, g * h their product.
 
     table: the Cayley table, table[i][j] = index of g_i g_j, identity at index 0.  Or generators: permutations

@@ -6,7 +6,7 @@
                 claims={"associative": True, "commutative": True}, title="complex numbers")
 
 Every constructor validates its input at once and raises `SpecError` naming the spec file (the caller's
-file), the algebra and the problem. The result is an immutable `Algebra` holding the exact structure
+file), the algebra and the problem. The result is an immutable `AlgebraSpec` holding the exact structure
 tensor T (numpy object array of Fraction, shape (d, d, d), `(x*y)_k = sum_ij T[i,j,k] x_i y_j`).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sympy
 from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
 from .. import exact
-from .algebra import CLAIM_NAMES, Algebra
+from .algebra import CLAIM_NAMES, AlgebraSpec
 from .errors import SpecError
 
 _CODEGEN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -259,7 +259,7 @@ def _parse_value(value: Any, key: str, basis: tuple[str, ...], unit: str | None,
 
 def algebra(name: str, basis: Sequence[str], products: Mapping[Any, Any], *, unit: str | None = None,
             claims: Mapping[str, bool] | None = None, title: str = "", missing: str = "error",
-            scheme: Any = None) -> Algebra:
+            scheme: Any = None) -> AlgebraSpec:
     """Define an algebra by the products of its basis elements.
 
     products: {"i*j": "k", "i*i": "-1", ...}; values are SymPy-parsable strings or SymPy expressions in the
@@ -306,7 +306,7 @@ def algebra(name: str, basis: Sequence[str], products: Mapping[Any, Any], *, uni
                                 algebra=name, file=file)
     given = _parse_scheme(scheme, d, name, file)
     _check_scheme_rank(given, T, name, file)
-    return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=unit,
+    return AlgebraSpec(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=unit,
                    given_scheme=given, source=file)
 
 
@@ -320,7 +320,7 @@ def _matrix_vector(M: sympy.Matrix) -> list:
 
 
 def from_matrices(name: str, matrices: Mapping[str, Any], *, claims: Mapping[str, bool] | None = None,
-                  title: str = "", scheme: Any = None) -> Algebra:
+                  title: str = "", scheme: Any = None) -> AlgebraSpec:
     """Define an algebra as the real span of matrices closed under the matrix product.
 
     matrices: {basis_name: sympy.Matrix}; all the same square shape, exact entries (complex allowed).
@@ -373,18 +373,18 @@ def from_matrices(name: str, matrices: Mapping[str, Any], *, claims: Mapping[str
                 T[i, j, k] = _exact_number(sympy.simplify(sol[k]), f"product {basis_t[i]}*{basis_t[j]}", name, file)
     given = _parse_scheme(scheme, d, name, file)
     _check_scheme_rank(given, T, name, file)
-    return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=None,
+    return AlgebraSpec(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=None,
                    given_scheme=given, source=file)
 
 
-def _plain_matrix_algebra(n: int, name: str, file: str | None, claims: Mapping[str, bool] | None) -> Algebra:
+def _plain_matrix_algebra(n: int, name: str, file: str | None, claims: Mapping[str, bool] | None) -> AlgebraSpec:
     basis = [f"E{r + 1}{c + 1}" if n < 10 else f"E{r + 1}_{c + 1}" for r in range(n) for c in range(n)]
-    return Algebra(name, basis, exact.matrix_tensor(n), claims=_check_claims(claims, name, file),
+    return AlgebraSpec(name, basis, exact.matrix_tensor(n), claims=_check_claims(claims, name, file),
                    title=f"{n}x{n} real matrices", unit_name=None, source=file)
 
 
 def matrix_algebra(n: int, field: str = "R", *, name: str | None = None,
-                   claims: Mapping[str, bool] | None = None) -> Algebra:
+                   claims: Mapping[str, bool] | None = None) -> AlgebraSpec:
     """n x n matrices over R or C in the row-major matrix-unit basis (docs/design.md).
 
     For C the basis is (Re z11, Im z11, Re z12, ...), i.e. tensor(M_n(R), C).  For composite n = a*b the
@@ -419,13 +419,13 @@ def matrix_algebra(n: int, field: str = "R", *, name: str | None = None,
     return basis_change(product_alg, P, plain.basis, name=name, claims=claims, title=plain.title)
 
 
-def complex_numbers(name: str = "C") -> Algebra:
+def complex_numbers(name: str = "C") -> AlgebraSpec:
     """C with basis (1, i)."""
     return algebra(name, ["1", "i"], {"i*i": "-1"}, unit="1", claims={"associative": True, "commutative": True},
                    title="complex numbers")
 
 
-def _combined_names(A: Algebra, B: Algebra) -> list[str]:
+def _combined_names(A: AlgebraSpec, B: AlgebraSpec) -> list[str]:
     names = []
     for a in A.basis:
         for b in B.basis:
@@ -440,8 +440,8 @@ def _combined_names(A: Algebra, B: Algebra) -> list[str]:
     return names
 
 
-def tensor(A: Algebra, B: Algebra, *, name: str, claims: Mapping[str, bool] | None = None,
-           title: str = "") -> Algebra:
+def tensor(A: AlgebraSpec, B: AlgebraSpec, *, name: str, claims: Mapping[str, bool] | None = None,
+           title: str = "") -> AlgebraSpec:
     """The tensor product A (x) B in Kronecker basis order (index a*dim(B) + b).
 
     Its scheme is composed from the factors' schemes (rank <= rank(A) * rank(B)).
@@ -450,26 +450,26 @@ def tensor(A: Algebra, B: Algebra, *, name: str, claims: Mapping[str, bool] | No
     name = _check_name(name, file)
     title = _check_title(title, name, file)
     for X in (A, B):
-        if not isinstance(X, Algebra):
-            raise SpecError(f"tensor: expected Algebra factors, got {type(X).__name__}", algebra=name, file=file)
+        if not isinstance(X, AlgebraSpec):
+            raise SpecError(f"tensor: expected AlgebraSpec factors, got {type(X).__name__}", algebra=name, file=file)
     T = np.einsum("ijk,abc->iajbkc", A.T, B.T).reshape(A.dim * B.dim, A.dim * B.dim, A.dim * B.dim)
     unit = None
     names = _combined_names(A, B)
     if A.unit_name and B.unit_name:
         unit = names[A.basis.index(A.unit_name) * B.dim + B.basis.index(B.unit_name)]
-    return Algebra(name, names, T, claims=_check_claims(claims, name, file),
+    return AlgebraSpec(name, names, T, claims=_check_claims(claims, name, file),
                    title=title or f"{A.name} tensor {B.name}", unit_name=unit, derivation=("tensor", A, B),
                    source=file)
 
 
-def basis_change(A: Algebra, P: Any, basis: Sequence[str], *, name: str, claims: Mapping[str, bool] | None = None,
-                 title: str = "") -> Algebra:
+def basis_change(A: AlgebraSpec, P: Any, basis: Sequence[str], *, name: str, claims: Mapping[str, bool] | None = None,
+                 title: str = "") -> AlgebraSpec:
     """A in a new basis: column a of P holds new basis vector a in A's coordinates (P invertible, exact)."""
     file = _caller_file()
     name = _check_name(name, file)
     title = _check_title(title, name, file)
-    if not isinstance(A, Algebra):
-        raise SpecError(f"basis_change: expected an Algebra, got {type(A).__name__}", algebra=name, file=file)
+    if not isinstance(A, AlgebraSpec):
+        raise SpecError(f"basis_change: expected an AlgebraSpec, got {type(A).__name__}", algebra=name, file=file)
     try:
         P = exact.fraction_array(P)
     except exact.InexactNumberError as e:
@@ -484,7 +484,7 @@ def basis_change(A: Algebra, P: Any, basis: Sequence[str], *, name: str, claims:
         raise SpecError(f"need a list of {A.dim} basis names, got {basis!r}", algebra=name, file=file)
     unit_name = _unit_basis_name(T, basis)
     basis_t = _check_basis(list(basis), name, file, unit_name)
-    return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title or A.title,
+    return AlgebraSpec(name, basis_t, T, claims=_check_claims(claims, name, file), title=title or A.title,
                    unit_name=unit_name, derivation=("basis_change", A, P), source=file)
 
 
@@ -498,14 +498,14 @@ def _unit_basis_name(T: np.ndarray, basis: Sequence) -> str | None:
 
 
 def derived(name: str, basis: Sequence[str], T: np.ndarray, *, derivation: tuple | None,
-            claims: Mapping[str, bool] | None = None, title: str = "") -> Algebra:
+            claims: Mapping[str, bool] | None = None, title: str = "") -> AlgebraSpec:
     """The common last step of the builders (`codegen.spec.builders`): check the name, basis names and claims
-    and return the Algebra with its derivation.  The unit is named when it is a basis element."""
+    and return the AlgebraSpec with its derivation.  The unit is named when it is a basis element."""
     file = _caller_file()
     name = _check_name(name, file)
     unit_name = _unit_basis_name(T, basis) if not isinstance(basis, str) and len(basis) == T.shape[0] else None
     basis_t = _check_basis(basis, name, file, unit_name)
     if len(basis_t) != T.shape[0]:
         raise SpecError(f"need {T.shape[0]} basis names, got {len(basis_t)}", algebra=name, file=file)
-    return Algebra(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=unit_name,
+    return AlgebraSpec(name, basis_t, T, claims=_check_claims(claims, name, file), title=title, unit_name=unit_name,
                    derivation=derivation, source=file)

@@ -1,4 +1,4 @@
-"""Find the algebras in a spec folder: import every module, register every module-level `Algebra`.
+"""Find the algebras in a spec folder: import every module, register every module-level `AlgebraSpec`.
 
 Modules are imported as submodules of a fresh synthetic package whose path is the spec folder, so
 specs can import each other relatively (`from .scalars import C`) from any folder, and repeated builds
@@ -14,7 +14,7 @@ import types
 from pathlib import Path
 
 from .errors import SpecError
-from .algebra import Algebra
+from .algebra import AlgebraSpec
 
 _counter = itertools.count()
 
@@ -39,8 +39,8 @@ def _import_error(path: Path, exc: BaseException) -> SpecError:
     return SpecError(f"{where}{type(exc).__name__}: {exc}", file=str(path))
 
 
-def discover(spec_dir: Path) -> dict[str, Algebra]:
-    """name -> Algebra for every public module-level algebra in spec_dir (sorted by name)."""
+def discover(spec_dir: Path) -> dict[str, AlgebraSpec]:
+    """name -> AlgebraSpec for every public module-level algebra in spec_dir (sorted by name)."""
     spec_dir = Path(spec_dir).resolve()
     if not spec_dir.is_dir():
         raise SpecError(f"spec folder {spec_dir} does not exist")
@@ -49,7 +49,7 @@ def discover(spec_dir: Path) -> dict[str, Algebra]:
     pkg.__path__ = [str(spec_dir)]
     pkg.__package__ = pkg_name
     sys.modules[pkg_name] = pkg
-    found: dict[str, Algebra] = {}
+    found: dict[str, AlgebraSpec] = {}
     where: dict[str, str] = {}                  # algebra name -> "variable V in file F" that defined it first
     dont_write = sys.dont_write_bytecode
     sys.dont_write_bytecode = True              # never write __pycache__ into a spec folder (it may be installed)
@@ -62,7 +62,7 @@ def discover(spec_dir: Path) -> dict[str, Algebra]:
                     raise
                 raise _import_error(path, exc) from None
             for var, value in vars(module).items():
-                if var.startswith("_") or not isinstance(value, Algebra):
+                if var.startswith("_") or not isinstance(value, AlgebraSpec):
                     continue
                 if value.source is None:
                     value.source = str(path)
