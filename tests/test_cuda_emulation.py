@@ -369,7 +369,7 @@ MUTANTS = [
     ("bsr-row-off-by-one", "H", "f32", "const long long o = (long long)blockIdx.x * 8 + warp;",
      "const long long o = (long long)blockIdx.x * 8 + warp + 1;", _bsr),
     ("grid-stride-skips", "Cross3", "f32", "e += AN_THREAD_STRIDE", "e += AN_THREAD_STRIDE + 1", _ew),
-    ("half-rounds-ties-up", "R", "f16", "u += 0xc8000fffu + odd;", "u += 0xc8001000u;", _conv),
+    ("half-rounds-ties-up", "R", "f16", "u += 0xc8000fffu + odd;", "u += 0xc8001000u + 0 * odd;", _conv),
 ]
 
 
@@ -383,6 +383,100 @@ def test_mutant_is_caught(emu_libraries, deterministic_fill, monkeypatch, mutant
     group = f"mat_{s}" if run in (_gemv, _bsr) else f"ew_{s}"
     lib = EmuLibrary.build(broken, group=group)
     be = install(EmuBackend(occupancy=1, libraries={hashlib.sha256(t.source.encode()).hexdigest(): lib}), monkeypatch)
-    with pytest.raises((AssertionError, EmulationError)):
+    with pytest.raises((AssertionError, EmulationError)) as caught:
         run(alg, s, be)
+    print(f"{mid}: {caught.type.__name__}: {str(caught.value).splitlines()[0]}")
 
+
+
+# ----------------------------------------------------------------------------- the emulator's own rules
+EMULATOR_PROBES = r'''
+extern "C" __global__ void warp_ops(int* out) {
+  const int lane = threadIdx.x & 31, v = 100 * (threadIdx.x >> 5) + lane;
+  int* o = out + 8 * threadIdx.x;
+  o[0] = __shfl_down_sync(0xffffffffu, v, 3);
+  o[1] = __shfl_up_sync(0xffffffffu, v, 5);
+  o[2] = __shfl_sync(0xffffffffu, v, 7);
+  o[3] = __shfl_xor_sync(0xffffffffu, v, 9, 8);
+  o[4] = (int)__ballot_sync(0xffffffffu, lane % 3 == 0);
+  o[5] = __all_sync(0xffffffffu, lane < 40) + 2 * __any_sync(0xffffffffu, lane == 31);
+  double d = __shfl_xor_sync(0xffffffffu, 0.5 * v, 1);
+  o[6] = (int)(2 * d);
+  o[7] = 0;
+}
+extern "C" __global__ void lane_outside_mask(int* out) {
+  out[threadIdx.x] = __shfl_xor_sync(0xfffffffeu, (int)threadIdx.x, 1);
+}
+extern "C" __global__ void reads_lane_outside_mask(int* out) {
+  if ((threadIdx.x & 31) >= 16) return;
+  out[threadIdx.x] = __shfl_xor_sync(0x0000ffffu, (int)threadIdx.x, 16);
+}
+extern "C" __global__ void mask_names_returned_lane(int* out) {
+  if ((threadIdx.x & 31) == 3) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 1);
+}
+extern "C" __global__ void barrier_after_return(int* out) {
+  if (threadIdx.x == 5) return;
+  __syncthreads();
+  out[threadIdx.x] = 1;
+}
+extern "C" __global__ void divergent_sync(int* out) {
+  if ((threadIdx.x & 31) < 16) __syncthreads();
+  else out[threadIdx.x] = __shfl_xor_sync(0xffff0000u, (int)threadIdx.x, 1);
+}
+template <int N> __device__ float block_sum(float v) {
+  __shared__ float part[N];
+  part[threadIdx.x] = v;
+  __syncthreads();
+  float s = 0.0f;
+  for (int i = 0; i < N; ++i) s += part[i];
+  __syncthreads();
+  return s;
+}
+extern "C" __global__ void shared_memory(float* out) {
+  // block 0 fills the shared array, block 1 reads it unwritten (NaN on the emulator), block 2 sums across warps
+  if (blockIdx.x == 2) { out[2 * 64 + threadIdx.x] = block_sum<64>((float)threadIdx.x); return; }
+  __shared__ float buf[64];
+  if (blockIdx.x == 0) buf[threadIdx.x] = 1.0f;
+  __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = buf[63 - threadIdx.x];
+}
+'''
+
+
+@pytest.fixture(scope="module")
+def probes():
+    return EmuLibrary.build(EMULATOR_PROBES)
+
+
+def test_emulated_warp_operations(probes):
+    out = torch.full((64, 8), -1, dtype=torch.int32)
+    probes.launch("warp_ops", (1, 1, 1), (64, 1, 1), (out.data_ptr(),))
+    for t in range(64):
+        w, lane = t // 32, t % 32
+        v = lambda src: 100 * w + src                                     # noqa: E731
+        want = [v(lane + 3 if lane + 3 < 32 else lane), v(lane - 5 if lane >= 5 else lane), v(7),
+                v(lane ^ 9 if (lane ^ 9) // 8 == lane // 8 else lane),
+                sum(1 << i for i in range(32) if i % 3 == 0), 1 + 2, v(lane ^ 1), 0]
+        assert out[t].tolist() == want, (t, out[t].tolist(), want)
+
+
+@pytest.mark.parametrize("kernel, message", [
+    ("lane_outside_mask", "does not include the calling lane"),
+    ("reads_lane_outside_mask", "reads lane 1[6-9]|reads lane 2|reads lane 3"),
+    ("mask_names_returned_lane", "live lanes are 0xfffffff7"),
+    ("barrier_after_return", r"__syncthreads\(\) while 1 of 64 threads have already returned"),
+    ("divergent_sync", "deadlock"),
+])
+def test_emulator_refuses_what_the_device_does_not_define(probes, kernel, message):
+    out = torch.zeros(64, dtype=torch.int32)
+    with pytest.raises(EmulationError, match=message):
+        probes.launch(kernel, (1, 1, 1), (64, 1, 1), (out.data_ptr(),))
+
+
+def test_emulated_shared_memory(probes):
+    out = torch.zeros(3, 64)
+    probes.launch("shared_memory", (3, 1, 1), (64, 1, 1), (out.data_ptr(),))
+    assert bool((out[0] == 1).all())
+    assert bool(out[1].isnan().all())                   # a new block's shared memory is not the last one's
+    assert bool((out[2] == sum(range(64))).all())       # a barrier makes every warp's write visible

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -27,8 +28,10 @@ import threading
 from pathlib import Path
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
-FLAGS = ("-std=c++17", "-fPIC", "-shared", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-         "-Wno-unknown-pragmas")
+# hidden symbols and no GNU-unique objects: every library keeps its own emulator state and __shared__ arrays
+# (several builds of one algebra, e.g. the mutants of the tests, load side by side)
+FLAGS = ("-std=c++17", "-fPIC", "-shared", "-O1", "-ffp-contract=off", "-fvisibility=hidden", "-fno-gnu-unique",
+         "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas")
 KERNEL_RE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(')
 GROUP_RE = re.compile(r"_(?:(?P<ew>mul_fwd|mul_bwd|premap_[UVW]|postmap_[UVW])_(?P<es>f32|f64|f16|bf16)"
                       r"|(?:gemv|bsr)_(?P<ms>f32|f16|bf16)_b\d+)$")
@@ -74,9 +77,24 @@ def select_defines(group: str | None) -> tuple[str, ...]:
 def wrapper(cu_file: str, names: list[str]) -> str:
     """The translation unit: the source itself plus one C entry point `<kernel>_emu(cfg, args)` per kernel."""
     lines = [f'#include "{cu_file}"', 'extern "C" {']
-    lines += [f"int {n}_emu(const long long* cfg, const long long* args) "
+    lines += [f"__attribute__((visibility(\"default\"))) int {n}_emu(const long long* cfg, const long long* args) "
               f"{{ return ::an_emu::run_kernel({n}, cfg, args); }}" for n in names]
     return "\n".join(lines + ["}"]) + "\n"
+
+
+def shared_variables(so: Path) -> dict[str, list[int]]:
+    """Mangled name -> [address relative to an_emu_error, bytes] of every function-local static object of a
+    library outside the standard library and the emulator (nm: `_ZZ...` symbols, local ones included; in
+    the generated code these are exactly the __shared__ arrays)."""
+    res = subprocess.run(["nm", "-S", "--defined-only", str(so)], capture_output=True, text=True, check=True)
+    rows = [line.split() for line in res.stdout.splitlines()]
+    anchor = next(int(r[0], 16) for r in rows if r[-1] == "an_emu_error")
+    out = {}
+    for r in rows:
+        if (len(r) == 4 and r[3].startswith("_ZZ") and r[2] in "uUbBdDvV"
+                and not r[3].startswith(("_ZZNSt", "_ZZSt", "_ZZNKSt", "_ZZN9__gnu_cxx", "_ZZN6an_emu"))):
+            out[r[3]] = [int(r[0], 16) - anchor, int(r[1], 16)]
+    return out
 
 
 class EmuLibrary:
@@ -86,6 +104,11 @@ class EmuLibrary:
         self.path = path
         self.names = set(names)
         self.lib = ctypes.CDLL(str(path))
+        self.lib.an_emu_add_shared.argtypes = [ctypes.c_void_p, ctypes.c_longlong]
+        self.shared = json.loads(path.with_suffix(".shared.json").read_text())
+        anchor = ctypes.cast(self.lib.an_emu_error, ctypes.c_void_p).value
+        for offset, size in self.shared.values():
+            self.lib.an_emu_add_shared(anchor + offset, size)
         self.lib.an_emu_error.restype = ctypes.c_char_p
         self.lib.an_emu_counter.restype = ctypes.c_longlong
         self.lib.an_emu_counter.argtypes = [ctypes.c_int]
@@ -101,8 +124,8 @@ class EmuLibrary:
             raise FileNotFoundError("no C++ compiler (set CXX or install g++) for the CUDA emulation")
         names = kernel_names(source, group)
         defines = select_defines(group)
-        header = HEADER.read_text()
-        key = hashlib.sha256("\0".join([source, header, cxx, *FLAGS, *defines]).encode()).hexdigest()[:20]
+        tools = HEADER.read_text() + Path(__file__).read_text()      # the emulator's version is part of the key
+        key = hashlib.sha256("\0".join([source, tools, cxx, *FLAGS, *defines]).encode()).hexdigest()[:20]
         folder = Path(folder or cache_root()) / key
         so = folder / "libkernels_emu.so"
         with _lock:                                  # one build per key per process; others reuse it
@@ -115,6 +138,10 @@ class EmuLibrary:
                 res = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
                 if res.returncode != 0:
                     raise RuntimeError(f"{' '.join(cmd)} failed (in {folder}):\n{res.stderr[-6000:]}")
+                shared = shared_variables(tmp)
+                if "__shared__" in source and not shared and any("_gemv_" in n for n in names):
+                    raise RuntimeError(f"{tmp}: no __shared__ variable found among its symbols")
+                so.with_suffix(".shared.json").write_text(json.dumps(shared))
                 os.replace(tmp, so)                  # atomic: concurrent sessions never see half a file
         return cls(so, names)
 

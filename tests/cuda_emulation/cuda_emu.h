@@ -319,13 +319,13 @@ inline bool run_block(int mode) {
   }
 }
 
-// Shared-memory poisoning: every __shared__ variable lives in the section an_emu_shared, filled with 0xff bytes
-// (a NaN for float) at the start of each block.
-extern "C" char __start_an_emu_shared[] __attribute__((weak));
-extern "C" char __stop_an_emu_shared[] __attribute__((weak));
+// Shared-memory poisoning: the loader (tests/cuda_emulation) registers every function-local static of the
+// library (the __shared__ variables: the generated code has no other) with an_emu_add_shared; each block
+// starts with them filled with 0xff bytes (a NaN for float).
+struct SharedVar { void* p; size_t bytes; };
+inline std::vector<SharedVar> shared_vars;
 inline void poison_shared() {
-  if (__start_an_emu_shared && __stop_an_emu_shared)
-    std::memset(__start_an_emu_shared, 0xff, (size_t)(__stop_an_emu_shared - __start_an_emu_shared));
+  for (const SharedVar& v : shared_vars) std::memset(v.p, 0xff, v.bytes);
 }
 
 inline std::mutex launch_lock;
@@ -384,7 +384,7 @@ template <typename... P> inline int run_kernel(void (*kernel)(P...), const long 
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 // a function-local __shared__ array becomes one static object per instantiation, shared by the block's fibers
-#define __shared__ static __attribute__((section("an_emu_shared")))
+#define __shared__ static
 
 #define threadIdx (::an_emu::g.cur->idx)
 #define blockIdx (::an_emu::g.bidx)
@@ -426,6 +426,9 @@ inline unsigned int __ballot_sync(unsigned int mask, int pred) {
 inline int __any_sync(unsigned int mask, int pred) { return __ballot_sync(mask, pred) != 0; }
 inline int __all_sync(unsigned int mask, int pred) { return __ballot_sync(mask, pred) == mask; }
 
+extern "C" __attribute__((visibility("default"))) void an_emu_add_shared(void* p, long long bytes) {
+  ::an_emu::shared_vars.push_back({p, (size_t)bytes});
+}
 extern "C" __attribute__((visibility("default"))) const char* an_emu_error() { return ::an_emu::g.error.c_str(); }
 extern "C" __attribute__((visibility("default"))) long long an_emu_counter(int which) {
   return which == 0 ? ::an_emu::g.warp_ops : which == 1 ? ::an_emu::g.barriers : ::an_emu::g.switches;
