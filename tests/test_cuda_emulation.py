@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import random
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
@@ -134,7 +133,7 @@ def check(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, terms: int,
                                       f"{float(tol.flatten()[worst]):.3g} at flat index {worst}")
 
 
-def seeded(*key) -> tuple[torch.Generator, int]:
+def seeded() -> tuple[torch.Generator, int]:
     seed = random.randrange(2**31)
     return torch.Generator().manual_seed(seed), seed
 
@@ -216,11 +215,15 @@ def check_gemv(alg, s: str, be, tiles=None) -> None:
                       f"{alg.name} gemv {s} B={b} out={out} in={inn} batch={batch} splits={splits} "
                       f"bias={use_bias} seed={seed}")
     if tiles is None:
+        assert _launch.pick_splits(alg, 3, 600, None) > 1 and _launch.pick_splits(alg, 10_000, 600, None) == 1
         for out, inn, batch in ((1030, 3, t.tiles[-1]), (2, 600, 2)):   # the glue's choices of tile and splits
             w, x, bias = rand((out, inn, d), dtype, gen), rand((batch, inn, d), dtype, gen), rand((out, d), dtype, gen)
             got = _launch.gemv(alg, w, x, bias)
-            name, grid, _, args = be.launches[-1]
-            assert name.endswith(f"_b{_launch.pick_tile(alg, batch)}") and args[-1] == _launch.pick_splits(alg, out, inn, None)
+            name, grid, block, args = be.launches[-1]
+            tile, splits = _launch.pick_tile(alg, batch), _launch.pick_splits(alg, out, inn, None)
+            assert name.endswith(f"_b{tile}") and args[-1] == splits
+            row_groups = -(-out // (block[0] // 32 // splits))
+            assert grid[0] == min(row_groups, 2 * be.occupancy_blocks) and grid[1] * tile >= batch  # persistent grid
             check(got, reference.gemv(alg, w.double(), x.double(), bias.double()), dtype, inn * d,
                   f"{alg.name} gemv {s} auto out={out} in={inn} batch={batch} grid={grid} seed={seed}")
 

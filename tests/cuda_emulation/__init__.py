@@ -21,11 +21,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
+
+from .host import find_compiler
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
 # hidden symbols and no GNU-unique objects: every library keeps its own emulator state and __shared__ arrays
@@ -41,14 +42,6 @@ _lock = threading.Lock()
 
 class EmulationError(RuntimeError):
     """A kernel did something the device would not do reliably (see cuda_emu.h), or the launch was invalid."""
-
-
-def find_compiler() -> str | None:
-    """$CXX, else g++ or clang++ on PATH."""
-    for c in (os.environ.get("CXX"), "g++", "clang++"):
-        if c and shutil.which(c):
-            return shutil.which(c)
-    return None
 
 
 def cache_root() -> Path:
