@@ -91,7 +91,9 @@ def install(backend, monkeypatch):
 
 @pytest.fixture
 def emu(emu_libraries, deterministic_fill, monkeypatch):
-    return install(EmuBackend(occupancy=1, libraries=emu_libraries), monkeypatch)
+    """The emulator behind runtime.cuda, each launch with the next thread schedule (forward, reverse,
+    shuffled, warps running ahead): results must not depend on it."""
+    return install(EmuBackend(occupancy=1, order="mixed", libraries=emu_libraries), monkeypatch)
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -329,7 +331,7 @@ def test_misaligned_views_are_realigned_or_refused(emu):
             (1, 1, 1), (256, 1, 1), (w.data_ptr(), x.data_ptr(), 0, y.data_ptr(), 3, 9, 5, 1))
 
 
-@pytest.mark.parametrize("order", ["reverse", "shuffle"])
+@pytest.mark.parametrize("order", ["forward", "reverse", "shuffle", "warps-ahead"])
 def test_thread_order_does_not_matter(emu, order):
     """The same results whatever order the emulator runs the threads of a block in."""
     emu.order = order
@@ -367,6 +369,8 @@ MUTANTS = [
     ("split-partials-dropped", "H", "f32", "for (int j = 1; j < splits; ++j)", "for (int j = 1; j < splits - 1; ++j)", _gemv),
     ("missing-barrier-before-combine", "H", "f32", "      __syncthreads();\n      if (warp % splits == 0)",
      "      if (warp % splits == 0)", _gemv),
+    ("missing-barrier-before-next-row-group", "H", "f32", "      __syncthreads();                      // part is",
+     "      // part is", _gemv),
     ("misaligned-group-loads", "H", "bf16", "* (long long)sizeof(S)) % 16 == 0", "* (long long)sizeof(S)) % 8 == 0", _gemv),
     ("bsr-drops-last-nonzero", "M2R", "f32", "p < end; p += nlanes", "p + 1 < end; p += nlanes", _bsr),
     ("bsr-row-off-by-one", "H", "f32", "const long long o = (long long)blockIdx.x * 8 + warp;",
@@ -385,7 +389,8 @@ def test_mutant_is_caught(emu_libraries, deterministic_fill, monkeypatch, mutant
     broken = t.source.replace(find, replace)
     group = f"mat_{s}" if run in (_gemv, _bsr) else f"ew_{s}"
     lib = EmuLibrary.build(broken, group=group)
-    be = install(EmuBackend(occupancy=1, libraries={hashlib.sha256(t.source.encode()).hexdigest(): lib}), monkeypatch)
+    be = install(EmuBackend(occupancy=1, order="mixed", libraries={hashlib.sha256(t.source.encode()).hexdigest(): lib}),
+                 monkeypatch)
     with pytest.raises((AssertionError, EmulationError)) as caught:
         run(alg, s, be)
     print(f"{mid}: {caught.type.__name__}: {str(caught.value).splitlines()[0]}")

@@ -36,7 +36,7 @@ FLAGS = ("-std=c++17", "-fPIC", "-shared", "-O1", "-ffp-contract=off", "-fvisibi
 KERNEL_RE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(')
 GROUP_RE = re.compile(r"_(?:(?P<ew>mul_fwd|mul_bwd|premap_[UVW]|postmap_[UVW])_(?P<es>f32|f64|f16|bf16)"
                       r"|(?:gemv|bsr)_(?P<ms>f32|f16|bf16)_b\d+)$")
-ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2}
+ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2, "warps-ahead": 3}
 _lock = threading.Lock()
 
 
@@ -169,7 +169,7 @@ class EmuBackend:
     """A runtime.cuda kernel backend that runs launches in the emulation (same interface as CupyBackend).
 
     `occupancy` is the resident blocks per SM the launch glue asks for (with its `sm_count`, the persistent
-    gemv grid); `order` the thread scheduling order ("forward", "reverse", "shuffle").
+    gemv grid); `order` the thread scheduling order (a key of ORDERS, or "mixed": each launch the next one).
     """
 
     name = "emulation"
@@ -194,7 +194,9 @@ class EmuBackend:
 
         def launch(grid, block, args):
             self.launches.append((name, tuple(grid), tuple(block), tuple(args)))
-            lib.launch(name, grid, block, args, order=self.order, seed=self.seed + len(self.launches))
+            k = len(self.launches)
+            order = list(ORDERS)[k % len(ORDERS)] if self.order == "mixed" else self.order
+            lib.launch(name, grid, block, args, order=order, seed=self.seed + k)
 
         launch.occupancy = lambda block: self.occupancy_blocks
         return launch

@@ -17,7 +17,8 @@
 //   * __shared__ variables are static storage shared by the fibers of the block being run (one block at a
 //     time), filled with 0xff bytes (a NaN) before each block so reads of unwritten shared memory show.
 //
-// Threads run in an order set per launch (forward, reverse, or a seeded shuffle of every scheduling pass).
+// Threads run in an order set per launch: forward, reverse, a seeded shuffle of every scheduling pass, or
+// warps running ahead one at a time (the last warp first) from one barrier to the next.
 // Errors stop the launch; the entry point returns nonzero and an_emu_error() says what happened.
 #ifndef ALGEBRANETS_CUDA_EMU_H
 #define ALGEBRANETS_CUDA_EMU_H
@@ -272,21 +273,44 @@ inline bool run_block(int mode) {
   for (size_t i = 0; i < n; ++i) g.order[i] = (int)(mode == 1 ? n - 1 - i : i);
   size_t done = 0;
   std::string err;
+  auto step = [&](Fiber& f) {  // run one ready fiber until it blocks or returns; false on error
+    g.cur = &f;
+    ++g.switches;
+    an_emu_switch(&g.sched_sp, f.sp);
+    g.cur = nullptr;
+    if (f.state == DONE) ++done;
+    return f.state != DEAD;
+  };
   for (;;) {
     if (mode == 2)
       for (size_t i = n; i > 1; --i) std::swap(g.order[i - 1], g.order[next_rand() % i]);
     bool ran = false;
-    for (size_t k = 0; k < n; ++k) {
-      Fiber& f = g.fibers[g.order[k]];
-      if (f.state != READY) continue;
-      g.cur = &f;
-      ++g.switches;
-      an_emu_switch(&g.sched_sp, f.sp);
-      g.cur = nullptr;
-      ran = true;
-      if (f.state == DEAD) return false;
-      if (f.state == DONE) ++done;
+    if (mode == 3) {
+      // warps run ahead one at a time, the last warp first: each one through all its warp operations until
+      // it waits at a barrier or returns (a schedule the device may pick, since warps are independent
+      // between barriers; it exposes a missing barrier between a shared-memory read and the next write)
+      for (size_t base = (n - 1) / 32 * 32 + 32; base >= 32; base -= 32) {
+        for (;;) {
+          bool any = false;
+          for (size_t l = base - 32; l < base && l < n; ++l)
+            if (g.fibers[l].state == READY) {
+              any = ran = true;
+              if (!step(g.fibers[l])) return false;
+            }
+          if (!any && !resolve_warp((unsigned)(base - 32), err)) break;
+          if (!err.empty()) break;
+        }
+        if (!err.empty()) break;
+      }
+    } else {
+      for (size_t k = 0; k < n; ++k) {
+        Fiber& f = g.fibers[g.order[k]];
+        if (f.state != READY) continue;
+        ran = true;
+        if (!step(f)) return false;
+      }
     }
+    if (!err.empty()) { g.error = err + " in block (" + std::to_string(g.bidx.x) + "," + std::to_string(g.bidx.y) + ")"; return false; }
     if (done == n) return true;
     if (ran) continue;          // let everyone run until blocked before deciding anything
     bool released = false;
