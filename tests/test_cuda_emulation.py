@@ -331,6 +331,25 @@ def test_misaligned_views_are_realigned_or_refused(emu):
             (1, 1, 1), (256, 1, 1), (w.data_ptr(), x.data_ptr(), 0, y.data_ptr(), 3, 9, 5, 1))
 
 
+@pytest.mark.parametrize("s", ["f32", "bf16"])
+def test_batches_beyond_the_grid_limit_are_chunked(emu, monkeypatch, s):
+    """Batches over MAX_GRID_Y tiles go in several launches, each from its own batch row (pretend the
+    limit is 2 tiles: 11 rows of tile 2 are 3 launches)."""
+    monkeypatch.setattr(_launch, "MAX_GRID_Y", 2)
+    alg, dtype = load_algebra("H"), DTYPES[s]
+    gen, seed = seeded()
+    w, x, bias = rand((6, 9, 4), dtype, gen), rand((11, 9, 4), dtype, gen), rand((6, 4), dtype, gen)
+    n0 = len(emu.launches)
+    check(_launch.gemv(alg, w, x, bias, tile=2), reference.gemv(alg, w.double(), x.double(), bias.double()),
+          dtype, 36, f"chunked gemv {s} seed={seed}")
+    assert [a[1][1] for a in emu.launches[n0:]] == [2, 2, 2] and [a[3][6] for a in emu.launches[n0:]] == [4, 4, 3]
+    crow, col, per_row = random_bsr(6, 9, 0.5, gen)
+    values = rand((col.numel(), 4), dtype, gen)
+    check(_launch.bsr(alg, crow, col, values, x, bias, tile=2),
+          reference.bsr_linear(alg, crow, col, values.double(), x.double(), bias.double()), dtype, max(1, per_row) * 4,
+          f"chunked bsr {s} seed={seed}")
+
+
 @pytest.mark.parametrize("order", ["forward", "reverse", "shuffle", "warps-ahead"])
 def test_thread_order_does_not_matter(emu, order):
     """The same results whatever order the emulator runs the threads of a block in."""
