@@ -5,7 +5,7 @@ which supplies the CUDA execution model: blocks run one after another, the threa
 that synchronise at ``__syncthreads`` and at warp shuffles exactly where the device would, and malformed
 warp operations (a lane outside the mask, a mask that is not the warp's live lanes), barriers after some
 threads returned, deadlocks and misaligned global accesses are errors (`EmulationError`).  One shared
-library per source, cached under the temporary folder by the hash of its inputs:
+library per source, cached under the temporary folder (or $ALGEBRANETS_EMU_CACHE) by the hash of its inputs:
 
     lib = EmuLibrary.build(source_text)                 # every extern "C" __global__ kernel of the source
     lib.launch("H_gemv_f32_b4", grid=(2, 1, 1), block=(256, 1, 1), args=(w_ptr, x_ptr, 0, y_ptr, 5, 7, 3, 1))
@@ -45,6 +45,7 @@ class EmulationError(RuntimeError):
 
 
 def cache_root() -> Path:
+    """Where built libraries are cached: $ALGEBRANETS_EMU_CACHE, else <tmp>/algebranets-cuda-emu."""
     return Path(os.environ.get("ALGEBRANETS_EMU_CACHE", Path(tempfile.gettempdir()) / "algebranets-cuda-emu"))
 
 

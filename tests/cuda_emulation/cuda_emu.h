@@ -70,7 +70,7 @@ struct Emu {
 
 inline Emu g;
 
-[[noreturn]] void fail_in_fiber(const std::string& what);
+[[noreturn]] inline void fail_in_fiber(const std::string& what);
 
 }  // namespace an_emu
 
