@@ -140,7 +140,7 @@ def test_cpu_kernels_match_exact(built, name):
 @pytest.mark.skipif(find_compiler() is None, reason="needs a C++ compiler")
 def test_cuda_source_matches_exact(built, tmp_path):
     """The .cu arithmetic (naive and scheme product, scheme maps) compiled for the host, in double."""
-    from cuda_host import HostLibrary
+    from cuda_emulation.host import HostLibrary
 
     algs = [load_algebra(n, built) for n in NAMES]
     lib = HostLibrary.build(algs, tmp_path)

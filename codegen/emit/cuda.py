@@ -91,35 +91,34 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     groups = {s: group_elements(d, STORAGE[s][2]) for s in MATRIX_STORAGE}
     kernels = []
 
-    def add(kind, storage, params, host, **extra):
+    def add(kind, storage, params, **extra):
         suffix = f"_b{extra['tile']}" if "tile" in extra else ""
         kname = {"mul_fwd": f"{prefix}_mul_fwd_{storage}", "mul_bwd": f"{prefix}_mul_bwd_{storage}",
                  "premap": f"{prefix}_premap_{extra.get('map')}_{storage}",
                  "postmap": f"{prefix}_postmap_{extra.get('map')}_{storage}",
                  "gemv": f"{prefix}_gemv_{storage}{suffix}", "bsr": f"{prefix}_bsr_{storage}{suffix}"}[kind]
-        kernels.append({"name": kname, "kind": kind, "storage": storage, "params": params, "host_shim": host,
-                        **extra})
+        kernels.append({"name": kname, "kind": kind, "storage": storage, "params": params, **extra})
 
     for s in ELEMENTWISE_STORAGE:
-        add("mul_fwd", s, ["ptr x", "ptr y", "ptr z", "i64 n"], True)
-        add("mul_bwd", s, ["ptr x", "ptr y", "ptr gz", "ptr gx", "ptr gy", "i64 n"], True)
+        add("mul_fwd", s, ["ptr x", "ptr y", "ptr z", "i64 n"])
+        add("mul_bwd", s, ["ptr x", "ptr y", "ptr gz", "ptr gx", "ptr gy", "i64 n"])
         for P in ("UVW" if s in MAP_STORAGE else ""):
-            add("premap", s, ["ptr x", "ptr out", "i64 n"], True, map=P)
-            add("postmap", s, ["ptr m", "ptr bias", "ptr z", "i64 n", "i64 nbias"], True, map=P)
+            add("premap", s, ["ptr x", "ptr out", "i64 n"], map=P)
+            add("postmap", s, ["ptr m", "ptr bias", "ptr z", "i64 n", "i64 nbias"], map=P)
     for s in MATRIX_STORAGE:
         for b in tiles(d):
             add("gemv", s, ["ptr w", "ptr x", "ptr bias", "ptr y", "i64 out", "i64 in", "i64 batch", "i64 splits"],
-                False, tile=b, group=groups[s])
+                tile=b, group=groups[s])
         for b in tiles(d):
             add("bsr", s, ["ptr crow", "ptr col", "ptr values", "ptr x", "ptr bias", "ptr y", "i64 out", "i64 in",
-                           "i64 batch"], False, tile=b)
+                           "i64 batch"], tile=b)
     table = {"algebra": name, "prefix": prefix, "dim": d, "rank": r, "source": f"{name}.cu", "block": BLOCK,
              "elementwise_storage": list(ELEMENTWISE_STORAGE), "map_storage": list(MAP_STORAGE),
              "matrix_storage": list(MATRIX_STORAGE),
              "tiles": tiles(d), "groups": groups,
              "map_additions": {P: {"pre": maps[P]["pre_additions"], "post": maps[P]["post_additions"]}
                                for P in "UVW"},
-             "host_shim": {"define": "ALGEBRANETS_HOST_SHIM", "suffix": "_host"},
+             "host_build": {"define": "ALGEBRANETS_HOST_SHIM", "suffix": "_host"},
              "kernels": kernels}
     return {"prefix": prefix, "maps": maps, "grad_left": grad_left, "grad_right": grad_right, "mac": mac_lines(T),
             "storages": storages, "elementwise_storage": ELEMENTWISE_STORAGE, "map_storage": MAP_STORAGE,

@@ -1,14 +1,12 @@
-"""Test support: run the generated CUDA sources on the CPU: compile them with a C++ compiler and a minimal host shim.
+"""The host build of the generated CUDA sources: their `__host__ __device__` arithmetic with a C ABI.
 
-The arithmetic (`<N>_mul`, the scheme maps, the gradients) is `__host__ __device__`, and the kernels whose
-threads never communicate (elementwise product and gradients, premap / postmap) run through the shim in
-the common header (`ALGEBRANETS_HOST_SHIM`: a launch loops over every block and thread).  The gemv and
-block-sparse kernels reduce across a warp, so the shim runs their per-lane code for every lane and sums
-the lanes in order instead.  Used by the tests to check the generated code without a GPU:
+Defining `ALGEBRANETS_HOST_SHIM` makes a generated .cu a plain C++ file exporting the arithmetic in double
+(`<N>_mul_host`, `<N>_mul_scheme_host`, `<N>_mul_acc_host`, the gradients, the six scheme maps) and the
+storage conversions (`an_host_f16_to_f32`, ...), with no kernels: the kernels run under the CUDA emulation
+of this package (`cuda_emulation.EmuLibrary`).  Used by tests/test_cuda_host.py for exact checks:
 
     lib = HostLibrary.build([load_algebra(n) for n in names], folder)
     lib.call("H_mul_host", x_ptr, y_ptr, z_ptr)            # plain C ABI, every argument a 64-bit integer
-    backend = HostBackend(lib)                              # same interface as the CUDA backends
 """
 from __future__ import annotations
 
@@ -69,27 +67,3 @@ class HostLibrary:
 
     def call(self, name: str, *args) -> None:
         self.fn(name, len(args))(*[0 if a is None else int(a) for a in args])
-
-
-class HostBackend:
-    """A kernel backend running the host build: `function(...)` returns launch(grid, block, args).
-
-    Kernels that run through the shim get (grid.x, block.x) like a CUDA launch; gemv / bsr run their
-    host loops (every row, every lane) and check that the grid covers every output row.
-    """
-
-    name = "host"
-
-    def __init__(self, lib: HostLibrary, kernel_kinds: dict[str, str] | None = None):
-        self.lib = lib
-        self.launches: list = []
-
-    def function(self, source: str, group: str | None, name: str, device):
-        def launch(grid, block, args):
-            self.launches.append((name, tuple(grid), tuple(block), tuple(args)))
-            if "_gemv_" in name or "_bsr_" in name:
-                self.lib.call(f"{name}_host", *args)
-            else:
-                self.lib.call(f"{name}_host", grid[0], block[0], *args)
-
-        return launch
