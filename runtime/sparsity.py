@@ -370,7 +370,8 @@ class _BlockSparseBase(nn.Module):
         """(nnz,) the output row of each stored element, from crow_indices (made per call: only the torch path
         needs it, and a stored copy could go stale when crow_indices is loaded or edited)."""
         crow = self.crow_indices
-        return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow[1:] - crow[:-1])
+        return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow[1:] - crow[:-1],
+                                       output_size=self.col_indices.numel())     # (known: no device sync)
 
     @property
     def nnz(self) -> int:
