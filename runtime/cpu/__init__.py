@@ -21,20 +21,23 @@ the layers use their torch paths.
 from __future__ import annotations
 
 import threading
+import time
 import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .._opkey import key_of
 from ..kernel_choice import needs_grad
-from ..registry import Algebra, load_algebra
+from ..registry import Algebra, available_algebras, load_algebra
 from . import ops
 from ._build import ENV_CACHE, ENV_CXX, KernelBuildError, cache_dir, find_compiler
 
 __all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "bsr_linear",
            "bsr_checked", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
-           "ENV_CACHE", "DTYPES", "ops"]
+           "ENV_CACHE", "DTYPES", "ops", "precompile"]
 
 #: dtypes the kernels compute in
 DTYPES = (torch.float32, torch.float64)
@@ -84,6 +87,27 @@ def unavailable_reason() -> str | None:
 def load_kernels(algebra: Algebra | str) -> str:
     """Compile (if not cached) and load an algebra's kernels; returns its op key.  Raises KernelBuildError."""
     return ops.register(load_algebra(algebra))
+
+
+def precompile(names: Sequence[str] | None = None, generated: str | Path | None = None
+               ) -> Iterator[tuple[str, float, str | None]]:
+    """Compile (or find cached) the torch ops and the kernels of `names` (default: every algebra in the generated
+    folder `generated`, default the built-in one), whatever their size.  Yields (name, seconds, None) per
+    library ready, or (name, seconds, why) where it failed; "(torch ops)" is the glue."""
+    t = time.perf_counter()
+    try:
+        ops.load_glue()
+    except (KernelBuildError, OSError, RuntimeError) as e:
+        yield "(torch ops)", time.perf_counter() - t, str(e)
+        return
+    yield "(torch ops)", time.perf_counter() - t, None
+    for name in names or available_algebras(generated):
+        t = time.perf_counter()
+        try:
+            ops.library(load_algebra(name, generated), force=True)
+            yield name, time.perf_counter() - t, None
+        except (KernelBuildError, OSError, RuntimeError, LookupError, ValueError) as e:
+            yield name, time.perf_counter() - t, str(e).splitlines()[0]
 
 
 @torch.compiler.assume_constant_result
