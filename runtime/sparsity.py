@@ -5,7 +5,8 @@
     pruner = sparsity.GradualPruner(model, 0.9, start_step=100, end_step=1000, frequency=50)
     for step in ...: ...; optimizer.step(); pruner.step()     # Zhu & Gupta cubic schedule
     print(sparsity.format_report(model))
-    fast = sparsity.to_block_sparse(model.fc)                  # block-CSR inference form, same outputs
+    fast = sparsity.to_block_sparse(model.fc)                  # block-CSR inference form, same outputs (the dense
+                                                               # layer itself where that is faster: sparse_max_density)
 
 Masks are `torch.nn.utils.parametrize` parametrizations (`ElementMask`, a boolean buffer of shape
 weight.shape[:-1]): the layer sees weight = original * mask, gradients of pruned elements are zero, the
@@ -37,6 +38,7 @@ __all__ = [
     "ElementMask", "element_norms", "prunable_layers", "get_mask", "set_mask_", "is_pruned", "raw_weight",
     "prune_elements_", "cubic_sparsity", "GradualPruner", "LayerSparsity", "sparsity_report", "format_report",
     "remove_pruning_", "load_pruned_state_dict", "block_csr", "to_block_sparse", "convert_to_block_sparse",
+    "sparse_max_density", "element_sparsity", "SPARSE_MAX_DENSITY",
     "BlockSparseAlgebraLinear", "BlockSparseAlgebraConv",
 ]
 
@@ -453,14 +455,47 @@ class BlockSparseAlgebraConv(_BlockSparseBase):
                 f"algebra={self.algebra.name}, nnz={self.nnz}")
 
 
+#: Element density above which the block-sparse form of a Linear layer would be slower than the dense layer on
+#: the CPU kernels (sparse / dense time ~ density x a per-algebra factor: each stored element costs a column-index
+#: read and a gather that the dense stream does not pay): the lowest crossover measured at N = 2048, batch 1 and
+#: 32, one thread, AVX-512 and AVX2 (docs/benchmarks.md), less a margin.  Other algebras: DEFAULT_MAX_DENSITY by
+#: dimension (d >= 4: 0.3, the most cautious of the measured ones).
+SPARSE_MAX_DENSITY = {"R": 0.10, "C": 0.36, "Dual": 0.36, "Cross3": 0.42, "H": 0.45, "M2R": 0.45, "M3R": 0.42,
+                      "M4R": 0.3, "M2C": 0.42}
+DEFAULT_MAX_DENSITY = {1: 0.10, 2: 0.36, 3: 0.42}
+
+
+def sparse_max_density(algebra) -> float:
+    """The element density (stored / all elements) up to which `to_block_sparse` makes a Linear layer over
+    `algebra` (a name or runtime.registry.Algebra) block-sparse; above it the dense layer is faster."""
+    A = load_algebra(algebra)
+    return SPARSE_MAX_DENSITY.get(A.name, DEFAULT_MAX_DENSITY.get(A.dim, 0.3))
+
+
+def element_sparsity(layer: nn.Module) -> float:
+    """The fraction of the layer's weight elements that are pruned or exactly zero (0 for an empty weight)."""
+    w = layer.weight.detach()
+    if not w.numel():
+        return 0.0
+    return float((w == 0).all(-1).float().mean())
+
+
 @torch.no_grad()
-def to_block_sparse(layer: nn.Module) -> nn.Module:
+def to_block_sparse(layer: nn.Module, min_sparsity: float | None = None) -> nn.Module:
     """The element-sparse inference form of a (pruned) algebra Linear or Conv layer; same outputs.
-    Transposed convolutions have none (refused)."""
+    Transposed convolutions have none (refused).
+
+    A layer whose element sparsity is below `min_sparsity` is returned as it is (dense: faster there).  The
+    default, None, is the measured crossover for Linear layers, 1 - sparse_max_density(algebra), and 0 (always
+    the sparse form) for convolutions; min_sparsity=0 always gives the sparse form."""
     if getattr(layer, "transposed", False):
         raise ValueError(f"to_block_sparse: {type(layer).__name__} is a transposed convolution, which has no "
                          f"block-sparse form; keep it dense (its element mask still applies)")
     w = layer.weight.detach()
+    if min_sparsity is None:
+        min_sparsity = 1.0 - sparse_max_density(layer.algebra) if w.dim() == 3 else 0.0
+    if min_sparsity > 0 and element_sparsity(layer) < min_sparsity:
+        return layer
     crow, col, values = block_csr(w, get_mask(layer))
     bias = getattr(layer, "bias", None)
     if w.dim() == 3:
@@ -471,13 +506,14 @@ def to_block_sparse(layer: nn.Module) -> nn.Module:
                                   getattr(layer, "dilation", 1), groups, getattr(layer, "padding_mode", "zeros"))
 
 
-def convert_to_block_sparse(model: nn.Module, min_sparsity: float = 0.0) -> nn.Module:
+def convert_to_block_sparse(model: nn.Module, min_sparsity: float | None = None) -> nn.Module:
     """Replace (in place) every algebra layer whose element sparsity is >= min_sparsity by its sparse form
-    (transposed convolutions, which have none, stay dense)."""
+    (default None: where `to_block_sparse` picks it, i.e. above the measured crossover for Linear layers;
+    transposed convolutions, which have none, stay dense)."""
     targets = [(n, m) for n, m in prunable_layers(model)
-               if n and not getattr(m, "transposed", False)
-               and (w := m.weight.detach()).numel() and float((w == 0).all(-1).float().mean()) >= min_sparsity]
+               if n and not getattr(m, "transposed", False) and m.weight.numel()]
+    targets = [(n, m) for n, m in targets if min_sparsity is None or element_sparsity(m) >= min_sparsity]
     for name, m in targets:
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-        setattr(parent, name.rpartition(".")[2], to_block_sparse(m))
+        setattr(parent, name.rpartition(".")[2], to_block_sparse(m, None if min_sparsity is None else 0.0))
     return model
