@@ -20,6 +20,7 @@ flattened (C_in // groups, *kernel) im2col elements of the row's group.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -292,6 +293,23 @@ def format_report(model_or_report) -> str:
 # ---- checkpoints ----------------------------------------------------------------------------------------
 
 @torch.no_grad()
+def _masked_copy(layer: nn.Module) -> nn.Module:
+    """An independent copy of the layer, its weight parameter holding the masked values (no mask; the layer
+    itself is left as it is).  (A parametrized module cannot be deep-copied and then unparametrized: the copy
+    shares its generated class.)"""
+    if not is_pruned(layer):
+        return copy.deepcopy(layer)
+    base = type(layer).__bases__[0]                        # the class parametrize derived its own from
+    plain = base.__new__(base)
+    plain.__dict__.update(layer.__dict__)
+    plain._modules = {k: v for k, v in layer._modules.items() if k != "parametrizations"}
+    plain._parameters = dict(layer._parameters)
+    plain._parameters["weight"] = nn.Parameter(layer.weight.detach().clone(),
+                                               layer.parametrizations.weight.original.requires_grad)
+    plain._buffers = dict(layer._buffers)
+    return copy.deepcopy(plain)
+
+
 def remove_pruning_(model: nn.Module) -> nn.Module:
     """Make pruning permanent: the weight parameters hold the masked values, the masks go away."""
     for _, m in prunable_layers(model):
@@ -485,9 +503,10 @@ def to_block_sparse(layer: nn.Module, min_sparsity: float | None = None) -> nn.M
     """The element-sparse inference form of a (pruned) algebra Linear or Conv layer; same outputs.
     Transposed convolutions have none (refused).
 
-    A layer whose element sparsity is below `min_sparsity` is returned as it is (dense: faster there).  The
-    default, None, is the measured crossover for Linear layers, 1 - sparse_max_density(algebra), and 0 (always
-    the sparse form) for convolutions; min_sparsity=0 always gives the sparse form."""
+    A layer whose element sparsity is below `min_sparsity` stays dense (faster there): the result is then a copy
+    of the layer with its mask made permanent (no per-call masking).  The default, None, is the measured
+    crossover for Linear layers, 1 - sparse_max_density(algebra), and 0 (always the sparse form) for
+    convolutions; min_sparsity=0 always gives the sparse form."""
     if getattr(layer, "transposed", False):
         raise ValueError(f"to_block_sparse: {type(layer).__name__} is a transposed convolution, which has no "
                          f"block-sparse form; keep it dense (its element mask still applies)")
@@ -495,7 +514,7 @@ def to_block_sparse(layer: nn.Module, min_sparsity: float | None = None) -> nn.M
     if min_sparsity is None:
         min_sparsity = 1.0 - sparse_max_density(layer.algebra) if w.dim() == 3 else 0.0
     if min_sparsity > 0 and element_sparsity(layer) < min_sparsity:
-        return layer
+        return _masked_copy(layer)
     crow, col, values = block_csr(w, get_mask(layer))
     bias = getattr(layer, "bias", None)
     if w.dim() == 3:
