@@ -104,6 +104,20 @@ def test_bad_or_unrunnable_targets_are_refused(monkeypatch):
     assert _build.target_march() == "native" and "-march=native" in _build.kernel_flags()
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 targets")
+@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64-v4"])
+def test_generated_cpp_compiles_for_each_x86_target_without_warnings(march):
+    """-Wall -Wextra -Werror for AVX2 + FMA and AVX-512 whatever this CPU is (compiling needs no such CPU); every
+    built-in at -O1, H also at -O3 (the optimiser's warnings)."""
+    sources = [load_algebra(n).path / f"{n}_cpu.cpp" for n in ALGEBRAS]
+    base = [CXX, "-std=c++17", f"-march={march}", "-ffp-contract=fast", "-fopenmp-simd", "-fPIC", "-Wall", "-Wextra",
+            "-Werror", "-c", "-o", os.devnull]
+    jobs = [[*base, "-O1", str(s)] for s in sources] + [[*base, "-O3", str(sources[2])]]
+    for cmd in jobs:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"{' '.join(cmd)}:\n{res.stderr[-3000:]}"
+
+
 # ----------------------------------------------------------------------------------- AArch64 (NEON)
 @pytest.mark.skipif(CROSS is None, reason="needs aarch64-linux-gnu-g++ (Debian: g++-aarch64-linux-gnu)")
 @pytest.mark.parametrize("opt", ["-O1", "-O3"])
