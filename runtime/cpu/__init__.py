@@ -16,7 +16,10 @@ threads.  The ops have fake implementations and exact gradients, so `torch.compi
 inference for batches up to a measured crossover; `runtime.sparsity`'s inference layers run `bsr_checked`
 (`bsr_linear` without re-validating what the layer has checked).
 Without a C++ compiler (or when it fails) `ready()` is False, one `KernelUnavailableWarning` says why, and
-the layers use their torch paths.
+the layers use their torch paths.  Each compile is announced in one line on stderr first; an algebra above the
+first-use size limit (ALGEBRANETS_CPU_MAX_TERMS nonzero structure constants) is not compiled on first use (one
+warning, torch paths) unless compiled ahead: `precompile()`, `python -m runtime.cpu compile [NAME ...]`.
+ALGEBRANETS_CPU_MARCH builds for another target than this machine's (e.g. x86-64-v3).
 """
 from __future__ import annotations
 

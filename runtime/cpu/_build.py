@@ -14,7 +14,10 @@ Builds write a temporary file and rename it, so concurrent processes never see a
 Environment: ALGEBRANETS_CXX names the compiler (a path or a name on PATH; when set and not found, there is
 no compiler); otherwise CXX, then g++, c++, clang++.  ALGEBRANETS_CPU_MARCH names the target the kernels are
 built for instead of the machine's own (-march=<name>, e.g. x86-64-v3 for AVX2 + FMA on an AVX-512 machine;
-part of the cache key); a target this CPU cannot run is refused (KernelBuildError).  The libraries go to the `cpu` folder of the user cache:
+part of the cache key); a target this CPU cannot run is refused (KernelBuildError).  Every compile is announced
+first in one line on the `runtime.cpu` logger (WARNING: stderr by default).  ALGEBRANETS_CPU_MAX_TERMS (default
+MAX_TERMS) bounds what first use compiles, by nonzero structure constants; `python -m runtime.cpu compile`
+compiles any size.  The libraries go to the `cpu` folder of the user cache:
 $ALGEBRANETS_CACHE, else $XDG_CACHE_HOME/algebranets, else ~/.cache/algebranets.
 """
 from __future__ import annotations
@@ -35,9 +38,10 @@ ENV_MARCH = "ALGEBRANETS_CPU_MARCH"
 ENV_MAX_TERMS = "ALGEBRANETS_CPU_MAX_TERMS"
 #: first-use compilation stops here: an algebra whose structure tensor has more nonzero constants than this (the
 #: unrolled multiply-adds of the generated code) is not compiled on first use, the layers run the torch paths
-#: (compile time and memory measured per algebra size in docs/benchmarks.md: d = 32 Cl(5,0) with 1024 nonzeros
-#: takes about a minute, d = 64 Cl(6,0) with 4096 over ten).  `python -m runtime.cpu compile` builds any size.
-MAX_TERMS = 1024
+#: (compile time and memory measured per algebra size in docs/benchmarks.md: up to d = 16 Cl(4,0) with 256
+#: nonzeros 4-6 s; d = 32 Cl(5,0) with 1024 about a minute, d = 64 Cl(6,0) with 4096 over ten).
+#: `python -m runtime.cpu compile` builds any size.
+MAX_TERMS = 512
 KERNEL_FLAGS = ("-std=c++17", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp-simd", "-fPIC", "-shared")
 #: predefined macros that name instruction-set extensions (a named target must not need one the CPU lacks)
 _ISA_MACRO = re.compile(r"#define (__(?:AVX|SSE|FMA|F16C|BMI|LZCNT|POPCNT|MOVBE|AES|PCLMUL|SHA|VPCLMUL|GFNI|"
