@@ -298,3 +298,32 @@ def test_size_limit_falls_back_and_precompile_lifts_it(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "warned: []" in again.stdout and "ran: True" in again.stdout, again.stdout
     assert "compiling" not in again.stderr
+
+
+@pytest.mark.slow
+def test_codegen_build_compile_cpu_precompiles_what_it_built(tmp_path):
+    """`python -m codegen build --compile-cpu` builds a user algebra and compiles its CPU kernels (saying so);
+    a layer over it then runs the kernel without compiling."""
+    from test_build import OCTONIONS
+
+    glue = _build.cache_dir() / "glue"
+    if not glue.is_dir():
+        pytest.skip("the torch ops are not compiled in the user cache yet (run tests/test_cpu_kernels.py first)")
+    cache = tmp_path / "cache"
+    (cache / "cpu").mkdir(parents=True)
+    (cache / "cpu" / "glue").symlink_to(glue)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "octonions.py").write_text(OCTONIONS)
+    env = dict(os.environ, ALGEBRANETS_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    env.pop(_build.ENV_MARCH, None)
+    res = subprocess.run([sys.executable, "-m", "codegen", "build", "--spec-dir", str(tmp_path / "specs"), "--out",
+                          str(tmp_path / "gen"), "--compile-cpu"], env=env, capture_output=True, text=True,
+                         cwd=ROOT, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "compiling the CPU kernels of O" in res.stderr and "ready" in res.stdout, (res.stdout, res.stderr)
+    assert any((cache / "cpu" / "kernels").glob("O-*.so"))
+    script = ("import torch; from runtime import cpu, load_algebra; A = load_algebra('O', %r); "
+              "w = torch.randn(3, 5, 8); x = torch.randn(1, 40); print(cpu.dense(A, w, x).shape)" % str(tmp_path / "gen"))
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and "torch.Size([1, 24])" in run.stdout, run.stderr[-3000:]
+    assert "compiling" not in run.stderr
