@@ -323,7 +323,8 @@ def test_codegen_build_compile_cpu_precompiles_what_it_built(tmp_path):
     assert "compiling the CPU kernels of O" in res.stderr and "ready" in res.stdout, (res.stdout, res.stderr)
     assert any((cache / "cpu" / "kernels").glob("O-*.so"))
     script = ("import torch; from runtime import cpu, load_algebra; A = load_algebra('O', %r); "
-              "w = torch.randn(3, 5, 8); x = torch.randn(1, 40); print(cpu.dense(A, w, x).shape)" % str(tmp_path / "gen"))
+              "w = torch.randn(3, 5, 8); x = torch.randn(1, 40); print(cpu.dense(A, w, x).shape)"
+              % str(tmp_path / "gen"))
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0 and "torch.Size([1, 24])" in run.stdout, run.stderr[-3000:]
     assert "compiling" not in run.stderr
