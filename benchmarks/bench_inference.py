@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/bench_inference.py --generate       # TransformerLM.generate tokens/s vs R
     .venv/bin/python benchmarks/bench_inference.py --sparse         # element-sparse layers vs dense
     .venv/bin/python benchmarks/bench_inference.py --threads 1 --algebras H,C --sizes 512 --json out.json
+    .venv/bin/python benchmarks/bench_inference.py --isa native,x86-64-v3 --clock cpu --threads 1 --sizes 512,2048
+                                                    # dense + sparse per target ISA (ALGEBRANETS_CPU_MARCH)
 
 Tables
   dense    one layer at batch 1 against a real torch.nn.Linear(N, N) with the same parameter count (the
@@ -26,6 +28,10 @@ Tables
            which runs the CPU kernel at small batches, and method="block", torch's F.linear GEMV).
   crossover (--crossover) the kernel against the best torch path for batches 1..32 at N = 512 and 2048; the
            largest batch at which the kernel wins is what runtime/kernels/choice.py records.
+  isa      (--isa LIST) the dense and sparse tables once per kernel build target, from the same machine and run:
+           each target's kernels built with ALGEBRANETS_CPU_MARCH (native: the machine's own, e.g. AVX-512;
+           x86-64-v3: AVX2 + FMA) and timed in a process of their own, which times its own real nn.Linear;
+           rounds alternate between the targets (one process per target and round block).
 Every variant of one table row runs interleaved (one sample of each per round, each sample long enough to
 time: several calls) so load changes on a shared machine hit them alike; the tables give medians over
 rounds.  Goals: dense <= 1.05; 90 % sparse <= 0.2 (batch 1) and <= 0.5 (batch 32); 50 % sparse
@@ -144,11 +150,12 @@ def sparse_rows(algebras, rounds, N=2048):
                 x = torch.randn(batch, n * A.dim)
                 with torch.no_grad():
                     t = interleaved_medians({"dense": lambda: dense(x), "sparse": lambda: fast(x)}, rounds)
-                rows.append({"algebra": name, "N": N, "sparsity": sparsity, "batch": batch, "nnz": fast.nnz,
+                form = "sparse" if isinstance(fast, sp.BlockSparseAlgebraLinear) else "dense (kept)"
+                rows.append({"algebra": name, "N": N, "sparsity": sparsity, "batch": batch, "form": form,
                              "dense_us": t["dense"] * 1e6, "sparse_us": t["sparse"] * 1e6,
                              "ratio": t["sparse"] / t["dense"]})
                 print(f"  {name:4s} {int(sparsity * 100)}% batch {batch:3d}: dense {t['dense'] * 1e6:8.1f} us  "
-                      f"sparse {t['sparse'] * 1e6:8.1f} us  ratio {rows[-1]['ratio']:5.2f}", flush=True)
+                      f"{form} {t['sparse'] * 1e6:8.1f} us  ratio {rows[-1]['ratio']:5.2f}", flush=True)
     return rows
 
 
@@ -245,6 +252,67 @@ def crossover_rows(algebras, rounds, sizes=(512, 2048), batches=(1, 2, 4, 8, 12,
     return rows
 
 
+def isa_rows(isas: list[str], args) -> dict:
+    """The dense and sparse tables per kernel target: this script re-run with --dense-sparse in one process per
+    target (ALGEBRANETS_CPU_MARCH), the targets alternating over `blocks` passes whose medians are merged."""
+    import os
+    import subprocess
+    import tempfile
+    out: dict[str, dict] = {}
+    blocks = 2
+    for block in range(blocks):
+        for isa in isas:
+            env = dict(os.environ)
+            env.pop("ALGEBRANETS_CPU_MARCH", None)
+            if isa != "native":
+                env["ALGEBRANETS_CPU_MARCH"] = isa
+            with tempfile.TemporaryDirectory() as tmp:
+                js = Path(tmp) / "r.json"
+                cmd = [sys.executable, __file__, "--dense-sparse", "--threads", "1", "--clock", args.clock,
+                       "--rounds", str(max(3, args.rounds // blocks)), "--algebras", args.algebras,
+                       "--sizes", args.sizes, "--json", str(js)]
+                print(f"== target {isa} (pass {block + 1}/{blocks})", flush=True)
+                subprocess.run(cmd, env=env, check=True)
+                res = json.loads(js.read_text())["results"]["1"]
+            have = out.setdefault(isa, {"dense": [], "sparse": []})
+            for kind in ("dense", "sparse"):
+                if not have[kind]:
+                    have[kind] = [dict(r, _runs=[r]) for r in res[kind]]
+                else:
+                    for h, r in zip(have[kind], res[kind]):
+                        h["_runs"].append(r)
+    for isa, tables in out.items():                    # per row: the median over passes of each ratio / rate
+        for rows in tables.values():
+            for h in rows:
+                runs = h.pop("_runs")
+                for key in h:
+                    if isinstance(h[key], float):
+                        h[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
+def isa_markdown(res: dict, machine_line: str) -> str:
+    """The per-target tables of docs/benchmarks.md."""
+    isas = list(res)
+    out = [f"Machine: {machine_line}; one thread; targets: {', '.join(isas)}.", ""]
+    dense = {isa: res[isa]["dense"] for isa in isas}
+    out += table("#### batch 1, dense: layer (method=\"auto\") time / real `nn.Linear(N, N)` of equal parameters, "
+                 "and weight bandwidth (GB/s) against the real GEMV's",
+                 ["N", "algebra", *(f"{i} auto" for i in isas), *(f"{i} kernel GB/s (real)" for i in isas)],
+                 [f"| {rows[0]['N']} | {rows[0]['algebra']} | "
+                  + " | ".join(f"{r['auto_ratio']:.2f}" for r in rows) + " | "
+                  + " | ".join(f"{r['kernel_GBs']:.1f} ({r['real_GBs']:.1f}) = {r['kernel_GBs'] / r['real_GBs']:.2f}x"
+                               for r in rows) + " |"
+                  for rows in zip(*dense.values())])
+    sparse = {isa: res[isa]["sparse"] for isa in isas}
+    out += table("#### element-sparse layer (to_block_sparse) / dense layer, N = 2048",
+                 ["algebra", "sparsity", "batch", *(f"{i}" for i in isas), "form"],
+                 [f"| {rows[0]['algebra']} | {int(rows[0]['sparsity'] * 100)} % | {rows[0]['batch']} | "
+                  + " | ".join(f"{r['ratio']:.2f}" for r in rows) + f" | {rows[0]['form']} |"
+                  for rows in zip(*sparse.values())])
+    return "\n".join(out)
+
+
 def table(title: str, header: list[str], lines: list[str]) -> list[str]:
     """A markdown table: its title, the header row and rule, then the given row lines."""
     return [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *lines, ""]
@@ -265,7 +333,7 @@ def markdown(results: dict) -> str:
             out += table(f"#### {threads} thread(s): element-sparse layer / dense layer (N = 2048)",
                          ["algebra", "sparsity", "batch", "dense us", "sparse us", "ratio"],
                          [f"| {r['algebra']} | {int(r['sparsity'] * 100)} % | {r['batch']} | {r['dense_us']:.0f} | "
-                          f"{r['sparse_us']:.0f} | {r['ratio']:.2f} |" for r in res["sparse"]])
+                          f"{r['sparse_us']:.0f} | {r['ratio']:.2f} ({r['form']}) |" for r in res["sparse"]])
         if "conv" in res:
             out += table(f"#### {threads} thread(s): small convolution, kernel / best torch path",
                          ["algebra", "elements", "kernel us", "torch us (path)", "ratio"],
@@ -307,6 +375,9 @@ def main() -> None:
     ap.add_argument("--crossover", action="store_true", help="only the kernel / torch crossover per batch")
     ap.add_argument("--generate", action="store_true", help="only the generation table")
     ap.add_argument("--sparse", action="store_true", help="only the element-sparse table")
+    ap.add_argument("--dense-sparse", action="store_true", help="only the dense and element-sparse tables")
+    ap.add_argument("--isa", help="comma-separated kernel targets (native, x86-64-v3, ...): dense and sparse "
+                                  "tables per target, one process each (with --markdown: the per-target tables)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time (default), or this thread's CPU time: steadier on a loaded machine, 1 thread only")
     ap.add_argument("--json", help="also write the raw results here")
@@ -317,6 +388,16 @@ def main() -> None:
             ap.error("--clock cpu measures one thread: use --threads 1")
         CLOCK["fn"] = time.thread_time
     ensure_built()
+    if args.isa:
+        res = isa_rows(args.isa.split(","), args)
+        line = f"{machine()}, kernel targets {args.isa}, clock {args.clock}"
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": line, "isa": res}, indent=1))
+        text = isa_markdown(res, line)
+        print(text)
+        if args.markdown:
+            Path(args.markdown).write_text(text)
+        return
     algebras = args.algebras.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.quick:
@@ -328,6 +409,11 @@ def main() -> None:
         out = results[threads] = {}
         if args.crossover:
             out["crossover"] = crossover_rows(algebras, args.rounds)
+            continue
+        if args.dense_sparse:
+            print("dense, batch 1 (ratio to the real layer of equal parameters):")
+            out["dense"] = dense_rows(algebras, sizes, args.rounds)
+            out["sparse"] = sparse_rows([a for a in SPARSE_ALGEBRAS if a in algebras], args.rounds)
             continue
         if args.sparse:
             print("element-sparse (ratio to the dense layer):")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,12 @@ def cmd_build(args) -> int:
     for b in built:                 # only now: a build that fails writes nothing and reports nothing as built
         print(b.progress_line())
     print(f"built {len(built)} algebra(s) into {out} in {time.perf_counter() - start:.1f}s")
+    if args.compile_cpu:
+        # the runtime compiles (a separate process: the generator never imports the runtime or torch)
+        names = [b.algebra.name for b in built] if args.only else []
+        cmd = [sys.executable, "-m", "runtime.kernels.cpu", "compile", "--generated", str(out), *names]
+        print("compiling the CPU kernels: " + " ".join(cmd[1:]), flush=True)
+        return subprocess.run(cmd).returncode
     return 0
 
 
@@ -175,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build", help="check every algebra and generate code")
     common(p)
     p.add_argument("--only", action="append", metavar="NAME", help="build only this algebra (repeatable)")
+    p.add_argument("--compile-cpu", action="store_true",
+                   help="then compile the CPU kernels of what was built (python -m runtime.kernels.cpu compile), any size")
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("list", help="list the algebras with their dimension and rank")
     common(p, out=False)

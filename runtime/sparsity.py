@@ -5,7 +5,8 @@
     pruner = sparsity.GradualPruner(model, 0.9, start_step=100, end_step=1000, frequency=50)
     for step in ...: ...; optimizer.step(); pruner.step()     # Zhu & Gupta cubic schedule
     print(sparsity.format_report(model))
-    fast = sparsity.to_block_sparse(model.fc)                  # block-CSR inference form, same outputs
+    fast = sparsity.to_block_sparse(model.fc)                  # block-CSR inference form, same outputs (the dense
+                                                               # layer itself where that is faster: sparse_max_density)
 
 Masks are `torch.nn.utils.parametrize` parametrizations (`ElementMask`, a boolean buffer of shape
 weight.shape[:-1]): the layer sees weight = original * mask, gradients of pruned elements are zero, the
@@ -19,6 +20,7 @@ flattened (C_in // groups, *kernel) im2col elements of the row's group.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ __all__ = [
     "ElementMask", "element_norms", "prunable_layers", "get_mask", "set_mask_", "is_pruned", "raw_weight",
     "prune_elements_", "cubic_sparsity", "GradualPruner", "LayerSparsity", "sparsity_report", "format_report",
     "remove_pruning_", "load_pruned_state_dict", "block_csr", "to_block_sparse", "convert_to_block_sparse",
+    "sparse_max_density", "element_sparsity", "SPARSE_MAX_DENSITY",
     "BlockSparseAlgebraLinear", "BlockSparseAlgebraConv",
 ]
 
@@ -309,6 +312,23 @@ def format_report(model_or_report) -> str:
 # ---- checkpoints ----------------------------------------------------------------------------------------
 
 @torch.no_grad()
+def _masked_copy(layer: nn.Module) -> nn.Module:
+    """An independent copy of the layer, its weight parameter holding the masked values (no mask; the layer
+    itself is left as it is).  (A parametrized module cannot be deep-copied and then unparametrized: the copy
+    shares its generated class.)"""
+    if not is_pruned(layer):
+        return copy.deepcopy(layer)
+    base = type(layer).__bases__[0]                        # the class parametrize derived its own from
+    plain = base.__new__(base)
+    plain.__dict__.update(layer.__dict__)
+    plain._modules = {k: v for k, v in layer._modules.items() if k != "parametrizations"}
+    plain._parameters = dict(layer._parameters)
+    plain._parameters["weight"] = nn.Parameter(layer.weight.detach().clone(),
+                                               layer.parametrizations.weight.original.requires_grad)
+    plain._buffers = dict(layer._buffers)
+    return copy.deepcopy(plain)
+
+
 def remove_pruning_(model: nn.Module) -> nn.Module:
     """Make pruning permanent: the weight parameters hold the masked values, the masks go away."""
     for _, m in prunable_layers(model):
@@ -459,15 +479,49 @@ class BlockSparseAlgebraConv(_BlockSparseBase):
                 f"algebra={self.algebra.name}, nnz={self.nnz}")
 
 
+#: Element density above which the block-sparse form of a Linear layer would be slower than the dense layer on
+#: the CPU kernels (sparse / dense time ~ density x a per-algebra factor: each stored element costs a column-index
+#: read and a gather that the dense stream does not pay): the lowest crossover measured at N = 2048, batch 1 and
+#: 32, one thread, AVX-512 and AVX2 (docs/benchmarks.md), less a margin.  Other algebras: DEFAULT_MAX_DENSITY by
+#: dimension (d >= 4: 0.3, the most cautious of the measured ones).
+SPARSE_MAX_DENSITY = {"R": 0.10, "C": 0.36, "Dual": 0.36, "Cross3": 0.42, "H": 0.45, "M2R": 0.45, "M3R": 0.42,
+                      "M4R": 0.3, "M2C": 0.42}
+DEFAULT_MAX_DENSITY = {1: 0.10, 2: 0.36, 3: 0.42}
+
+
+def sparse_max_density(algebra) -> float:
+    """The element density (stored / all elements) up to which `to_block_sparse` makes a Linear layer over
+    `algebra` (a name or runtime.registry.Algebra) block-sparse; above it the dense layer is faster."""
+    A = load_algebra(algebra)
+    return SPARSE_MAX_DENSITY.get(A.name, DEFAULT_MAX_DENSITY.get(A.dim, 0.3))
+
+
+def element_sparsity(layer: nn.Module) -> float:
+    """The fraction of the layer's weight elements that are pruned or exactly zero (0 for an empty weight)."""
+    w = layer.weight.detach()
+    if not w.numel():
+        return 0.0
+    return float((w == 0).all(-1).float().mean())
+
+
 @torch.no_grad()
-def to_block_sparse(layer: nn.Module) -> nn.Module:
+def to_block_sparse(layer: nn.Module, min_sparsity: float | None = None) -> nn.Module:
     """The element-sparse inference form of a (pruned) algebra Linear or Conv layer; same outputs.
-    Transposed convolutions have none (refused)."""
+    Transposed convolutions have none (refused).
+
+    A layer whose element sparsity is below `min_sparsity` stays dense (faster there): the result is then a copy
+    of the layer with its mask made permanent (no per-call masking).  The default, None, is the measured
+    crossover for Linear layers, 1 - sparse_max_density(algebra), and 0 (always the sparse form) for
+    convolutions; min_sparsity=0 always gives the sparse form."""
     require_algebra_layer(layer, "to_block_sparse")
     if getattr(layer, "transposed", False):
         raise ValueError(f"to_block_sparse: {type(layer).__name__} is a transposed convolution, which has no "
                          f"block-sparse form; keep it dense (its element mask still applies)")
     w = layer.weight.detach()
+    if min_sparsity is None:
+        min_sparsity = 1.0 - sparse_max_density(layer.algebra) if w.dim() == 3 else 0.0
+    if min_sparsity > 0 and element_sparsity(layer) < min_sparsity:
+        return _masked_copy(layer)
     crow, col, values = block_csr(w, get_mask(layer))
     bias = getattr(layer, "bias", None)
     if w.dim() == 3:
@@ -478,13 +532,14 @@ def to_block_sparse(layer: nn.Module) -> nn.Module:
                                   getattr(layer, "dilation", 1), groups, getattr(layer, "padding_mode", "zeros"))
 
 
-def convert_to_block_sparse(model: nn.Module, min_sparsity: float = 0.0) -> nn.Module:
+def convert_to_block_sparse(model: nn.Module, min_sparsity: float | None = None) -> nn.Module:
     """Replace (in place) every algebra layer whose element sparsity is >= min_sparsity by its sparse form
-    (transposed convolutions, which have none, stay dense)."""
+    (default None: where `to_block_sparse` picks it, i.e. above the measured crossover for Linear layers;
+    transposed convolutions, which have none, stay dense)."""
     targets = [(n, m) for n, m in prunable_layers(model)
-               if n and not getattr(m, "transposed", False)
-               and (w := m.weight.detach()).numel() and float((w == 0).all(-1).float().mean()) >= min_sparsity]
+               if n and not getattr(m, "transposed", False) and m.weight.numel()]
+    targets = [(n, m) for n, m in targets if min_sparsity is None or element_sparsity(m) >= min_sparsity]
     for name, m in targets:
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-        setattr(parent, name.rpartition(".")[2], to_block_sparse(m))
+        setattr(parent, name.rpartition(".")[2], to_block_sparse(m, None if min_sparsity is None else 0.0))
     return model

@@ -159,7 +159,7 @@ def test_bilinear_additions_and_pruned_counts():
     sp.prune_elements_(layer, 0.6)
     rep = counting.count(layer, torch.randn(3, 24))
     assert rep.params == 30 * 4 + 20 and rep.nonzero_params == 12 * 4 + 20
-    fast = sp.to_block_sparse(layer)
+    fast = sp.to_block_sparse(layer, 0.0)
     rep_sparse = counting.count(fast, torch.randn(3, 24))
     assert rep_sparse.total_macs("naive") == 3 * 12 * 16      # only stored elements are multiplied
     conv = AlgebraConv2d(2, 3, 3, algebra=name, padding=1)

@@ -280,7 +280,7 @@ def test_forward_mode_tangents_are_never_dropped():
         want = lin(x)
     # the tangent of a linear map is the map of the tangent (no bias)
     want_t = algebra_linear(t, lin.weight, None, "H", method="block")
-    for layer, method in ((lin, "auto"), (lin, "kernel"), (sp.to_block_sparse(lin), None)):
+    for layer, method in ((lin, "auto"), (lin, "kernel"), (sp.to_block_sparse(lin, 0.0), None)):
         if method:
             layer.method = method
         with torch.no_grad(), fwAD.dual_level(), warnings.catch_warnings():
@@ -393,7 +393,7 @@ def test_torch_export_with_dense_and_sparse_kernels():
     assert "algebranets_cpu.dense" in ep.graph_module.code
     assert torch.allclose(ep.module()(x), lin(x), atol=1e-6)
     sp.prune_elements_(lin, 0.5)
-    fast = sp.to_block_sparse(lin).eval()
+    fast = sp.to_block_sparse(lin, 0.0).eval()
     with torch.no_grad():
         ep = torch.export.export(fast, (x,))
         assert "algebranets_cpu.bsr" in ep.graph_module.code
@@ -455,7 +455,7 @@ with warnings.catch_warnings(record=True) as caught:
     with torch.no_grad():
         auto(torch.randn(1, 10)); auto(torch.randn(1, 10))
     sp.prune_elements_(lin, 0.5)
-    fast = sp.to_block_sparse(lin)
+    fast = sp.to_block_sparse(lin, 0.0)
     with torch.no_grad():
         ys = fast(x)
 ref = algebra_linear(x, lin.weight, lin.bias, "H", method="block")

@@ -80,7 +80,7 @@ LAYERS = {
     "readout": (lambda: AlgebraReadout(2, 3, algebra="H"), (3, 8)),
     "maxpool": (lambda: AlgebraMaxPool2d(2, algebra="H"), (1, 8, 4, 4)),
     "avgpool": (lambda: AlgebraAvgPool2d(2, algebra="H"), (1, 8, 4, 4)),
-    "block_sparse": (lambda: to_block_sparse(AlgebraLinear(2, 2, algebra="H")), (3, 8)),
+    "block_sparse": (lambda: to_block_sparse(AlgebraLinear(2, 2, algebra="H"), 0.0), (3, 8)),
 }
 
 

@@ -206,14 +206,39 @@ def test_sparse_linear_reproduces_dense(name):
     x = torch.randn(5, 7 * d)
     y = model(x)
     layer = model[0]
-    fast = sp.to_block_sparse(layer)
+    fast = sp.to_block_sparse(layer, 0.0)
     assert fast.nnz == int(sp.get_mask(layer).sum())
     assert fast.values.shape == (fast.nnz, d) and fast.crow_indices.shape == (10,)
     assert torch.allclose(fast(x), layer(x), atol=1e-5)
     assert torch.allclose(fast(x.view(5, 1, 7 * d)).squeeze(1), layer(x), atol=1e-5)   # leading dims
-    sp.convert_to_block_sparse(model)
+    sp.convert_to_block_sparse(model, 0.0)
     assert isinstance(model[0], sp.BlockSparseAlgebraLinear) and isinstance(model[2], sp.BlockSparseAlgebraLinear)
     assert torch.allclose(model(x), y, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["R", "C", "H", "M4R"])
+def test_to_block_sparse_keeps_a_layer_dense_below_the_crossover(name):
+    """Below the measured density crossover the dense layer is faster, so to_block_sparse returns a dense copy
+    with the mask made permanent; above, the sparse form; min_sparsity overrides; convert_to_block_sparse
+    follows the same choice."""
+    limit = sp.sparse_max_density(name)
+    assert 0 < limit < 1
+    d = load_algebra(name).dim
+    x = torch.randn(3, 40 * d)
+    for sparsity, sparse in ((1 - limit - 0.05, False), (1 - limit + 0.05, True)):
+        torch.manual_seed(1)
+        layer = AlgebraLinear(40, 30, algebra=name)
+        sp.prune_elements_(layer, sparsity)
+        assert abs(sp.element_sparsity(layer) - sparsity) < 1e-3
+        fast = sp.to_block_sparse(layer)
+        assert isinstance(fast, sp.BlockSparseAlgebraLinear) == sparse
+        assert sparse or (isinstance(fast, AlgebraLinear) and fast is not layer and not sp.is_pruned(fast))
+        assert torch.allclose(fast(x), layer(x), atol=1e-5)
+        assert isinstance(sp.to_block_sparse(layer, 0.0), sp.BlockSparseAlgebraLinear)      # asked for: sparse
+        assert isinstance(sp.to_block_sparse(layer, 0.999), AlgebraLinear) and sp.is_pruned(layer)
+        model = nn.Sequential(layer)
+        sp.convert_to_block_sparse(model)
+        assert isinstance(model[0], sp.BlockSparseAlgebraLinear) == sparse
 
 
 @pytest.mark.parametrize("name,Conv,nd,kw", [
@@ -247,7 +272,7 @@ def test_sparse_form_matches_the_cuda_engine_format():
     with torch.no_grad():
         layer.bias.normal_()
     sp.prune_elements_(layer, 0.5)
-    fast = sp.to_block_sparse(layer)
+    fast = sp.to_block_sparse(layer, 0.0)
     x = torch.randn(3, 6 * 8)
     y = ac.bsr_linear("M2C", fast.crow_indices, fast.col_indices, fast.values.detach(), x, fast.bias.detach())
     assert torch.allclose(y, fast(x), atol=1e-5) and torch.allclose(y, layer(x), atol=1e-5)

@@ -1,6 +1,7 @@
 """The package as a user gets it: build the wheel, install it (not editable) into a fresh virtual environment, and
-from an empty folder run a layer over a built-in algebra, build a user algebra, and build the built-ins, without
-ever writing into site-packages.
+from an empty folder run a layer over a built-in algebra, the generated CPU kernels (a batch-1 dense forward and an
+element-sparse one, with KernelUnavailableWarning an error: the wheel must carry what they compile), build a user
+algebra, and build the built-ins, without ever writing into site-packages.
 
 The wheel is installed with `pip install --no-deps`; its dependencies (torch, SymPy, NumPy, Jinja2) come from
 this test environment through a `.pth` line in the fresh venv, like `--system-site-packages` would give them
@@ -52,6 +53,28 @@ assert S.mul(j, j).tolist() == [1.0, 0.0]
 print("cache:", load_algebra("H").path.parent)
 '''
 
+USE_KERNELS = '''
+import warnings, torch
+from runtime import sparsity as sp
+from runtime.kernels import cpu
+from runtime.layers import AlgebraLinear
+from runtime.functional import algebra_linear
+warnings.simplefilter("error", cpu.KernelUnavailableWarning)      # the wheel must carry what the kernels compile
+torch.manual_seed(0)
+lin = AlgebraLinear(40, 24, "H", method="kernel")
+x = torch.randn(1, 160)
+with torch.no_grad():
+    y = lin(x)
+    ref = algebra_linear(x, lin.weight, lin.bias, "H", method="block")
+    assert torch.allclose(y, ref, atol=1e-4), (y - ref).abs().max()
+    sp.prune_elements_(lin, 0.9)
+    fast = sp.to_block_sparse(lin)
+    ys = fast(x)
+    assert torch.allclose(ys, algebra_linear(x, lin.weight, lin.bias, "H", method="block"), atol=1e-4)
+assert cpu.ops.registered(lin.algebra)
+print("kernels ok")
+'''
+
 
 def _run(cmd: list[str], cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -85,8 +108,9 @@ def test_wheel_holds_every_subpackage_template_and_stored_scheme(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     wanted = [p.relative_to(ROOT).as_posix() for pkg in PACKAGES for p in (ROOT / pkg).rglob("*")
               if p.is_file() and "__pycache__" not in p.parts
-              and (p.suffix in (".py", ".j2") or (p.suffix == ".json" and p.parent.name == "schemes"))]
+              and (p.suffix in (".py", ".j2", ".cpp") or (p.suffix == ".json" and p.parent.name == "schemes"))]
     assert wanted and any(w.endswith(".j2") for w in wanted) and any(w.endswith(".json") for w in wanted)
+    assert "runtime/kernels/cpu/glue.cpp" in wanted
     missing = sorted(set(wanted) - names)
     assert not missing, f"files missing from the wheel: {missing}"
     assert not any(n.startswith("generated/") for n in names)
@@ -123,6 +147,11 @@ def test_installed_wheel_works_from_an_empty_folder(wheel, tmp_path):
     cache = Path(res.stdout.split("cache:")[1].strip())
     assert cache.is_relative_to(home / "cache" / "algebranets"), cache
     assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == ["H", "M2C"]
+
+    # the CPU kernels compile from the installed package (glue.cpp is package data) into the user cache
+    res = _run([str(py), "-W", "error::runtime.kernels.cpu.KernelUnavailableWarning", "-c", USE_KERNELS], work, env)
+    assert "kernels ok" in res.stdout and "compiling" in res.stderr
+    assert any((home / "cache" / "algebranets" / "cpu" / "glue").glob("glue-*.so"))
 
     # `python -m codegen build` of an installed package builds the built-ins into that same cache folder
     res = _run([str(py), "-m", "codegen", "build"], work, env)

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import Algebra, FoldPlan
+from .block import block_conv, block_linear
 from .fold_fn import fold_in, unfold_out
 from .geometry import ConvGeometry
 from .weight_cache import cached_weight
@@ -309,6 +310,8 @@ def complex_linear(weight: torch.Tensor, bias: torch.Tensor | None,
 
     def step(x: torch.Tensor) -> torch.Tensor:
         N = x.shape[0]
+        if N == 0:            # complex views need a unit last stride, which empty tensors need not have
+            return block_linear(weight, bias, A)(x)
         xc = _complex_in(x.to(weight.dtype), cp, I)                                          # (N, I*d/2)
         if cp.plan is None:
             return torch.view_as_real(F.linear(xc, W, _complex_bias(bias))).view(N, O * d)
@@ -323,6 +326,8 @@ def complex_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     """x (N, C_in*d, *S) with symmetric zero padding in `geometry` -> (N, C_out*d, *S'), torch's complex
     (transposed) convolution on the interleaved copy of x."""
     cp = require(A)
+    if x.shape[0] == 0:        # (as in complex_linear: an empty batch is the block path's empty result)
+        return block_conv(x, weight, bias, A, geometry)
     g = geometry
     d = A.dim
     W = _weight(weight, A, cp, g.transposed)

@@ -17,19 +17,25 @@ runtime.kernels.choice sends linear layers to `dense` for method="kernel", and f
 inference for batches up to a measured crossover; `runtime.sparsity`'s inference layers run `bsr_checked`
 (`bsr_linear` without re-validating what the layer has checked).
 Without a C++ compiler (or when it fails) `ready()` is False, one `KernelUnavailableWarning` says why, and
-the layers use their torch paths.
+the layers use their torch paths.  Each compile is announced in one line on stderr first; an algebra above the
+first-use size limit (ALGEBRANETS_CPU_MAX_TERMS nonzero structure constants) is not compiled on first use (one
+warning, torch paths) unless compiled ahead: `precompile()`, `python -m runtime.kernels.cpu compile [NAME ...]`.
+ALGEBRANETS_CPU_MARCH builds for another target than this machine's (e.g. x86-64-v3).
 """
 from __future__ import annotations
 
 import threading
+import time
 import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ...checks import needs_grad
 from ...im2col import element_columns, from_rows
-from ...registry import Algebra, load_algebra
+from ...registry import Algebra, available_algebras, load_algebra
 from ..compiler import ENV_CXX, find_compiler
 from ..opkey import key_of
 from . import ops
@@ -38,7 +44,7 @@ from ._build import ENV_CACHE, KernelBuildError, cache_dir
 __all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "conv_checked",
            "bsr_linear",
            "bsr_checked", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
-           "ENV_CACHE", "DTYPES", "ops"]
+           "ENV_CACHE", "DTYPES", "ops", "precompile"]
 
 #: dtypes the kernels compute in
 DTYPES = (torch.float32, torch.float64)
@@ -88,6 +94,27 @@ def unavailable_reason() -> str | None:
 def load_kernels(algebra: Algebra | str) -> str:
     """Compile (if not cached) and load an algebra's kernels; returns its op key.  Raises KernelBuildError."""
     return ops.register(load_algebra(algebra))
+
+
+def precompile(names: Sequence[str] | None = None, generated: str | Path | None = None
+               ) -> Iterator[tuple[str, float, str | None]]:
+    """Compile (or find cached) the torch ops and the kernels of `names` (default: every algebra in the generated
+    folder `generated`, default the built-in one), whatever their size.  Yields (name, seconds, None) per
+    library ready, or (name, seconds, why) where it failed; "(torch ops)" is the glue."""
+    t = time.perf_counter()
+    try:
+        ops.load_glue()
+    except (KernelBuildError, OSError, RuntimeError) as e:
+        yield "(torch ops)", time.perf_counter() - t, str(e)
+        return
+    yield "(torch ops)", time.perf_counter() - t, None
+    for name in names or available_algebras(generated):
+        t = time.perf_counter()
+        try:
+            ops.library(load_algebra(name, generated), force=True)
+            yield name, time.perf_counter() - t, None
+        except (KernelBuildError, OSError, RuntimeError, LookupError, ValueError) as e:
+            yield name, time.perf_counter() - t, str(e).splitlines()[0]
 
 
 @torch.compiler.assume_constant_result

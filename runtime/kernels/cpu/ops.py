@@ -19,6 +19,8 @@ from __future__ import annotations
 import ctypes
 import json
 import threading
+from pathlib import Path
+
 import torch
 
 from ...registry import Algebra
@@ -61,8 +63,7 @@ def register(algebra: Algebra | str) -> str:
         if key in _libraries:
             return key
         load_glue()
-        table = json.loads((alg.path / "cpu_kernels.json").read_text())
-        path = _build.kernel_library(_glue["cxx"], alg.path / table["source"], alg.name)
+        table, path = library(alg)
         lib = ctypes.CDLL(str(path))
         entry = table["entry_points"]
         abi = getattr(lib, entry["abi"])
@@ -74,6 +75,18 @@ def register(algebra: Algebra | str) -> str:
                                           f"another: run `python -m codegen build`")
         _libraries[key] = lib
         return key
+
+
+def library(alg: Algebra, *, force: bool = False) -> tuple[dict, Path]:
+    """The algebra's kernel table (cpu_kernels.json) and compiled library (compiled now if not cached; above the
+    first-use size limit only with `force`).  Raises KernelBuildError."""
+    cxx = _glue.get("cxx") or find_compiler()
+    if cxx is None:
+        raise _build.KernelBuildError(_no_compiler())
+    table = json.loads((alg.path / "cpu_kernels.json").read_text())
+    path = _build.kernel_library(cxx, alg.path / table["source"], alg.name, int(table["naive_multiplications"]),
+                                 force=force)
+    return table, path
 
 
 def glue_loaded() -> bool:
