@@ -49,8 +49,8 @@ def method_costs(algebra, **shape) -> dict[str, float]:
     shape: rows (GEMM rows: batch for linear, batch * output positions for conv, batch * input positions for a
     transposed conv), in_elems / out_elems (channels in algebra elements), groups, kernel (taps per row),
     in_positions / out_positions (batch * input / output positions; conv), weight_grad (the weight expansion /
-    combinations are recomputed per call, as in training), full_precision (float32 / float64, no autocast:
-    otherwise the complex method is not a candidate)."""
+    combinations are recomputed per call, as in training), complex_ok (float32 / float64, no autocast, not
+    exporting to ONNX: otherwise the complex method is not a candidate)."""
     return methods.method_costs(load_algebra(algebra), **shape)
 
 
@@ -72,11 +72,12 @@ def structure_scale(algebra) -> float:
 
 def _torch_path(requested: str, A: Algebra, weight: torch.Tensor, **shape) -> str:
     """The torch path a call runs: the requested one, or for "auto" / a "kernel" that could not run, auto's
-    (told whether the call computes in float32 / float64: no half weight, no autocast)."""
+    (told whether the call may run torch's complex ops: float32 / float64, no autocast, not exporting to ONNX)."""
     if requested not in ("auto", "kernel"):
         return requested
-    full = weight.dtype in (torch.float32, torch.float64) and autocast_dtype(weight.device.type) is None
-    return methods.choose_cached(A, full_precision=full, **shape)
+    complex_ok = (weight.dtype in (torch.float32, torch.float64) and autocast_dtype(weight.device.type) is None
+                  and not choice.exporting())
+    return methods.choose_cached(A, complex_ok=complex_ok, **shape)
 
 
 # ------------------------------------------------------------------------------------------ checks

@@ -289,7 +289,7 @@ def test_auto_leaves_half_precision_and_autocast_to_the_real_paths():
     weights) or change the output dtype (autocast)."""
     small = dict(rows=64, in_elems=64, out_elems=64)
     assert AF.choose_method("C", **small) == "complex"
-    assert AF.choose_method("C", full_precision=False, **small) != "complex"
+    assert AF.choose_method("C", complex_ok=False, **small) != "complex"
     layer = AlgebraLinear(64, 64, "C")
     x = torch.randn(64, 128)
     y16 = layer.to(torch.bfloat16)(x.to(torch.bfloat16))

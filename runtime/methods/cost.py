@@ -28,8 +28,8 @@ class LayerShape:
     batch * input positions for a transposed conv); in_elems / out_elems: channels in algebra elements;
     kernel: taps per row; in_positions / out_positions: batch * input / output positions (conv; default rows);
     weight_grad: the weight expansion / combinations are recomputed per call (training) rather than cached;
-    full_precision: the call computes in float32 / float64 (no half weight, no autocast), which the complex
-    method needs."""
+    complex_ok: the call may run torch's complex ops, as the complex method does: it computes in float32 /
+    float64 (no half weight, no autocast) and is not being exported to ONNX (which has no complex GEMM)."""
 
     rows: int
     in_elems: int
@@ -39,7 +39,7 @@ class LayerShape:
     in_positions: int | None = None
     out_positions: int | None = None
     weight_grad: bool = True
-    full_precision: bool = True
+    complex_ok: bool = True
 
     @property
     def act_in(self) -> int:
@@ -109,7 +109,7 @@ def complex_cost(A: Algebra, s: LayerShape) -> float:
     copies.  Infinite where the method does not apply or the call is in half precision / under autocast (no
     half-precision complex GEMM on CPU: auto leaves those to the real paths)."""
     cp = complex_plan(A)
-    if cp is None or not s.full_precision:
+    if cp is None or not s.complex_ok:
         return float("inf")
     d, m, q = A.dim, cp.m, cp.q
     conv = s.in_positions is not None or s.out_positions is not None
