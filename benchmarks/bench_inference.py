@@ -8,6 +8,8 @@
     .venv/bin/python benchmarks/bench_inference.py --threads 1 --algebras H,C --sizes 512 --json out.json
     .venv/bin/python benchmarks/bench_inference.py --isa native,x86-64-v3 --clock cpu --threads 1 --sizes 512,2048
                                                     # dense + sparse per target ISA (ALGEBRANETS_CPU_MARCH)
+                                                    # (--isa-generate: and generation per target)
+    .venv/bin/python benchmarks/bench_inference.py --modes --threads 1   # inference_mode vs no_grad
 
 Tables
   dense    one layer at batch 1 against a real torch.nn.Linear(N, N) with the same parameter count (the
@@ -28,6 +30,9 @@ Tables
            which runs the CPU kernel at small batches, and method="block", torch's F.linear GEMV).
   crossover (--crossover) the kernel against the best torch path for batches 1..32 at N = 512 and 2048; the
            largest batch at which the kernel wins is what runtime/kernels/choice.py records.
+  modes    (--modes) each layer built, loaded and run inside torch.inference_mode() against the same under
+           torch.no_grad(), methods block / fold / bilinear / auto at batch 1 and 64, N = 1024: the ratio should
+           be 1 (weights made under inference_mode are inference tensors; no cached form may be rebuilt per call).
   isa      (--isa LIST) the dense and sparse tables once per kernel build target, from the same machine and run:
            each target's kernels built with ALGEBRANETS_CPU_MARCH (native: the machine's own, e.g. AVX-512;
            x86-64-v3: AVX2 + FMA) and timed in a process of their own, which times its own real nn.Linear;
@@ -220,6 +225,43 @@ def generation_rows(algebras, rounds, batches=(1, 8), prompt_len=16, new_tokens=
     return rows
 
 
+def mode_rows(algebras, rounds, N=1024, batches=(1, 64), methods=("block", "fold", "bilinear", "auto")):
+    """The same layer built, loaded and run inside torch.inference_mode() against one built and run under
+    torch.no_grad(): time ratio per algebra, method and batch (1.0 = no inference_mode cliff)."""
+    from runtime import load_algebra
+    from runtime.layers import AlgebraLinear
+    rows = []
+    for name in algebras:
+        A = load_algebra(name)
+        n = elements(N, A.dim)
+        state = AlgebraLinear(n, n, name).state_dict()
+        for method in methods:
+            with torch.no_grad():
+                plain = AlgebraLinear(n, n, name, method=method).eval()
+                plain.load_state_dict(state)
+            with torch.inference_mode():
+                inf = AlgebraLinear(n, n, name, method=method).eval()
+                inf.load_state_dict(state)
+            for batch in batches:
+                x = torch.randn(batch, n * A.dim)
+
+                def under_no_grad():
+                    with torch.no_grad():
+                        plain(x)
+
+                def under_inference_mode():
+                    with torch.inference_mode():
+                        inf(x)
+                t = interleaved_medians({"no_grad": under_no_grad, "inference_mode": under_inference_mode}, rounds)
+                rows.append({"algebra": name, "method": method, "batch": batch, "no_grad_us": t["no_grad"] * 1e6,
+                             "inference_mode_us": t["inference_mode"] * 1e6,
+                             "ratio": t["inference_mode"] / t["no_grad"]})
+                print(f"  {name:6s} {method:8s} batch {batch:3d}: no_grad {t['no_grad'] * 1e6:8.1f} us, "
+                      f"inference_mode {t['inference_mode'] * 1e6:8.1f} us, ratio {rows[-1]['ratio']:.2f}",
+                      flush=True)
+    return rows
+
+
 def crossover_rows(algebras, rounds, sizes=(512, 2048), batches=(1, 2, 4, 8, 12, 16, 24, 32)):
     from runtime import load_algebra
     from runtime.layers import AlgebraLinear
@@ -252,20 +294,27 @@ def crossover_rows(algebras, rounds, sizes=(512, 2048), batches=(1, 2, 4, 8, 12,
     return rows
 
 
+def _target_env(isa: str) -> dict:
+    """This process's environment with the kernels built for `isa` ("native": the machine's own)."""
+    import os
+    env = dict(os.environ)
+    env.pop("ALGEBRANETS_CPU_MARCH", None)
+    if isa != "native":
+        env["ALGEBRANETS_CPU_MARCH"] = isa
+    return env
+
+
 def isa_rows(isas: list[str], args) -> dict:
     """The dense and sparse tables per kernel target: this script re-run with --dense-sparse in one process per
     target (ALGEBRANETS_CPU_MARCH), the targets alternating over `blocks` passes whose medians are merged."""
-    import os
+
     import subprocess
     import tempfile
     out: dict[str, dict] = {}
     blocks = 2
     for block in range(blocks):
         for isa in isas:
-            env = dict(os.environ)
-            env.pop("ALGEBRANETS_CPU_MARCH", None)
-            if isa != "native":
-                env["ALGEBRANETS_CPU_MARCH"] = isa
+            env = _target_env(isa)
             with tempfile.TemporaryDirectory() as tmp:
                 js = Path(tmp) / "r.json"
                 cmd = [sys.executable, __file__, "--dense-sparse", "--threads", "1", "--clock", args.clock,
@@ -281,6 +330,16 @@ def isa_rows(isas: list[str], args) -> dict:
                 else:
                     for h, r in zip(have[kind], res[kind]):
                         h["_runs"].append(r)
+    if getattr(args, "isa_generate", False):             # generation once per target (whole models: long)
+        for isa in isas:
+            env = _target_env(isa)
+            with tempfile.TemporaryDirectory() as tmp:
+                js = Path(tmp) / "r.json"
+                cmd = [sys.executable, __file__, "--generate", "--threads", "1", "--clock", args.clock,
+                       "--rounds", str(args.rounds), "--algebras", args.algebras, "--json", str(js)]
+                print(f"== target {isa}: generation", flush=True)
+                subprocess.run(cmd, env=env, check=True)
+                out[isa]["generate"] = [dict(r, _runs=[r]) for r in json.loads(js.read_text())["results"]["1"]["generate"]]
     for isa, tables in out.items():                    # per row: the median over passes of each ratio / rate
         for rows in tables.values():
             for h in rows:
@@ -310,6 +369,14 @@ def isa_markdown(res: dict, machine_line: str) -> str:
                  [f"| {rows[0]['algebra']} | {int(rows[0]['sparsity'] * 100)} % | {rows[0]['batch']} | "
                   + " | ".join(f"{r['ratio']:.2f}" for r in rows) + f" | {rows[0]['form']} |"
                   for rows in zip(*sparse.values())])
+    if all("generate" in res[isa] for isa in isas):
+        gen = {isa: res[isa]["generate"] for isa in isas}
+        out += table("#### generation: TransformerLM.generate tokens/s / the real model's (same target), ~13 M "
+                     "parameters", ["algebra", "batch", *(f"{i}" for i in isas)],
+                     [f"| {rows[0]['algebra']} | {rows[0]['batch']} | "
+                      + " | ".join(f"{r['ratio']:.2f} ({r['tokens_per_s']:.0f} / {r['real_tokens_per_s']:.0f})"
+                                   for r in rows) + " |"
+                      for rows in zip(*gen.values())])
     return "\n".join(out)
 
 
@@ -345,6 +412,11 @@ def markdown(results: dict) -> str:
                          [f"| {r['algebra']} | {r['d_model']} | {r['params'] / 1e6:.2f} M | {r['batch']} | "
                           f"{r['tokens_per_s']:.0f} | {r['real_tokens_per_s']:.0f} ({r['real_auto_tokens_per_s']:.0f}, "
                           f"{r['real_block_tokens_per_s']:.0f}) | {r['ratio']:.2f} |" for r in res["generate"]])
+        if "modes" in res:
+            out += table(f"#### {threads} thread(s): layer built, loaded and run under inference_mode / under no_grad",
+                         ["algebra", "method", "batch", "no_grad us", "inference_mode us", "ratio"],
+                         [f"| {r['algebra']} | {r['method']} | {r['batch']} | {r['no_grad_us']:.0f} | "
+                          f"{r['inference_mode_us']:.0f} | {r['ratio']:.2f} |" for r in res["modes"]])
         if "crossover" in res:
             out += table(f"#### {threads} thread(s): kernel / torch path per batch",
                          ["N", "algebra", *(f"b{b}" for b, _, _ in res["crossover"][0]["ratios"]), "kernel wins up to"],
@@ -378,6 +450,9 @@ def main() -> None:
     ap.add_argument("--dense-sparse", action="store_true", help="only the dense and element-sparse tables")
     ap.add_argument("--isa", help="comma-separated kernel targets (native, x86-64-v3, ...): dense and sparse "
                                   "tables per target, one process each (with --markdown: the per-target tables)")
+    ap.add_argument("--isa-generate", action="store_true", help="with --isa: the generation table per target too")
+    ap.add_argument("--modes", action="store_true",
+                    help="only the inference_mode / no_grad table (layers built, loaded and run in each mode)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time (default), or this thread's CPU time: steadier on a loaded machine, 1 thread only")
     ap.add_argument("--json", help="also write the raw results here")
@@ -409,6 +484,10 @@ def main() -> None:
         out = results[threads] = {}
         if args.crossover:
             out["crossover"] = crossover_rows(algebras, args.rounds)
+            continue
+        if args.modes:
+            print("inference_mode / no_grad (layer built, loaded and run in each mode):")
+            out["modes"] = mode_rows(algebras, args.rounds)
             continue
         if args.dense_sparse:
             print("dense, batch 1 (ratio to the real layer of equal parameters):")
