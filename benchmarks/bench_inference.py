@@ -307,7 +307,6 @@ def _target_env(isa: str) -> dict:
 def isa_rows(isas: list[str], args) -> dict:
     """The dense and sparse tables per kernel target: this script re-run with --dense-sparse in one process per
     target (ALGEBRANETS_CPU_MARCH), the targets alternating over `blocks` passes whose medians are merged."""
-
     import subprocess
     import tempfile
     out: dict[str, dict] = {}
