@@ -167,3 +167,19 @@ def test_sparse_layers_follow_a_loaded_sparsity_pattern(groups):
             sparse[0](x)                                    # any per-layer state is made here
             sparse[0].load_state_dict(sparse[1].state_dict())
             assert torch.allclose(sparse[0](x), pair[1](x), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_non_contiguous_weight_is_compared_too(method):
+    """The bitwise check without memcmp (non-contiguous weights; CUDA tensors take the same path)."""
+    import runtime.functional as AF
+    torch.manual_seed(5)
+    base = torch.randn(6, 5, 4)
+    w = base[::2]                                        # (3, 5, 4), not contiguous
+    x = torch.randn(2, 20)
+    with torch.no_grad():
+        first = AF.algebra_linear(x, w, None, "M2R", method=method)
+        w.data.mul_(-3)
+        again = AF.algebra_linear(x, w, None, "M2R", method=method)
+    assert not w.is_contiguous()
+    assert torch.allclose(again, -3 * first, atol=1e-5)
