@@ -1,6 +1,6 @@
 """Compare AlgebraNets over every algebra against the real baseline on real data, at matched parameters.
 
-    python -m examples.compare                 # R and the eight algebras, about 10 minutes on 2 CPU cores
+    python -m examples.compare                 # R and the nine algebras, about 12 minutes on 2 CPU cores
     python -m examples.compare --quick         # fewer steps, about 2 minutes
     python -m examples.compare --algebras R,C,H --epochs 5 --seed 1 --out my_results
 
