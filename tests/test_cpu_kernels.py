@@ -239,7 +239,7 @@ def test_auto_uses_the_kernel_for_small_inference_batches_only(monkeypatch):
 
 @pytest.mark.parametrize("name", ["C", "H", "M2R"])
 def test_conv_through_the_kernel(name, monkeypatch):
-    calls = count_calls(monkeypatch, "dense")
+    calls = count_calls(monkeypatch, "dense_checked")
     A = load_algebra(name)
     d = A.dim
     torch.manual_seed(5)

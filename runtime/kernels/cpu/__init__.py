@@ -202,7 +202,7 @@ def conv_checked(algebra: Algebra, weight: Tensor, x: Tensor, bias: Tensor | Non
     x (N, C_in*d, *S) already padded, weight (C_out, C_in, *kernel, d) -> (N, C_out*d, *S')."""
     d = algebra.dim
     X, out_sp = element_columns(x, d, tuple(weight.shape[2:-1]), stride, dilation)
-    y = dense(algebra, weight.reshape(weight.shape[0], -1, d), X.reshape(X.shape[0], X.shape[1] * d), bias)
+    y = dense_checked(algebra, weight.reshape(weight.shape[0], -1, d), X.reshape(X.shape[0], X.shape[1] * d), bias)
     return from_rows(y.reshape(X.shape[0], weight.shape[0], d), x.shape[0], out_sp)
 
 
