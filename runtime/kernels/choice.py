@@ -62,7 +62,11 @@ _cpu_module = None
 def exporting() -> bool:
     """Whether torch.onnx.export is running (either exporter): the generated kernels are custom ops without
     ONNX lowerings, so layers take the torch path (the `auto` choice) silently while exporting to ONNX.
-    Plain torch.export keeps them: its graphs hold the custom ops, which torch runs."""
+    Plain torch.export keeps them: its graphs hold the custom ops, which torch runs.  Both exporters trace
+    (TorchScript tracing, or torch.export), so eager calls skip torch.onnx's own check (~1 us of imports a call,
+    on the batch-1 hot path) behind the cheap tracing flags."""
+    if not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+        return False
     return torch.onnx.is_in_onnx_export()
 
 
