@@ -105,12 +105,13 @@ def cached_weight(weight: torch.Tensor, key, make: Callable[[], torch.Tensor]) -
     entry = _entry(weight)
     if entry is None:
         return make()
-    with torch.inference_mode(False), torch.no_grad():
-        if not entry.holds(weight):
-            entry.values.clear()
+    if not entry.holds(weight):                       # (comparing needs no mode; making normal tensors does)
+        entry.values.clear()
+        with torch.inference_mode(False), torch.no_grad():
             entry.snapshot = weight.detach().clone()
-        hit = entry.values.get(key)
-        if hit is None:
+    hit = entry.values.get(key)
+    if hit is None:
+        with torch.inference_mode(False), torch.no_grad():
             hit = entry.values[key] = make()
     return hit
 
