@@ -20,6 +20,8 @@ from typing import Callable
 
 from runtime.registry import AlgebraNotBuiltError
 
+from .distributed import leave_after_a_finished_run
+
 __all__ = ["UserError", "USER_ERRORS", "run", "positive_int", "nonnegative_int", "positive_float",
            "nonnegative_float", "names", "fraction", "probability", "RUN_FILES", "claim_run_folder", "clear_run_folder"]
 
@@ -40,7 +42,6 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> i
     argv = sys.argv[1:] if argv is None else argv
     try:
         main(argv)
-        return 0
     except USER_ERRORS as e:
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
@@ -50,6 +51,8 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> i
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    leave_after_a_finished_run()
+    return 0
 
 
 def _number(text: str, kind: type, ok: Callable[[float], bool], what: str):
