@@ -46,7 +46,7 @@ from torch import nn
 
 from . import methods
 from .methods.complex import change_macs as complex_change_macs
-from .registry import load_algebra
+from .learned_algebra import describe, is_learned
 
 __all__ = ["LayerCount", "CountReport", "count", "count_params", "METHODS", "algebra_layer_macs"]
 
@@ -133,7 +133,7 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 def algebra_layer_macs(algebra, pairs: int) -> dict[str, int]:
     """MACs for `pairs` element products under every method that applies to the algebra."""
-    A = load_algebra(algebra)
+    A = describe(algebra)
     return {name: int(round(pairs * methods.macs_per_pair(A, name))) for name in METHODS if methods.applies(A, name)}
 
 
@@ -156,6 +156,8 @@ def _shape(t: Any):
 def _algebra_counts(A, pairs: int, in_seen: int, out_seen: int, weight_elems: int):
     """(macs, additions, map_macs) of algebra products: `pairs` element products, `in_seen` / `out_seen`
     activation elements entering / leaving the products (the scheme's V / W maps), `weight_elems` weights."""
+    if is_learned(A):             # no scheme, no fold: naive d^3 and block d^2 per pair (module docstring)
+        return algebra_layer_macs(A, pairs), {}, 0
     adds = A.scheme.additions.get("optimised", A.scheme.additions.get("naive", {}))
     additions = {"activation": in_seen * int(adds.get("activation", 0)),
                  "post": out_seen * int(adds.get("post", 0)),
@@ -189,11 +191,11 @@ def _layer_counts(m: nn.Module, inp, out) -> tuple[dict[str, int], dict[str, int
     maps = getattr(m, "linear_maps", None)
     if callable(maps) and getattr(m, "algebra", None) is not None and xs is not None:    # recurrent layers
         calls = maps(math.prod(xs[:-1]))
-        return _algebra_counts(load_algebra(m.algebra), sum(P * i * o for P, i, o in calls),
+        return _algebra_counts(describe(m.algebra), sum(P * i * o for P, i, o in calls),
                                sum(P * i for P, i, _ in calls), sum(P * o for P, _, o in calls),
                                sum(i * o for _, i, o in calls))
     if _is_algebra_layer(m):
-        A = load_algebra(m.algebra)
+        A = describe(m.algebra)
         w = m.weight
         K = math.prod(w.shape[2:-1]) if w.dim() > 3 else 1
         groups = int(getattr(m, "groups", 1) or 1)

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from . import methods
 from .checks import autocast_dtype, require_real_floating
 from .kernels import choice
+from .learned_algebra import LearnedAlgebra, LearnedSpec, describe, is_learned
+from .methods import learned_fn
 from .methods import (METHODS, ConvGeometry, default_method, force_method, get_default_method, set_default_method)
 from .registry import Algebra, AlgebraNotBuiltError, FoldPlan, load_algebra
 
@@ -65,8 +67,9 @@ def fold_info(algebra) -> FoldPlan:
 
 
 def structure_scale(algebra) -> float:
-    """s = mean_k sum_ij T[i,j,k]^2: Var(y_k) = fan_in * s * Var(w) * Var(x) for independent components."""
-    T = load_algebra(algebra).structure
+    """s = mean_k sum_ij T[i,j,k]^2: Var(y_k) = fan_in * s * Var(w) * Var(x) for independent components
+    (a learned algebra's current T)."""
+    T = describe(algebra).structure
     return float(np.mean(np.einsum("ijk,ijk->k", T, T)))
 
 
@@ -80,18 +83,30 @@ def _torch_path(requested: str, A: Algebra, weight: torch.Tensor, **shape) -> st
     return methods.choose_cached(A, complex_ok=complex_ok, **shape)
 
 
+def _learned_path(A, requested: str, input_elements: int, weight_elements: int, who: str) -> str:
+    """The path of a learned-algebra call (runtime.methods.learned_fn): the one the method names, or the cheaper
+    by the work on T.  A LearnedSpec has no structure yet: only layers (which own one) can run."""
+    if not isinstance(A, LearnedAlgebra):
+        raise TypeError(f"{who}: the learned algebra {A.name} has no structure tensor yet; build a layer with "
+                        f"algebra={A.name!r} (it owns one), or pass a runtime.learned_algebra.LearnedAlgebra module")
+    path = learned_fn.resolve_path(requested, A.name, who)
+    return path if path is not None else learned_fn.choose_path(input_elements, weight_elements)
+
+
 # ------------------------------------------------------------------------------------------ checks
-def resolve_algebra(algebra, who: str) -> Algebra:
-    """The Algebra named by `algebra` (a name or an Algebra); a clear error naming `who` otherwise."""
+def resolve_algebra(algebra, who: str) -> Algebra | LearnedSpec | LearnedAlgebra:
+    """The algebra `algebra` stands for: the built Algebra of a name or an Algebra; for a learned algebra
+    (runtime.learned_algebra) its LearnedSpec ("PHM<d>", learned(d)) or the LearnedAlgebra module passed.  A clear
+    error naming `who` otherwise."""
     if algebra is None:
         raise TypeError(f"{who}: pass algebra= (a name such as 'H' or an Algebra from runtime.load_algebra)")
-    if isinstance(algebra, Algebra):
+    if isinstance(algebra, (Algebra, LearnedSpec, LearnedAlgebra)):
         return algebra
     if not isinstance(algebra, str):
-        raise TypeError(f"{who}: algebra must be a name such as 'H' or an Algebra, got {type(algebra).__name__} "
-                        f"{algebra!r}")
+        raise TypeError(f"{who}: algebra must be a name such as 'H', an Algebra or runtime.learned(d), got "
+                        f"{type(algebra).__name__} {algebra!r}")
     try:
-        return load_algebra(algebra)
+        return describe(algebra)
     except AlgebraNotBuiltError as e:
         raise AlgebraNotBuiltError(f"{who}: {e}") from e
 
@@ -147,6 +162,9 @@ def linear_impl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     x2 = x if flat else x.reshape(-1, inn * d)
     N = x2.shape[0]
     requested = methods.requested(method, who)
+    if is_learned(A):
+        path = _learned_path(A, requested, N * inn, out * inn, who)
+        return learned_fn.linear(x2, weight, bias, A, path).reshape(*lead, out * d)
     kernel = choice.dense_kernel(requested, A, x2, weight, bias, N)
     if kernel is not None:                # generated kernel (inference, small batch)
         y = kernel(A, weight, x2, bias)
@@ -163,6 +181,9 @@ def linear_stepper(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra, 
     and the weight-side work (block expansion, scheme combinations) is done once, with autograd, not per step.
 
     weight (out, in, d), bias (out, d) or None; the returned callable maps (rows, in*d) -> (rows, out*d)."""
+    if is_learned(A):
+        path = _learned_path(A, methods.requested(method, who), rows * weight.shape[1], weight[..., 0].numel(), who)
+        return learned_fn.linear_step(weight, bias, A, path)
     # the weight work is amortised over the steps: cost the per-step GEMMs only
     path = _torch_path(methods.requested(method, who), A, weight, rows=rows, in_elems=weight.shape[1],
                        out_elems=weight.shape[0], weight_grad=False)
@@ -276,6 +297,11 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
                          f"padding {padding} and dilation {dilation}")
     rows = N * math.prod(sp_out)
     requested = methods.requested(method, who)
+    if is_learned(A):
+        path = _learned_path(A, requested, N * math.prod(sp_in) * cin, weight[..., 0].numel(), who)
+        y = learned_fn.conv(x, weight, bias, A, ConvGeometry(nd, stride, padding, dilation, groups, False,
+                                                              (0,) * nd), path)
+        return y.squeeze(0) if unbatched else y
     # convolutions run the kernel only when asked: im2col costs more than it saves (docs/benchmarks.md)
     if requested == "kernel" and choice.cpu_kernel_applies("kernel", A, x, weight, bias, rows, groups):
         if any(padding):
@@ -372,11 +398,16 @@ def conv_transpose_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, o
         raise ValueError(f"{who}: input spatial size {tuple(sp_in)} with kernel {ksize}, stride {stride}, "
                          f"padding {padding} and dilation {dilation} gives the empty output size {tuple(sp_out)}")
     N = x.shape[0]
+    geometry = ConvGeometry(nd, stride, padding, dilation, groups, True, output_padding)
+    if is_learned(A):
+        path = _learned_path(A, methods.requested(method, who), N * math.prod(sp_in) * cin, weight[..., 0].numel(),
+                             who)
+        y = learned_fn.conv(x, weight, bias, A, geometry, path)
+        return y.squeeze(0) if unbatched else y
     # as a GEMM: every input position meets all C_in/groups x C_out/groups x taps weight elements of its group
     path = _torch_path(methods.requested(method, who), A, weight, rows=N * math.prod(sp_in), in_elems=cin,
                        out_elems=cout, groups=groups, kernel=math.prod(ksize), out_positions=N * math.prod(sp_out),
                        weight_grad=torch.is_grad_enabled() and weight.requires_grad)
-    geometry = ConvGeometry(nd, stride, padding, dilation, groups, True, output_padding)
     y = methods.get(path).conv(x, weight, bias, A, geometry)
     return y.squeeze(0) if unbatched else y
 

@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .registry import Algebra, load_algebra
+from .learned_algebra import describe
+from .registry import Algebra
 
 __all__ = [
     "structure_second_moments", "variance_profile", "algebra_fans", "component_std",
@@ -54,7 +55,7 @@ __all__ = [
 
 
 def _alg(algebra) -> Algebra:
-    return load_algebra(algebra)
+    return describe(algebra)
 
 
 def structure_second_moments(algebra) -> np.ndarray:
@@ -78,11 +79,12 @@ def _nnls(A: np.ndarray, b: np.ndarray, iters: int = 2000) -> np.ndarray:
 def variance_profile(algebra) -> np.ndarray:
     """Relative weight-component variances p (d,), p >= 0, with sum_i S[i,k] p_i = 1 for every fed k.
 
-    Multiply by gain^2 / fan to get the variances.  Cached per algebra.
+    Multiply by gain^2 / fan to get the variances.  Cached per built algebra (a learned one is read afresh).
     """
     A = _alg(algebra)
-    if A.cache.variance_profile is not None:
-        return A.cache.variance_profile
+    cache = getattr(A, "cache", None)          # a learned algebra's T changes: never cached
+    if cache is not None and cache.variance_profile is not None:
+        return cache.variance_profile
     S = structure_second_moments(A)
     fed = S.sum(axis=0) > 0                      # output components some constant feeds
     M = S[:, fed].T                              # (n_fed, d): rows are the equations
@@ -92,7 +94,8 @@ def variance_profile(algebra) -> np.ndarray:
         p = _nnls(M, b)
     p = np.clip(p, 0.0, None)
     p[np.abs(p) < 1e-12] = 0.0
-    A.cache.variance_profile = p
+    if cache is not None:
+        cache.variance_profile = p
     return p
 
 

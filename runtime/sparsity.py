@@ -34,6 +34,7 @@ from .functional import check_padding_mode, conv_padding, symmetric_pads
 from .im2col import element_columns, from_rows
 from .init import algebra_layers, is_algebra_layer
 from .checks import require_real_floating
+from .learned_algebra import is_learned
 from .registry import load_algebra
 
 __all__ = [
@@ -514,6 +515,9 @@ def to_block_sparse(layer: nn.Module, min_sparsity: float | None = None) -> nn.M
     crossover for Linear layers, 1 - sparse_max_density(algebra), and 0 (always the sparse form) for
     convolutions; min_sparsity=0 always gives the sparse form."""
     require_algebra_layer(layer, "to_block_sparse")
+    if is_learned(layer.algebra):
+        raise ValueError(f"to_block_sparse: the layer's algebra {layer.algebra.name} is learned; the sparse kernels "
+                         f"need a fixed algebra (build its structure as one: LearnedAlgebra.spec_source)")
     if getattr(layer, "transposed", False):
         raise ValueError(f"to_block_sparse: {type(layer).__name__} is a transposed convolution, which has no "
                          f"block-sparse form; keep it dense (its element mask still applies)")

@@ -18,7 +18,7 @@ PACKAGES = ("runtime", "codegen")
 
 # runtime layers, lowest first: a module may import modules of its own layer or below, never above
 RUNTIME_LAYERS = (
-    ("runtime", "runtime.registry", "runtime.checks", "runtime.im2col", "runtime.involution"),
+    ("runtime", "runtime.registry", "runtime.learned_algebra", "runtime.checks", "runtime.im2col", "runtime.involution"),
     ("runtime.kernels",),
     ("runtime.methods",),
     ("runtime.functional",),

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import require_real_floating
-from ..registry import load_algebra
+from ..learned_algebra import describe
 
 __all__ = ["SplitActivation", "NormGatedActivation", "ModReLU", "real_activation", "element_norm"]
 
@@ -48,7 +48,7 @@ class SplitActivation(nn.Module):
 
     def __init__(self, activation="relu", algebra=None):
         super().__init__()
-        self.algebra = load_algebra(algebra) if algebra is not None else None
+        self.algebra = describe(algebra) if algebra is not None else None
         self.name = activation if isinstance(activation, str) else getattr(activation, "__name__",
                                                                              type(activation).__name__)
         if isinstance(activation, nn.Module):
@@ -74,7 +74,7 @@ class NormGatedActivation(nn.Module):
     def __init__(self, num_elements: int, algebra="R", gate="relu", dim: int = 1, eps: float = 1e-6,
                  bias_init: float = 0.0, device=None, dtype=None):
         super().__init__()
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
         self.num_elements, self.dim, self.eps = int(num_elements), dim, eps
         self.gate_name = gate if isinstance(gate, str) else type(gate).__name__
         self._gate = real_activation(gate)

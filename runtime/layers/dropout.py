@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..checks import require_real_floating
-from ..registry import load_algebra
+from ..learned_algebra import describe
 
 __all__ = ["AlgebraDropout", "algebra_dropout"]
 
@@ -41,7 +41,7 @@ class AlgebraDropout(nn.Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p, self.dim = p, dim
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_real_floating(x, type(self).__name__)

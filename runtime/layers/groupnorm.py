@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import load_algebra
+from ..learned_algebra import describe
 from .norm import (NORM_MODES, AlgebraBatchNormBase, affine_parameters, apply_matrix, normalize_units,
                    reset_affine_, unit_view)
 
@@ -71,7 +71,7 @@ class AlgebraGroupNorm(nn.Module):
                              f"num_groups={num_groups}")
         if mode not in NORM_MODES:
             raise ValueError(f"AlgebraGroupNorm: mode must be one of {NORM_MODES}, got {mode!r}")
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
         self.num_groups, self.num_channels = num_groups, num_channels
         self.mode, self.eps, self.affine, self.center = mode, eps, affine, center
         self.compute_dtype = compute_dtype

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import require_real_floating
-from ..registry import load_algebra
+from ..learned_algebra import describe
 
 __all__ = ["AlgebraLift", "AlgebraReadout"]
 
@@ -40,7 +40,7 @@ class AlgebraLift(nn.Module):
     def __init__(self, in_features: int, algebra="R", out_features: int | None = None, mode: str = "embed",
                  dim: int = 1, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
         self.in_features, self.mode, self.dim = int(in_features), mode, dim
         d = self.algebra.dim
         if mode == "embed":
@@ -91,7 +91,7 @@ class AlgebraReadout(nn.Module):
     def __init__(self, in_features: int, out_features: int, algebra="R", mode: str = "linear", dim: int = -1,
                  bias: bool = True, device=None, dtype=None):
         super().__init__()
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
         if mode not in ("linear", "norm"):
             raise ValueError(f"mode must be 'linear' or 'norm', got {mode!r}")
         self.in_features, self.out_features, self.mode, self.dim = int(in_features), int(out_features), mode, dim

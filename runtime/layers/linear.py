@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import functional as AF
 from .. import methods
+from ..learned_algebra import LearnedAlgebra, LearnedSpec
 from ..registry import Algebra
 
 __all__ = ["AlgebraLinear", "AlgebraLayerMixin", "default_init_"]
@@ -43,7 +44,11 @@ class AlgebraLayerMixin:
     never round them through a lower precision."""
 
     def _reset_parameters(self, fan_in: int) -> None:
-        """The layer's `init=` initialiser (bias zero), or `default_init_` with fan_in in elements."""
+        """The layer's `init=` initialiser (bias zero), or `default_init_` with fan_in in elements.  A learned
+        algebra the layer owns is moved to the weight's device and dtype and re-drawn first (PHM)."""
+        if getattr(self, "_owns_structure", False):
+            self.algebra.to(device=self.weight.device, dtype=self.weight.dtype)
+            self.algebra.reset_parameters()
         if self.init is not None:
             self.init(self.weight, self.algebra)
             if self.bias is not None:
@@ -52,10 +57,15 @@ class AlgebraLayerMixin:
         else:
             default_init_(self.weight, self.bias, self.algebra, fan_in)
 
-    def _setup_algebra(self, algebra, method, who: str) -> Algebra:
+    def _setup_algebra(self, algebra, method, who: str) -> Algebra | LearnedAlgebra:
+        """Resolve and keep the algebra; a learned one named by a spec gets this layer's own structure
+        (a LearnedAlgebra submodule, parameter `algebra.T`)."""
         A = AF.resolve_algebra(algebra, who)
         if method is not None:
             methods.check(method, who)
+        self._owns_structure = isinstance(A, LearnedSpec)
+        if self._owns_structure:
+            A = LearnedAlgebra(A)
         self.algebra = A
         self.method = method
         return A
@@ -71,7 +81,8 @@ class AlgebraLinear(AlgebraLayerMixin, nn.Module):
 
     Args:
         in_features, out_features: numbers of algebra elements.
-        algebra: a name such as "H" or an Algebra (runtime.load_algebra).
+        algebra: a name such as "H", an Algebra (runtime.load_algebra), or a learned algebra
+            (runtime.learned(d) or "PHM<d>": the layer owns a trainable structure tensor).
         bias: learn a bias (out_features, d).
         method: one of runtime.methods.METHODS ("auto", "block", "fold", "bilinear", "kernel") or None (the
             global default, runtime.methods.set_default_method).

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import require_real_floating
-from ..registry import load_algebra
+from ..learned_algebra import describe
 
 __all__ = ["AlgebraBatchNorm1d", "AlgebraBatchNorm2d", "AlgebraBatchNorm3d", "AlgebraLayerNorm",
            "inv_sqrtm_psd", "NORM_MODES", "unit_view", "covariance", "apply_matrix", "normalize_units",
@@ -193,7 +193,7 @@ class AlgebraBatchNormBase(nn.Module):
         super().__init__()
         if mode not in NORM_MODES:
             raise ValueError(f"mode must be one of {NORM_MODES}, got {mode!r}")
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
         d = self.algebra.dim
         self.num_features = int(num_features)
         self.mode = mode
@@ -338,7 +338,7 @@ class AlgebraLayerNorm(nn.Module):
         super().__init__()
         if mode not in ("component", "norm"):
             raise ValueError(f"AlgebraLayerNorm mode must be 'component' or 'norm', got {mode!r}")
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
         self.num_elements = int(num_elements)
         self.mode, self.eps, self.center = mode, eps, center
         self.elementwise_affine = elementwise_affine

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import require_real_floating
-from ..registry import load_algebra
+from ..learned_algebra import describe
 
 __all__ = ["AlgebraMaxPool1d", "AlgebraMaxPool2d", "AlgebraMaxPool3d",
            "AlgebraAdaptiveMaxPool1d", "AlgebraAdaptiveMaxPool2d", "AlgebraAdaptiveMaxPool3d",
@@ -50,7 +50,7 @@ class _MaxPool(nn.Module):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
 
     def forward(self, x):
         require_real_floating(x, type(self).__name__)
@@ -70,7 +70,7 @@ class _AdaptiveMaxPool(nn.Module):
     def __init__(self, output_size, algebra="R"):
         super().__init__()
         self.output_size = output_size
-        self.algebra = load_algebra(algebra)
+        self.algebra = describe(algebra)
 
     def forward(self, x):
         require_real_floating(x, type(self).__name__)
@@ -109,7 +109,7 @@ def _with_algebra(base):
     class Pool(base):
         def __init__(self, *args, algebra="R", **kwargs):
             super().__init__(*args, **kwargs)
-            self.algebra = load_algebra(algebra)
+            self.algebra = describe(algebra)
 
         def forward(self, x):
             require_real_floating(x, type(self).__name__)      # torch would truncate integer averages

@@ -31,6 +31,7 @@ from torch import nn
 from .. import functional as AF
 from ..checks import require_real_floating
 from ..involution import involution_matrix
+from ..learned_algebra import is_learned
 
 __all__ = ["sandwich_matrices", "rotation_weight", "AlgebraRotationLinear", "AlgebraRotationConv1d",
            "AlgebraRotationConv2d", "AlgebraRotationConv3d"]
@@ -66,6 +67,8 @@ class _Rotation(nn.Module):
 
     def _setup(self, algebra, involution, normalize, eps, bias, shape, fan_in, who, device, dtype):
         A = AF.resolve_algebra(algebra, who)
+        if is_learned(A):
+            raise ValueError(f"{who}: rotation layers need a fixed algebra with an involution; {A.name} is learned")
         props = A.properties
         if not (props.get("associative") or props.get("flexible")):
             raise ValueError(f"{who}: algebra {A.name} is neither associative nor flexible, so w x w̄ depends on "

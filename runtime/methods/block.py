@@ -24,7 +24,7 @@ from .fold_fn import FoldConvFn, FoldLinearFn, fold_planar
 from .geometry import ConvGeometry
 from .weight_cache import cached_weight
 
-__all__ = ["expand", "block_linear", "fold_linear", "block_conv", "fold_conv"]
+__all__ = ["expand", "real_forward", "block_linear", "fold_linear", "block_conv", "fold_conv"]
 
 _BLOCK_PLAN = FoldPlan(1, 0, (), np.zeros(0), None, None, None)    # m == 1: the one-GEMM block path
 
@@ -61,18 +61,25 @@ def _weight(weight: torch.Tensor, A: Algebra, plan: FoldPlan, const: str, geomet
     return cached_weight(weight, tag, lambda: expand(weight.detach(), Tb, planar))
 
 
+def real_forward(x: torch.Tensor, B: torch.Tensor, bias: torch.Tensor | None,
+                 geometry: ConvGeometry | None) -> torch.Tensor:
+    """torch's own linear / conv / transposed conv with the real weight B (as `expand` makes it) and bias
+    (C_out, d) | None flattened; geometry None: linear."""
+    b = None if bias is None else bias.reshape(-1)
+    if geometry is None:
+        return F.linear(x, B, b)
+    g = geometry
+    if g.transposed:
+        return (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[g.nd - 1](
+            x, B, b, g.stride, g.padding, g.output_padding, g.groups, g.dilation)
+    return (F.conv1d, F.conv2d, F.conv3d)[g.nd - 1](x, B, b, g.stride, g.padding, g.dilation, g.groups)
+
+
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias, A: Algebra, plan: FoldPlan, B: torch.Tensor,
              geometry: ConvGeometry | None) -> torch.Tensor:
     """One call on the expanded weight B: torch's own linear / conv for block, the fold Functions for fold."""
     if plan.m == 1:
-        b = None if bias is None else bias.reshape(-1)
-        if geometry is None:
-            return F.linear(x, B, b)
-        g = geometry
-        if g.transposed:
-            return (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[g.nd - 1](
-                x, B, b, g.stride, g.padding, g.output_padding, g.groups, g.dilation)
-        return (F.conv1d, F.conv2d, F.conv3d)[g.nd - 1](x, B, b, g.stride, g.padding, g.dilation, g.groups)
+        return real_forward(x, B, bias, geometry)
     C_in = x.shape[1] // A.dim
     dev = x.device.type
     ac = autocast_dtype(dev)

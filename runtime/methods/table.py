@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..learned_algebra import is_learned
 from ..registry import Algebra
 from . import bilinear, block, complex
 from .cost import LayerShape, bilinear_cost, block_cost, complex_cost, fold_cost
@@ -87,6 +88,8 @@ def applies(A: Algebra, name: str) -> bool:
     """Whether method `name` (or "naive") can compute layers over A."""
     if name == "naive":
         return True
+    if is_learned(A):                       # a learned structure runs the block path (runtime.methods.learned_fn)
+        return name == "block"
     test = get(name).applies
     return test is None or test(A)
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..registry import load_algebra
+from ..learned_algebra import describe
 from ..init import init_model_
 from ..layers.activation import ModReLU, SplitActivation
 from ..layers.lift import AlgebraLift, AlgebraReadout
@@ -107,7 +107,7 @@ class AlgebraResNet(nn.Module):
                  activation: str = "relu", method: str | None = None, lift: str = "embed",
                  zero_init_residual: bool = False, init: str | None = "he"):
         super().__init__()
-        A = load_algebra(algebra)
+        A = describe(algebra)
         self.algebra = A
         if block not in _BLOCKS:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")

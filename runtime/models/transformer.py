@@ -28,7 +28,7 @@ from ..layers.attention import AlgebraMultiheadAttention, attend
 from ..layers.dropout import AlgebraDropout
 from ..layers.lift import AlgebraReadout
 from ..layers.norm import AlgebraLayerNorm
-from ..registry import load_algebra
+from ..learned_algebra import describe
 
 __all__ = ["TransformerLM", "AlgebraSelfAttention", "AlgebraMLP", "TransformerBlock", "KVCache"]
 
@@ -142,7 +142,7 @@ class TransformerLM(nn.Module):
                  d_ff: int | None = None, max_len: int = 256, algebra="R", dropout: float = 0.0,
                  norm: str = "component", activation: str = "gelu", method=None, init: str | None = "glorot"):
         super().__init__()
-        A = load_algebra(algebra)
+        A = describe(algebra)
         self.algebra = A
         self.vocab_size, self.d_model, self.max_len = vocab_size, d_model, max_len
         self.d_ff = int(d_ff if d_ff is not None else 4 * d_model)

@@ -31,7 +31,7 @@ from ..layers.dropout import AlgebraDropout
 from ..layers.lift import AlgebraLift, AlgebraReadout
 from ..layers.linear import AlgebraLinear
 from ..layers.norm import AlgebraLayerNorm
-from ..registry import load_algebra
+from ..learned_algebra import describe
 
 __all__ = ["vit", "AlgebraViT", "ViTEncoderBlock"]
 
@@ -42,7 +42,7 @@ class ViTEncoderBlock(nn.Module):
     def __init__(self, num_heads: int, hidden_dim: int, mlp_dim: int, dropout: float, attention_dropout: float,
                  algebra, norm: str = "component", eps: float = 1e-6, method: str | None = None) -> None:
         super().__init__()
-        A = load_algebra(algebra)
+        A = describe(algebra)
         self.ln_1 = AlgebraLayerNorm(hidden_dim, algebra=A, mode=norm, eps=eps)
         self.self_attention = AlgebraMultiheadAttention(hidden_dim, num_heads, dropout=attention_dropout,
                                                         batch_first=True, algebra=A, method=method)
@@ -83,7 +83,7 @@ class AlgebraViT(nn.Module):
                  norm: str = "component", eps: float = 1e-6, method: str | None = None,
                  init: str | None = "glorot") -> None:
         super().__init__()
-        A = load_algebra(algebra)
+        A = describe(algebra)
         if image_size % patch_size:
             raise ValueError(f"image_size ({image_size}) must be divisible by patch_size ({patch_size})")
         if hidden_dim % num_heads:

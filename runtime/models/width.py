@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 from torch import nn
 
 from .. import counting, methods
-from ..registry import load_algebra
+from ..learned_algebra import describe, is_learned
 
 __all__ = ["MATCH_MODES", "METHODS", "fold_blocks", "macs_per_pair", "matched_width", "matched_widths",
            "match_width", "match_model"]
@@ -31,18 +31,19 @@ METHODS = methods.COUNTED
 
 def fold_blocks(algebra) -> int:
     """m: the number of identical blocks the left-regular representation splits into (1 = no folding)."""
-    return load_algebra(algebra).fold.m
+    A = describe(algebra)
+    return 1 if is_learned(A) else A.fold.m
 
 
 def macs_per_pair(algebra, method: str = "naive") -> float:
     """Real multiply-adds per (weight element, activation element) pair for `method`."""
-    return methods.macs_per_pair(load_algebra(algebra), method)
+    return methods.macs_per_pair(describe(algebra), method)
 
 
 def matched_width(real_width: int, algebra, match: str | None = "params", method: str = "naive",
                   multiple_of: int = 1, min_width: int = 1) -> int:
     """Algebra elements that replace `real_width` real channels (rounded to a multiple of `multiple_of`)."""
-    A = load_algebra(algebra)
+    A = describe(algebra)
     if match == "params":
         n = real_width / math.sqrt(A.dim)
     elif match == "macs":

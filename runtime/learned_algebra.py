@@ -1,0 +1,182 @@
+"""Learned algebras (parameterized hypercomplex multiplication, PHM): the structure tensor is a parameter.
+
+    import runtime
+    layer = AlgebraLinear(64, 64, algebra=runtime.learned(4))     # or algebra="PHM4"
+    layer.algebra.structure_tensor()                       # the layer's own trainable T (4, 4, 4)
+
+A layer over a learned algebra computes y_o = sum_i w_oi * x_i with (w * x)_k = sum_aj T[a, j, k] w_a x_j as any
+algebra layer does, but T (d, d, d) is an `nn.Parameter` of the layer (its `algebra` submodule, state_dict key
+`algebra.T`), trained with the weight: the layer's real weight is sum_a A_a (x) W_a with A_a = T[a]^T,
+PHM's form.  Each layer built from a `LearnedSpec` (`learned(d)` or a name "PHM<d>") gets its own structure; pass
+one `LearnedAlgebra` module to several layers to share it.
+
+Initialisation (PHM): each A_a Xavier-uniform (bound sqrt(3/d)), then the weight variance-preserving for the
+structure drawn (runtime.layers.linear.default_init_, or runtime.init's schemes, which read the current T).
+`freeze()` stops training T; `spec_source(name)` writes it as an algebra spec (exact rationals) for the normal
+build, which gives a fixed algebra with its own scheme search and kernels.
+
+Layers that need no products (norms, pools, dropout, activations) hold the `LearnedSpec` (name, dim); the
+product layers (linear, conv, transposed conv, recurrent, attention projections) hold a `LearnedAlgebra`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import torch
+from torch import nn
+
+from .registry import Algebra, load_algebra
+
+__all__ = ["LearnedSpec", "LearnedAlgebra", "learned", "learned_spec", "describe", "is_learned", "MAX_DIM"]
+
+#: the largest learned dimension (T has d^3 entries; the products cost d^2 per element pair)
+MAX_DIM = 16
+
+_NAME = re.compile(r"PHM([0-9]+)")
+
+
+@dataclass(frozen=True)
+class LearnedSpec:
+    """A learned algebra of dimension `dim` before any layer owns its structure: what `learned(d)` returns and
+    what a name "PHM<d>" means.  Quacks like an Algebra for the layers that only need the dimension."""
+
+    dim: int
+
+    @property
+    def name(self) -> str:
+        return f"PHM{self.dim}"
+
+    unit = None
+    learned = True
+
+    @property
+    def properties(self) -> dict:
+        return {}
+
+    @property
+    def naive_multiplications(self) -> int:
+        """Products per element pair of a dense structure tensor: d^3."""
+        return self.dim ** 3
+
+    def __repr__(self) -> str:
+        return f"learned({self.dim})"
+
+
+def learned(d: int) -> LearnedSpec:
+    """A learned algebra of dimension d (2 <= d <= MAX_DIM) to pass as `algebra=` to any layer or model."""
+    if not isinstance(d, int) or isinstance(d, bool) or not 2 <= d <= MAX_DIM:
+        raise ValueError(f"learned(d): d must be an int from 2 to {MAX_DIM}, got {d!r}")
+    return LearnedSpec(d)
+
+
+def learned_spec(name: str) -> LearnedSpec | None:
+    """The LearnedSpec a name "PHM<d>" stands for, or None for any other name."""
+    m = _NAME.fullmatch(name)
+    return learned(int(m.group(1))) if m else None
+
+
+class LearnedAlgebra(nn.Module):
+    """A layer's trainable structure tensor: parameter `T` (d, d, d), (x*y)_k = sum_ij T[i,j,k] x_i y_j.
+
+    Read by the algebra layers through `structure_tensor()` / `block_tensor()` (live, differentiable).
+    `structure` (numpy float64, a copy of the current values) and `dim`, `name`, `unit`, `properties`,
+    `naive_multiplications` make it usable where an Algebra's description is read (counting, runtime.init).
+    """
+
+    learned = True
+    unit = None
+
+    def __init__(self, spec: LearnedSpec | int, device=None, dtype=None) -> None:
+        super().__init__()
+        spec = learned(spec) if isinstance(spec, int) else spec
+        self.spec = spec
+        self.dim = spec.dim
+        self.name = spec.name
+        self.T = nn.Parameter(torch.empty(spec.dim, spec.dim, spec.dim, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PHM's initialisation: each A_a = T[a]^T Xavier-uniform, bound sqrt(6 / (d + d))."""
+        bound = math.sqrt(3.0 / self.dim)
+        with torch.no_grad():
+            self.T.uniform_(-bound, bound, generator=generator)
+
+    @property
+    def properties(self) -> dict:
+        return {}
+
+    @property
+    def naive_multiplications(self) -> int:
+        return self.dim ** 3
+
+    @property
+    def structure(self) -> np.ndarray:
+        """The current structure tensor as float64 numpy (d, d, d), a copy."""
+        return self.T.detach().to("cpu", torch.float64).numpy().copy()
+
+    def structure_tensor(self, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+        """T (d, d, d), differentiable, in `dtype` / on `device` when given."""
+        return self.T.to(dtype=dtype, device=device)
+
+    def block_tensor(self, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+        """(d, d, d) with L(w)[t, s] = sum_a block[a, t, s] w_a (runtime.methods.block.expand), differentiable."""
+        return self.structure_tensor(dtype, device).transpose(1, 2)
+
+    def mul(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(..., d) x (..., d) -> (..., d) with the current structure."""
+        return torch.einsum("ijk,...i,...j->...k", self.structure_tensor(x.dtype, x.device), x, y)
+
+    def freeze(self) -> "LearnedAlgebra":
+        """Stop training the structure (requires_grad False); returns self."""
+        self.T.requires_grad_(False)
+        return self
+
+    def spec_source(self, name: str, max_denominator: int = 1 << 12) -> str:
+        """An algebra spec file (algebra_spec style) defining the current structure as a fixed algebra named
+        `name`, each constant rounded to the nearest fraction with denominator <= max_denominator.  Build it
+        with `python -m codegen build --spec-dir FOLDER` and load it with runtime.load_algebra(name)."""
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise ValueError(f"{self.name}.spec_source: name must be an identifier (letters, digits, _), got {name!r}")
+        basis = [f"e{i}" for i in range(self.dim)]
+        T = self.structure
+        products = {}
+        for i in range(self.dim):
+            for j in range(self.dim):
+                terms = []
+                for k in range(self.dim):
+                    c = Fraction(float(T[i, j, k])).limit_denominator(max_denominator)
+                    if c:
+                        terms.append(f"({c})*{basis[k]}")
+                products[f"{basis[i]}*{basis[j]}"] = " + ".join(terms) if terms else "0"
+        lines = [f'"""{name}: a learned {self.dim}-dimensional structure, frozen (constants rounded to '
+                 f'denominators <= {max_denominator})."""',
+                 "from codegen.spec import algebra", "",
+                 f"{name} = algebra({name!r}, basis={basis!r}, missing=\"zero\", title=\"frozen learned algebra\",",
+                 "    products={"]
+        lines += [f"        {k!r}: {v!r}," for k, v in products.items()]
+        lines += ["    })", ""]
+        return "\n".join(lines)
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, trainable={self.T.requires_grad}"
+
+
+def is_learned(algebra) -> bool:
+    """Whether `algebra` is a learned algebra (a LearnedSpec or a LearnedAlgebra)."""
+    return getattr(algebra, "learned", False) is True
+
+
+def describe(algebra):
+    """What a layer reads about an algebra it does not multiply with: the Algebra for a built one (name or
+    object), the LearnedSpec / LearnedAlgebra for a learned one ("PHM<d>", learned(d), a layer's module)."""
+    if isinstance(algebra, (Algebra, LearnedSpec, LearnedAlgebra)):
+        return algebra
+    if isinstance(algebra, str):
+        spec = learned_spec(algebra)
+        if spec is not None:
+            return spec
+    return load_algebra(algebra)
