@@ -202,3 +202,23 @@ def test_gru_over_a_learned_algebra_matches_its_block_path():
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 5, 6, dtype=torch.float64)
     assert torch.allclose(a(x)[0], b(x)[0], atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_skinny_kernel_matches_torch(dtype):
+    from runtime.kernels import choice, cpu
+
+    if not cpu.kernels_available():
+        pytest.skip("no C++ compiler")
+    g = torch.Generator().manual_seed(8)
+    for O, K, n in ((1, 1, 1), (5, 19, 3), (13, 64, 4), (7, 37, 9), (33, 130, 16)):
+        w = torch.randn(O, K, generator=g, dtype=dtype)
+        u = torch.randn(n, K, generator=g, dtype=dtype)
+        tol = 1e-4 if dtype == torch.float32 else 1e-12
+        assert torch.allclose(cpu.skinny(w, u), u @ w.T, atol=tol * K), (O, K, n)
+    # a learned layer at inference takes the kernel; with a gradient it does not (the op has no autograd)
+    w, u = torch.randn(8, 32, dtype=dtype), torch.randn(4, 32, dtype=dtype)
+    assert choice.skinny_kernel(w, u) is not None
+    assert choice.skinny_kernel(w.requires_grad_(), u) is None
+    with pytest.raises(ValueError, match="inference only"):
+        cpu.skinny(w, u)

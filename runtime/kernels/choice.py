@@ -29,7 +29,7 @@ from ..checks import autocast_dtype, has_tangent, needs_grad
 from ..registry import Algebra
 
 __all__ = ["CPU_MAX_BATCH", "CPU_MAX_BATCH_OTHER", "cpu_max_batch", "cpu_kernel_applies", "cuda_gemv_applies",
-           "dense_kernel", "cpu", "exporting"]
+           "dense_kernel", "skinny_kernel", "SKINNY_MAX_COLUMNS", "cpu", "exporting"]
 
 #: algebra -> largest batch at which `auto` runs the CPU kernel at inference (docs/benchmarks.md, "Crossovers";
 #: one thread, CPU time, on the 2-core AMD EPYC benchmark machine).  O (the octonions) is not measured yet: the
@@ -121,6 +121,23 @@ def _cuda_gemv(A: Algebra, weight: torch.Tensor, x2: torch.Tensor, bias: torch.T
 
 def _cpu_dense(A: Algebra, weight: torch.Tensor, x2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return cpu().dense_checked(A, weight, x2, bias)
+
+
+#: the most columns (rows x d of a learned-algebra layer's input) the skinny kernel takes; above, torch's GEMM
+#: (docs/benchmarks.md, "Learned algebras")
+SKINNY_MAX_COLUMNS = 16
+
+
+def skinny_kernel(weight2: torch.Tensor, u: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The CPU kernel for u (n, K) times weight2 (O, K)^T at inference (no gradient, CPU float32 / float64 of one
+    dtype, no autocast, not tracing for export, n <= SKINNY_MAX_COLUMNS), or None for torch's GEMM."""
+    if (u.device.type != "cpu" or weight2.device.type != "cpu" or u.shape[0] > SKINNY_MAX_COLUMNS
+            or needs_grad(weight2, u) or has_tangent(weight2, u) or exporting()
+            or weight2.dtype not in (torch.float32, torch.float64) or u.dtype != weight2.dtype
+            or autocast_dtype("cpu") is not None):
+        return None
+    kernels = cpu()
+    return kernels.skinny_checked if kernels.skinny_ready() else None
 
 
 def dense_kernel(requested: str, A: Algebra, x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

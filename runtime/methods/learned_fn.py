@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..kernels import choice
 from .block import expand, real_forward
 from .geometry import ConvGeometry
 
@@ -53,8 +54,9 @@ def _transform(x: torch.Tensor, T: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def _skinny(weight2: torch.Tensor, u_rows: torch.Tensor) -> torch.Tensor:
-    """weight2 (O, K) times u_rows (n, K) transposed -> (n, O)."""
-    return F.linear(u_rows, weight2)
+    """weight2 (O, K) times u_rows (n, K) transposed -> (n, O): the CPU kernel at inference, else torch."""
+    kernel = choice.skinny_kernel(weight2, u_rows)
+    return kernel(weight2, u_rows) if kernel is not None else F.linear(u_rows, weight2)
 
 
 def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str) -> Callable[[torch.Tensor], torch.Tensor]:

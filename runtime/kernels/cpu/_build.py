@@ -189,7 +189,8 @@ def kernel_library(cxx: str, source: Path, name: str, terms: int = 0, *, force: 
                 f"{limit}) are not compiled on first use (that takes minutes); compile them once with "
                 f"`python -m runtime.kernels.cpu compile --generated {source.parent.parent} {name}`")
         compile_library(cxx, source, target, flags,
-                        what=f"the CPU kernels of {name} ({terms} nonzero structure constants, -march={march})")
+                        what=(f"the CPU kernels of {name} ({terms} nonzero structure constants, -march={march})" if terms
+                              else f"the CPU kernel {source.name} (-march={march})"))
     return target
 
 

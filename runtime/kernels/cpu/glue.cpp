@@ -5,6 +5,9 @@
 //                                                         block-CSR: crow (out+1,) int64, col (nnz,) int32/int64,
 //                                                         values (nnz, d); x (B, in, d) -> (B, out, d)
 //
+//   skinny(weight, u) -> y                               weight (O, K), u (n, K) -> (n, O) = u w^T, few columns n
+//                                                         (skinny.cpp: the learned-algebra layers' inference product)
+//
 // y[b, o] = sum_i w[o, i] * x[b, i] + bias[o], the weight the left factor.  The kernels of each algebra live in
 // their own shared library; runtime.kernels.cpu loads it and registers its entry points here under the algebra's key
 // (`algebranets_cpu_register`).  `prep` runs over the input elements and `rows` over the output rows, both with
@@ -16,6 +19,7 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -170,7 +174,51 @@ at::Tensor bsr(c10::string_view algebra, const at::Tensor& crow, const at::Tenso
   return run<double>(k.f64, k.dim, v, &cr, &cl, x, bias, out, variant);
 }
 
+typedef void (*SkinnyF32)(const float*, const float*, float*, i64, i64, i64, i64, i64);
+typedef void (*SkinnyF64)(const double*, const double*, double*, i64, i64, i64, i64, i64);
+std::atomic<SkinnyF32> skinny_f32{nullptr};
+std::atomic<SkinnyF64> skinny_f64{nullptr};
+
+at::Tensor skinny(const at::Tensor& weight, const at::Tensor& u) {
+  TORCH_CHECK(skinny_f32.load() != nullptr, "algebranets_cpu.skinny: the kernel is not loaded in this process; "
+              "runtime.kernels.cpu.skinny_ready() compiles and loads it");
+  TORCH_CHECK(weight.dim() == 2 && u.dim() == 2 && weight.size(1) == u.size(1),
+              "algebranets_cpu.skinny: weight must be (O, K) and u (n, K), got ", weight.sizes(), " and ", u.sizes());
+  TORCH_CHECK(weight.device().is_cpu() && u.device().is_cpu(), "algebranets_cpu.skinny: CPU tensors only");
+  TORCH_CHECK(weight.scalar_type() == u.scalar_type() &&
+                  (weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kDouble),
+              "algebranets_cpu.skinny: weight and u must both be float32 or both float64");
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor x = u.contiguous();
+  const i64 O = w.size(0), K = w.size(1), n = x.size(0);
+  at::Tensor y = at::empty({n, O}, w.options());
+  if (O == 0 || n == 0) return y;
+  const i64 grain = std::max<i64>(1, kRowGrain / std::max<i64>(1, K));
+  if (w.scalar_type() == at::kFloat) {
+    const float* wp = w.const_data_ptr<float>();
+    const float* up = x.const_data_ptr<float>();
+    float* yp = y.mutable_data_ptr<float>();
+    SkinnyF32 fn = skinny_f32.load();
+    at::parallel_for(0, O, grain, [&](i64 o0, i64 o1) { fn(wp, up, yp, O, K, n, o0, o1); });
+  } else {
+    const double* wp = w.const_data_ptr<double>();
+    const double* up = x.const_data_ptr<double>();
+    double* yp = y.mutable_data_ptr<double>();
+    SkinnyF64 fn = skinny_f64.load();
+    at::parallel_for(0, O, grain, [&](i64 o0, i64 o1) { fn(wp, up, yp, O, K, n, o0, o1); });
+  }
+  return y;
+}
+
 }  // namespace
+
+// Register the skinny kernel (skinny.cpp) built for this machine's target; 0, or -1 for another ABI.
+extern "C" int algebranets_cpu_register_skinny(int abi, void* f32, void* f64) {
+  if (abi != 1) return -1;
+  skinny_f32.store(reinterpret_cast<SkinnyF32>(f32));
+  skinny_f64.store(reinterpret_cast<SkinnyF64>(f64));
+  return 0;
+}
 
 // Register the entry points of one algebra's kernel library under `key`: fns = {variant, work, prep, rows} for
 // f32, then the same for f64.  Returns 0, or -1 when the library was generated for another ABI.
@@ -193,9 +241,11 @@ TORCH_LIBRARY(algebranets_cpu, m) {
   m.set_python_module("runtime.kernels.cpu.ops");
   m.def("dense(str algebra, Tensor weight, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
   m.def("bsr(str algebra, Tensor crow, Tensor col, Tensor values, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
+  m.def("skinny(Tensor weight, Tensor u) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(algebranets_cpu, CPU, m) {
   m.impl("dense", &dense);
   m.impl("bsr", &bsr);
+  m.impl("skinny", &skinny);
 }
