@@ -105,18 +105,18 @@ def torch_paths(A, batch: int, n: int) -> str:
 
 
 def dense_rows(algebras, sizes, rounds):
-    from runtime import load_algebra
     from runtime.layers import AlgebraLinear
+    from runtime.learned_algebra import describe, is_learned
     rows = []
     for N in sizes:
         real = torch.nn.Linear(N, N)
         xr = torch.randn(1, N)
         for name in algebras:
-            A = load_algebra(name)
+            A = describe(name)              # a learned algebra ("PHM4"): kernel = transform + skinny, torch = block
             n = elements(N, A.dim)
             layer = AlgebraLinear(n, n, name)
             kern = AlgebraLinear(n, n, name, method="kernel")
-            best = torch_paths(A, 1, n)
+            best = "block" if is_learned(A) else torch_paths(A, 1, n)
             torch_layer = AlgebraLinear(n, n, name, method=best)
             for m in (kern, torch_layer):
                 m.load_state_dict(layer.state_dict())
