@@ -222,3 +222,34 @@ def test_skinny_kernel_matches_torch(dtype):
     assert choice.skinny_kernel(w.requires_grad_(), u) is None
     with pytest.raises(ValueError, match="inference only"):
         cpu.skinny(w, u)
+
+
+def test_second_derivatives_through_both_paths():
+    torch.manual_seed(9)
+    for method in ("block", "kernel"):
+        layer = AlgebraLinear(2, 2, algebra="PHM2", method=method).double()
+        x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+        T = layer.algebra.T.detach().clone().requires_grad_()
+        w = layer.weight.detach().clone().requires_grad_()
+        f = lambda w, T, x: torch.func.functional_call(layer, {"weight": w, "algebra.T": T}, (x,))  # noqa: E731
+        assert torch.autograd.gradgradcheck(f, (w, T, x))
+
+
+def test_model_builders_and_recurrent_layers_take_learned_algebras():
+    from runtime.layers import AlgebraGRUCell, AlgebraLSTM
+    from runtime.models import resnet, vit
+
+    torch.manual_seed(10)
+    models = [(resnet("PHM4", "basic", layers=(1, 1), widths=(4, 8), stem="cifar", in_channels=1, num_classes=10),
+               torch.randn(2, 1, 8, 8)),
+              (vit("PHM4", image_size=8, patch_size=4, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
+                   num_classes=10), torch.randn(2, 3, 8, 8)),
+              (AlgebraLSTM(3, 2, algebra="PHM2", num_layers=2), torch.randn(5, 2, 6)),
+              (AlgebraGRUCell(3, 2, algebra="PHM2"), torch.randn(2, 6))]
+    for model, x in models:
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        assert torch.isfinite(out).all()
+        out.square().sum().backward()
+        Ts = [p for n, p in model.named_parameters() if n.endswith("algebra.T")]
+        assert Ts and all(p.grad is not None and p.grad.abs().sum() > 0 for p in Ts), type(model).__name__
