@@ -42,6 +42,11 @@ def test_nonzero_count_and_values_match_the_algebra_controlled(name):
     assert all(Fraction(v).denominator == 1 for _, _, _, v in A.structure_exact)
     np.testing.assert_array_equal(A.structure, np.array(T, dtype=float))
     assert not np.array_equal(A.structure, B.structure)
+    # a product of two basis elements may have several components here (in H and M4R it has one), so the
+    # naive product takes one multiplication per basis pair with a non-zero product, fewer than the constants
+    pairs = {(i, j) for i, j, _, _ in A.structure_exact}
+    assert A.naive_multiplications == len(pairs) == {"RandH": 10, "RandM4R": 59}[name]
+    assert A.rank <= len(pairs)
 
 
 @pytest.mark.parametrize("name", sorted(CONTROLS))
