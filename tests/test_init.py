@@ -13,7 +13,7 @@ from runtime.layers import AlgebraConv2d, AlgebraLinear
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 # The variance profile assumes uncorrelated input components, which the stacks below keep for these algebras;
 # a random control's layer correlates its output components, so its stacks lose variance with depth (RandH and
-# RandM4R fall to about 0.1-0.4 of the input's after 20 linear layers; docs/toolkit.md).
+# RandM4R fall to about 0.08-0.4 of the input's after 20 linear layers; docs/toolkit.md).
 DEEP = [n for n in ALGEBRAS if not n.startswith("Rand")]
 
 
