@@ -11,7 +11,7 @@ from .algebra import CLAIM_NAMES, AlgebraSpec
 from .builders import cayley_dickson, clifford, direct_sum, extension, group_algebra, opposite
 from .constructors import algebra, basis_change, complex_numbers, from_matrices, matrix_algebra, tensor
 from .errors import BuildError, SpecError
-from .random_structure import random_structure
+from .controls import random_structure
 
 __all__ = ["AlgebraSpec", "CLAIM_NAMES", "BuildError", "SpecError", "algebra", "basis_change", "cayley_dickson",
            "clifford", "complex_numbers", "direct_sum", "extension", "from_matrices", "group_algebra",
