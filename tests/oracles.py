@@ -113,7 +113,8 @@ ORACLES = {
     "RandM4R": random_control(16, 64, 0),
 }
 
-DIMS = {"R": 1, "C": 2, "H": 4, "Dual": 2, "Cross3": 3, "M2R": 4, "M3R": 9, "M4R": 16, "M2C": 8, "O": 8, "RandH": 4, "RandM4R": 16}
+DIMS = {"R": 1, "C": 2, "H": 4, "Dual": 2, "Cross3": 3, "M2R": 4, "M3R": 9, "M4R": 16, "M2C": 8, "O": 8,
+        "RandH": 4, "RandM4R": 16}
 
 
 def oracle_tensor(name: str) -> np.ndarray:
