@@ -5,7 +5,10 @@ product's coordinates in the basis order of docs/design.md.
 """
 from __future__ import annotations
 
+import random
+
 import numpy as np
+import sympy
 
 
 def complex_mul(x, y):
@@ -69,6 +72,32 @@ def octonion(x, y):
     return np.concatenate([hamilton(a, c) - hamilton(conj(d), b), hamilton(d, a) + hamilton(b, conj(c))])
 
 
+def random_control(d: int, nonzeros: int, seed: int):
+    """The random controls (algebra_spec/random_control.py) redrawn from their documented rule, with SymPy ranks:
+    `random.Random(seed)` picks `nonzeros` distinct cells of the d^3 by a partial Fisher-Yates shuffle of the
+    cell indices, then a sign per cell in index order, then a test element w in [-2^20, 2^20]^d; the first draw
+    whose L(w) and R(w) have full rank is the tensor.  Returns the product (x, y) -> x*y."""
+    rng = random.Random(seed)
+    while True:
+        cells = list(range(d ** 3))
+        for t in range(nonzeros):
+            s = t + rng.randrange(d ** 3 - t)
+            cells[t], cells[s] = cells[s], cells[t]
+        T = np.zeros((d, d, d), dtype=object)
+        for c in sorted(cells[:nonzeros]):
+            T[np.unravel_index(c, (d, d, d))] = 1 if rng.randrange(2) else -1
+        w = [rng.randrange(-2 ** 20, 2 ** 20 + 1) for _ in range(d)]
+        L = sympy.Matrix(d, d, lambda k, j: sum(int(T[i, j, k]) * w[i] for i in range(d)))
+        R = sympy.Matrix(d, d, lambda k, i: sum(int(T[i, j, k]) * w[j] for j in range(d)))
+        if L.rank() == d and R.rank() == d:
+            break
+
+    def mul(x, y):
+        return np.einsum("ijk,i,j->k", T, np.asarray(x, dtype=object), np.asarray(y, dtype=object)).astype(
+            x.dtype if x.dtype != object else object)
+    return mul
+
+
 ORACLES = {
     "R": lambda x, y: x * y,
     "C": complex_mul,
@@ -80,9 +109,12 @@ ORACLES = {
     "M4R": matrix_mul(4),
     "M2C": m2c,
     "O": octonion,
+    "RandH": random_control(4, 16, 0),
+    "RandM4R": random_control(16, 64, 0),
 }
 
-DIMS = {"R": 1, "C": 2, "H": 4, "Dual": 2, "Cross3": 3, "M2R": 4, "M3R": 9, "M4R": 16, "M2C": 8, "O": 8}
+DIMS = {"R": 1, "C": 2, "H": 4, "Dual": 2, "Cross3": 3, "M2R": 4, "M3R": 9, "M4R": 16, "M2C": 8, "O": 8,
+        "RandH": 4, "RandM4R": 16}
 
 
 def oracle_tensor(name: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from runtime.layers.lift import AlgebraLift, AlgebraReadout
 from runtime.layers.pool import (AlgebraAdaptiveAvgPool2d, AlgebraAdaptiveMaxPool2d, AlgebraAvgPool2d,
                                  AlgebraMaxPool1d, AlgebraMaxPool2d, AlgebraMaxPool3d)
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 
 
 def test_split_activation_is_componentwise():

@@ -56,6 +56,10 @@ EXPECTED = {
     "M4R":    (True, False, False, True, True, False, tuple(int(i == j) for i in range(4) for j in range(4)), True),
     "M2C":    (True, False, False, True, True, False, (1, 0, 0, 0, 0, 0, 1, 0), True),
     "O":      (False, False, False, True, True, False, (1, 0, 0, 0, 0, 0, 0, 0), False),
+    # the random controls: no law and no unit (not known a priori; their zero-divisor witnesses are checked
+    # against the redrawn tensors of tests/oracles.py)
+    "RandH":   (False, False, False, False, False, False, None, True),
+    "RandM4R": (False, False, False, False, False, False, None, True),
 }
 
 

@@ -175,7 +175,7 @@ def test_runtime_does_not_import_sympy():
 def test_cli_list_and_show():
     proc = subprocess.run([sys.executable, "-m", "codegen", "list"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    for name in ("R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"):
+    for name in ("R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"):
         assert any(line.split()[0] == name for line in proc.stdout.splitlines()[1:])
     stored = json.loads((DEFAULT_SPEC_DIR / "schemes" / "O.json").read_text())["rank"]
     assert next(line.split() for line in proc.stdout.splitlines() if line.startswith("O "))[:4] == \

@@ -23,7 +23,7 @@ from runtime import load_algebra
 from runtime.kernels.compiler import find_compiler
 from runtime.kernels.cpu import KernelBuildError, _build
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "RandH", "RandM4R"]
 ROOT = Path(__file__).resolve().parent.parent
 CXX = find_compiler()
 CROSS = shutil.which("aarch64-linux-gnu-g++")

@@ -28,7 +28,7 @@ from runtime.layers import AlgebraLinear
 
 from test_build import OCTONIONS
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),

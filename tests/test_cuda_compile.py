@@ -19,7 +19,7 @@ import pytest
 from runtime import load_algebra
 from runtime.kernels.cuda._backend import nvrtc_options
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 ARCHS = ("sm_80", "sm_90")
 REQUIRE_ENV = "ALGEBRANETS_REQUIRE_NVCC"
 MAX_SPILL_BYTES = 64        # ptxas occasionally spills a word or two; more than this is a regression

@@ -33,7 +33,7 @@ from runtime import load_algebra
 from runtime.kernels import reference
 from runtime.kernels.cuda import _backend, _launch, ops
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "RandH", "RandM4R"]
 USER = "Σ3"                                     # a user algebra (non-ASCII name: the kernels' C prefix differs)
 ALL = ALGEBRAS + [USER]
 DTYPES = {"f32": torch.float32, "f64": torch.float64, "f16": torch.float16, "bf16": torch.bfloat16}

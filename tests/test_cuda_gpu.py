@@ -18,7 +18,7 @@ from runtime.kernels.cuda import _backend, _launch, ops, reference
 
 pytestmark = pytest.mark.gpu
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "RandH", "RandM4R"]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TOL = {torch.float64: 1e-12, torch.float32: 3e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 

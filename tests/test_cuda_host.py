@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from runtime import load_algebra
 from cuda_emulation.host import HostLibrary, find_compiler
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 REQUIRE = os.environ.get("ALGEBRANETS_REQUIRE_NVCC", "") not in ("", "0")
 
 

@@ -13,7 +13,7 @@ from runtime.kernels import cuda as ac
 from runtime import load_algebra
 from runtime.kernels.cuda import _backend, ops, reference
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 
 
 def _r(*shape, gen, grad=True, dtype=torch.float64):

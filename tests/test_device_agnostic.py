@@ -26,7 +26,7 @@ from runtime import load_algebra, sparsity
 from runtime.models import convert, match_model, resnet, TransformerLM
 
 META = torch.device("meta")
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "RandH", "RandM4R"]
 METHODS = ["block", "fold", "bilinear", "kernel", "auto"]
 
 

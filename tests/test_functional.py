@@ -26,7 +26,7 @@ from codegen.exact.fold import fold_plan
 from runtime.registry import AlgebraCache, FoldPlan
 from runtime.registry import SchemeData
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 METHODS = ["block", "fold", "bilinear", "auto"]
 CONV = {1: AF.algebra_conv1d, 2: AF.algebra_conv2d, 3: AF.algebra_conv3d}
 FAST = settings(max_examples=4, deadline=None, derandomize=True,

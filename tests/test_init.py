@@ -10,7 +10,11 @@ from runtime import load_algebra
 from runtime import init as ainit
 from runtime.layers import AlgebraConv2d, AlgebraLinear
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
+# The variance profile assumes uncorrelated input components, which the stacks below keep for these algebras;
+# a random control's layer correlates its output components, so its stacks lose variance with depth (RandH and
+# RandM4R fall to about 0.08-0.4 of the input's after 20 linear layers; docs/toolkit.md).
+DEEP = [n for n in ALGEBRAS if not n.startswith("Rand")]
 
 
 # Small models: one thread is faster than two on a shared 2-core machine.
@@ -25,6 +29,14 @@ def test_profile_solves_the_variance_equations(name):
     assert np.allclose(S, (T ** 2).sum(axis=1))
     p = ainit.variance_profile(A)
     assert (p >= 0).all()
+    if name == "RandM4R":
+        # The random control's equations have no non-negative solution: the profile is the non-negative least
+        # squares fit, certified by its optimality (KKT) conditions, and the output variances differ per component.
+        r = S.T @ p - 1.0
+        g = S @ r                                 # gradient of ||S^T p - 1||^2 / 2
+        assert np.abs(r).max() > 0.1
+        assert (g > -1e-5).all() and np.abs(g * p).max() < 1e-5
+        return
     assert np.allclose(S.T @ p, 1.0)            # every output component gets exactly the input variance
 
 
@@ -65,7 +77,7 @@ def _stack_variances(name, depth, width, relu, init, batch=512, seed=0):
     return torch.stack(out)                                                   # (depth, d)
 
 
-@pytest.mark.parametrize("name", ALGEBRAS)
+@pytest.mark.parametrize("name", DEEP)
 def test_variance_kept_through_20_linear_layers(name):
     """Gain-1 init, no activation: every component's variance stays within 2x of the input's."""
     width = 512 // load_algebra(name).dim
@@ -74,7 +86,7 @@ def test_variance_kept_through_20_linear_layers(name):
     assert v.min() > 0.5 and v.max() < 2.0, v[-1]
 
 
-@pytest.mark.parametrize("name", ALGEBRAS)
+@pytest.mark.parametrize("name", DEEP)
 def test_variance_kept_through_20_relu_layers_he(name):
     """He init with split ReLU keeps the pre-activation second moment of every component.
 

@@ -15,7 +15,7 @@ from runtime.layers.norm import AlgebraBatchNorm2d, AlgebraLayerNorm
 from runtime.models import (AlgebraSelfAttention, TransformerLM, convert, macs_per_pair, match_model,
                             matched_width, matched_widths, resnet)
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 
 
 # Small models: one thread is faster than two on a shared 2-core machine.
@@ -40,6 +40,7 @@ CONFIGS = {  # vary block, stem and norm across algebras to cover them all
     "Cross3": ("basic", "cifar", "component"), "M2R": ("bottleneck", "imagenet", "component"),
     "M3R": ("basic", "cifar", "norm"), "M4R": ("basic", "cifar", "component"),
     "M2C": ("basic", "cifar", "component"), "O": ("basic", "cifar", "whitening"),
+    "RandH": ("bottleneck", "cifar", "component"), "RandM4R": ("basic", "cifar", "whitening"),
 }
 
 
@@ -109,9 +110,11 @@ def test_attention_logits_are_real_inner_products_over_all_components():
 def test_width_table_matches_reference():
     # docs/design.md, "Width matching": N/C at equal parameters and at equal (naive) MACs
     params = {"R": 1, "C": .707, "Dual": .707, "Cross3": .577, "H": .5, "M2R": .5, "M2C": .354, "M3R": .333,
-              "M4R": .25, "O": .354}
+              "M4R": .25, "O": .354, "RandH": .5, "RandM4R": .25}
+    # the random controls' naive products take one multiplication per basis pair (i, j) with a non-zero product:
+    # 10 for RandH's 16 constants, 59 for RandM4R's 64 (tests/test_random_control.py)
     macs = {"R": 1, "C": .5, "Dual": .577, "Cross3": .408, "H": .25, "M2R": .354, "M2C": .177, "M3R": .192,
-            "M4R": .125, "O": .125}
+            "M4R": .125, "O": .125, "RandH": .316, "RandM4R": .130}
     C = 10_000
     for name in ALGEBRAS:
         assert matched_width(C, name, "params") / C == pytest.approx(params[name], abs=1e-3)

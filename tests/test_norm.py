@@ -13,7 +13,7 @@ from runtime import load_algebra
 from runtime.layers.norm import (AlgebraBatchNorm1d, AlgebraBatchNorm2d, AlgebraBatchNorm3d, AlgebraLayerNorm,
                                  inv_sqrtm_psd)
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "RandH", "RandM4R"]
 
 
 def element_cov(y: torch.Tensor, C: int, d: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from runtime import load_algebra
 
 O_STORED = json.loads((DEFAULT_SPEC_DIR / "schemes" / "O.json").read_text())
 TARGETS = {"R": 1, "C": 3, "Dual": 3, "Cross3": 5, "H": 8, "M2R": 7, "M3R": 23, "M2C": 21, "M4R": 48,
-           "O": O_STORED["rank"]}
+           "O": O_STORED["rank"], "RandH": 10, "RandM4R": 59}      # the controls: naive (pairs with a product)
 
 
 @pytest.fixture(scope="module")

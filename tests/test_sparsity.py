@@ -15,7 +15,7 @@ from runtime import load_algebra
 from runtime import sparsity as sp
 from runtime.layers import AlgebraConv1d, AlgebraConv2d, AlgebraConv3d, AlgebraLinear
 
-ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O"]
+ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "O", "RandH", "RandM4R"]
 
 
 # Small models: one thread is faster than two on a shared 2-core machine.
