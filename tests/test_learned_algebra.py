@@ -205,23 +205,30 @@ def test_gru_over_a_learned_algebra_matches_its_block_path():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_skinny_kernel_matches_torch(dtype):
+def test_learned_kernel_matches_the_explicit_product(dtype):
     from runtime.kernels import choice, cpu
 
     if not cpu.kernels_available():
         pytest.skip("no C++ compiler")
     g = torch.Generator().manual_seed(8)
-    for O, K, n in ((1, 1, 1), (5, 19, 3), (13, 64, 4), (7, 37, 9), (33, 130, 16)):
-        w = torch.randn(O, K, generator=g, dtype=dtype)
-        u = torch.randn(n, K, generator=g, dtype=dtype)
+    # output rows not a multiple of the row blocking, K = I*d not a multiple of the vector width, 1..16 columns
+    for O, I, d, N, bias in ((1, 1, 2, 1, False), (5, 19, 2, 3, True), (13, 16, 4, 4, True), (7, 37, 3, 5, False),
+                             (33, 9, 8, 2, True), (6, 5, 5, 3, True), (3, 4, 16, 1, False)):
+        w = torch.randn(O, I, d, generator=g, dtype=dtype)
+        T = torch.randn(d, d, d, generator=g, dtype=dtype)
+        x = torch.randn(N, I * d, generator=g, dtype=dtype)
+        b = torch.randn(O, d, generator=g, dtype=dtype) if bias else None
+        ref = torch.einsum("oia,ajk,nij->nok", w.double(), T.double(), x.double().view(N, I, d))
+        ref = (ref + (0 if b is None else b.double())).reshape(N, O * d)
         tol = 1e-4 if dtype == torch.float32 else 1e-12
-        assert torch.allclose(cpu.skinny(w, u), u @ w.T, atol=tol * K), (O, K, n)
+        assert torch.allclose(cpu.learned(w, T, x, b).double(), ref, atol=tol * I * d * d), (O, I, d, N)
     # a learned layer at inference takes the kernel; with a gradient it does not (the op has no autograd)
-    w, u = torch.randn(8, 32, dtype=dtype), torch.randn(4, 32, dtype=dtype)
-    assert choice.skinny_kernel(w, u) is not None
-    assert choice.skinny_kernel(w.requires_grad_(), u) is None
+    w, T, x = torch.randn(8, 8, 4, dtype=dtype), torch.randn(4, 4, 4, dtype=dtype), torch.randn(4, 32, dtype=dtype)
+    assert choice.learned_kernel(w, T, x, None) is not None
+    assert choice.learned_kernel(w, T, torch.randn(5, 32, dtype=dtype), None) is None      # 20 columns: torch
+    assert choice.learned_kernel(w, T.requires_grad_(), x, None) is None
     with pytest.raises(ValueError, match="inference only"):
-        cpu.skinny(w, u)
+        cpu.learned(w, T, x)
 
 
 def test_second_derivatives_through_both_paths():

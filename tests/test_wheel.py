@@ -73,10 +73,10 @@ with torch.no_grad():
     assert torch.allclose(ys, algebra_linear(x, lin.weight, lin.bias, "H", method="block"), atol=1e-4)
 assert cpu.ops.registered(lin.algebra)
 import runtime
-phm = AlgebraLinear(40, 24, runtime.learned(4)).eval()         # a learned algebra at inference: the skinny kernel
+phm = AlgebraLinear(40, 24, runtime.learned(4)).eval()         # a learned algebra at inference: its kernel (learned.cpp)
 with torch.inference_mode():
     yl = phm(x)
-assert cpu.ops.skinny_loaded()
+assert cpu.ops.learned_loaded()
 phm.method = "block"
 assert torch.allclose(yl, phm(x), atol=1e-4)
 print("kernels ok")

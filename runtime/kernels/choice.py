@@ -29,7 +29,7 @@ from ..checks import autocast_dtype, has_tangent, needs_grad
 from ..registry import Algebra
 
 __all__ = ["CPU_MAX_BATCH", "CPU_MAX_BATCH_OTHER", "cpu_max_batch", "cpu_kernel_applies", "cuda_gemv_applies",
-           "dense_kernel", "skinny_kernel", "SKINNY_MAX_COLUMNS", "cpu", "exporting"]
+           "dense_kernel", "learned_kernel", "LEARNED_MAX_COLUMNS", "cpu", "exporting"]
 
 #: algebra -> largest batch at which `auto` runs the CPU kernel at inference (docs/benchmarks.md, "Crossovers";
 #: one thread, CPU time, on the 2-core AMD EPYC benchmark machine).  O (the octonions) is not measured yet: the
@@ -123,21 +123,23 @@ def _cpu_dense(A: Algebra, weight: torch.Tensor, x2: torch.Tensor, bias: torch.T
     return cpu().dense_checked(A, weight, x2, bias)
 
 
-#: the most columns (rows x d of a learned-algebra layer's input) the skinny kernel takes; above, torch's GEMM
+#: the most columns (rows x d of a learned-algebra layer's input) the learned kernel takes; above, torch's GEMM
 #: (docs/benchmarks.md, "Learned algebras")
-SKINNY_MAX_COLUMNS = 16
+LEARNED_MAX_COLUMNS = 16
 
 
-def skinny_kernel(weight2: torch.Tensor, u: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-    """The CPU kernel for u (n, K) times weight2 (O, K)^T at inference (no gradient, CPU float32 / float64 of one
-    dtype, no autocast, not tracing for export, n <= SKINNY_MAX_COLUMNS), or None for torch's GEMM."""
-    if (u.device.type != "cpu" or weight2.device.type != "cpu" or u.shape[0] > SKINNY_MAX_COLUMNS
-            or needs_grad(weight2, u) or has_tangent(weight2, u) or exporting()
-            or weight2.dtype not in (torch.float32, torch.float64) or u.dtype != weight2.dtype
+def learned_kernel(weight: torch.Tensor, structure: torch.Tensor, x2: torch.Tensor,
+                   bias: torch.Tensor | None) -> Callable | None:
+    """runtime.kernels.cpu.learned_checked for a learned-algebra linear call at inference (no gradient, CPU float32 /
+    float64 of one dtype, no autocast, not tracing for export, rows x d <= LEARNED_MAX_COLUMNS), or None."""
+    if (x2.device.type != "cpu" or weight.device.type != "cpu" or x2.shape[0] * weight.shape[-1] > LEARNED_MAX_COLUMNS
+            or needs_grad(weight, structure, x2, bias) or has_tangent(weight, structure, x2, bias) or exporting()
+            or weight.dtype not in (torch.float32, torch.float64)
+            or any(t is not None and t.dtype != weight.dtype for t in (structure, x2, bias))
             or autocast_dtype("cpu") is not None):
         return None
     kernels = cpu()
-    return kernels.skinny_checked if kernels.skinny_ready() else None
+    return kernels.learned_checked if kernels.learned_ready() else None
 
 
 def dense_kernel(requested: str, A: Algebra, x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

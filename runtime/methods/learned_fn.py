@@ -5,8 +5,8 @@ derived from it is cached and both paths are plain torch ops with autograd throu
                torch's GEMM / conv: d^2 MACs per element pair.  The training path (few weights, many rows).
     transform  the INPUT combined with T once (d^3 MACs per input element): u[n, i, a, k] = sum_j T[a, j, k]
                x[n, i, j]; then the compact weight (O, I*d) times u: d^2 MACs per pair, reading the weight once
-               (O*I*d values, d times fewer than the block weight).  The inference path (few rows); on the CPU
-               at inference its product runs the `skinny_gemm` kernel of runtime.kernels.cpu where available.
+               (O*I*d values, d times fewer than the block weight).  The inference path (few rows); a linear
+               layer on the CPU at inference runs it as one op, runtime.kernels.cpu.learned (learned.cpp).
 
 `choose_path` picks the cheaper by the work on T: transform when fewer input elements enter than weight
 elements exist (linear: rows < out_features).
@@ -53,12 +53,6 @@ def _transform(x: torch.Tensor, T: torch.Tensor, d: int) -> torch.Tensor:
     return torch.einsum("nijp,ajk->nkiap", x, T)
 
 
-def _skinny(weight2: torch.Tensor, u_rows: torch.Tensor) -> torch.Tensor:
-    """weight2 (O, K) times u_rows (n, K) transposed -> (n, O): the CPU kernel at inference, else torch."""
-    kernel = choice.skinny_kernel(weight2, u_rows)
-    return kernel(weight2, u_rows) if kernel is not None else F.linear(u_rows, weight2)
-
-
 def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """weight (O, I, d), bias (O, d) | None -> a step (N, I*d) -> (N, O*d) on `path`; the block path expands
     the weight once for all steps (a recurrence's hidden projection)."""
@@ -71,9 +65,12 @@ def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str) 
     w2 = weight.reshape(O, I * d)
 
     def step(x2: torch.Tensor) -> torch.Tensor:
+        kernel = choice.learned_kernel(weight, T, x2, bias)
+        if kernel is not None:                  # inference on the CPU: one op, the weight streamed once
+            return kernel(weight, T, x2, bias)
         N = x2.shape[0]
         u = _transform(x2.reshape(N, I, d, 1), T, d).reshape(N * d, I * d)      # rows (n, k), columns (i, a)
-        y = _skinny(w2, u).view(N, d, O).transpose(1, 2).reshape(N, O * d)
+        y = F.linear(u, w2).view(N, d, O).transpose(1, 2).reshape(N, O * d)
         return y if b is None else y + b
     return step
 

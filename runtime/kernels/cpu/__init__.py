@@ -5,7 +5,7 @@
     y = cpu.dense("H", weight, x, bias)        # x (..., in*d), weight (out, in, d) -> (..., out*d)
     y = cpu.bsr_linear("H", crow, col, values, x, bias)   # element-sparse weight (block-CSR), same layout
     y = cpu.conv_checked(A, weight, x, bias, stride, dilation)   # groups=1 conv via whole-element im2col
-    y = cpu.skinny(weight2, u)                 # weight2 (O, K), u (n, K) -> (n, O) = u weight2^T, few columns n
+    y = cpu.learned(weight, T, x, bias)        # a learned-algebra layer, structure T (d, d, d) given per call
 
 `python -m codegen build` emits, per algebra, `generated/<Name>/<Name>_cpu.cpp` from the same exact
 arithmetic as the CUDA kernels; this package compiles it with the system C++ compiler (-O3 -march=native,
@@ -44,7 +44,7 @@ from ._build import ENV_CACHE, KernelBuildError, cache_dir
 
 __all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "conv_checked",
            "bsr_linear",
-           "bsr_checked", "skinny", "skinny_checked", "skinny_ready", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
+           "bsr_checked", "learned", "learned_checked", "learned_ready", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
            "ENV_CACHE", "DTYPES", "ops", "precompile"]
 
 #: dtypes the kernels compute in
@@ -136,36 +136,37 @@ def ready(algebra: Algebra) -> bool:
             return False
 
 
-def skinny_ready() -> bool:
-    """Whether the skinny kernel (the learned-algebra layers' inference product) runs in this process; compiles
+def learned_ready() -> bool:
+    """Whether the learned-algebra layers' kernel (learned.cpp) runs in this process; compiles
     and loads it on first use, warns once and returns False when that is impossible."""
-    if ops.skinny_loaded():
+    if ops.learned_loaded():
         return True
-    if "skinny" in _failed or "" in _failed:
+    if "learned" in _failed or "" in _failed:
         return False
     with _lock:
         try:
-            ops.load_skinny()
+            ops.load_learned()
             return True
         except (KernelBuildError, OSError, RuntimeError) as e:
-            _fail("skinny" if ops.glue_loaded() else "", e)
+            _fail("learned" if ops.glue_loaded() else "", e)
             return False
 
 
-def skinny(weight: Tensor, u: Tensor) -> Tensor:
-    """u (n, K) times weight (O, K) transposed -> (n, O), weight streamed once (few columns n; float32 / float64
-    CPU tensors of one dtype).  Inference only: a ValueError when a gradient would be needed."""
-    if needs_grad(weight, u):
-        raise ValueError("runtime.kernels.cpu.skinny: inference only (no gradient); use torch.nn.functional.linear")
-    if not skinny_ready():
-        raise KernelBuildError(f"runtime.kernels.cpu.skinny: unavailable: {_failed.get('skinny') or _failed.get('')}",
-                               log=unavailable_reason() or "")
-    return skinny_checked(weight, u)
+def learned(weight: Tensor, structure: Tensor, x: Tensor, bias: Tensor | None = None) -> Tensor:
+    """A layer over a learned algebra with the structure taken at run time (the transform path in one op): weight
+    (O, I, d), structure (d, d, d), x (N, I*d), bias (O, d) or None -> (N, O*d), the weight streamed once per
+    call.  Float32 / float64 CPU tensors of one dtype; inference only (a ValueError when a gradient is needed)."""
+    if needs_grad(weight, structure, x, bias):
+        raise ValueError("runtime.kernels.cpu.learned: inference only (no gradient); use the layer's block path")
+    if not learned_ready():
+        raise KernelBuildError(f"runtime.kernels.cpu.learned: unavailable: "
+                               f"{_failed.get('learned') or _failed.get('')}", log=unavailable_reason() or "")
+    return learned_checked(weight, structure, x, bias)
 
 
-def skinny_checked(weight: Tensor, u: Tensor) -> Tensor:
-    """`skinny` for callers that checked that no gradient is needed and that `skinny_ready()` holds."""
-    return _call("skinny", (weight, u), ())
+def learned_checked(weight: Tensor, structure: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:
+    """`learned` for callers that checked that no gradient is needed and that `learned_ready()` holds."""
+    return _call("learned", (weight, structure, x, bias), ())
 
 
 def _variant(variant: str | None) -> int:

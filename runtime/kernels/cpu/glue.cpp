@@ -5,8 +5,9 @@
 //                                                         block-CSR: crow (out+1,) int64, col (nnz,) int32/int64,
 //                                                         values (nnz, d); x (B, in, d) -> (B, out, d)
 //
-//   skinny(weight, u) -> y                               weight (O, K), u (n, K) -> (n, O) = u w^T, few columns n
-//                                                         (skinny.cpp: the learned-algebra layers' inference product)
+//   learned(weight, structure, x, bias?) -> y             a layer over a learned algebra: weight (O, I, d),
+//                                                         structure (d, d, d), x (N, I*d) -> (N, O*d)
+//                                                         (learned.cpp: the learned layers' inference kernel)
 //
 // y[b, o] = sum_i w[o, i] * x[b, i] + bias[o], the weight the left factor.  The kernels of each algebra live in
 // their own shared library; runtime.kernels.cpu loads it and registers its entry points here under the algebra's key
@@ -174,49 +175,83 @@ at::Tensor bsr(c10::string_view algebra, const at::Tensor& crow, const at::Tenso
   return run<double>(k.f64, k.dim, v, &cr, &cl, x, bias, out, variant);
 }
 
-typedef void (*SkinnyF32)(const float*, const float*, float*, i64, i64, i64, i64, i64);
-typedef void (*SkinnyF64)(const double*, const double*, double*, i64, i64, i64, i64, i64);
-std::atomic<SkinnyF32> skinny_f32{nullptr};
-std::atomic<SkinnyF64> skinny_f64{nullptr};
+template <typename T>
+struct Learned {       // learned.cpp's entry points for T (registered by runtime.kernels.cpu.ops.load_learned)
+  void (*skinny)(const T* w, const T* u, const T* bias, T* y, i64 O, i64 K, i64 n, i64 dk, i64 o0, i64 o1);
+  void (*prep)(const T* x, const T* structure, T* u, i64 N, i64 I, i64 d, i64 i0, i64 i1);
+};
+std::atomic<bool> learned_loaded{false};
+Learned<float> learned_f32{};
+Learned<double> learned_f64{};
 
-at::Tensor skinny(const at::Tensor& weight, const at::Tensor& u) {
-  TORCH_CHECK(skinny_f32.load() != nullptr, "algebranets_cpu.skinny: the kernel is not loaded in this process; "
-              "runtime.kernels.cpu.skinny_ready() compiles and loads it");
-  TORCH_CHECK(weight.dim() == 2 && u.dim() == 2 && weight.size(1) == u.size(1),
-              "algebranets_cpu.skinny: weight must be (O, K) and u (n, K), got ", weight.sizes(), " and ", u.sizes());
-  TORCH_CHECK(weight.device().is_cpu() && u.device().is_cpu(), "algebranets_cpu.skinny: CPU tensors only");
-  TORCH_CHECK(weight.scalar_type() == u.scalar_type() &&
+void check_learned(const at::Tensor& weight, const at::Tensor& x, const char* who) {
+  TORCH_CHECK(learned_loaded.load(), who, ": the kernel is not loaded in this process; "
+              "runtime.kernels.cpu.learned_ready() compiles and loads it");
+  TORCH_CHECK(weight.device().is_cpu() && x.device().is_cpu(), who, ": CPU tensors only");
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type() &&
                   (weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kDouble),
-              "algebranets_cpu.skinny: weight and u must both be float32 or both float64");
-  const at::Tensor w = weight.contiguous();
-  const at::Tensor x = u.contiguous();
-  const i64 O = w.size(0), K = w.size(1), n = x.size(0);
-  at::Tensor y = at::empty({n, O}, w.options());
-  if (O == 0 || n == 0) return y;
-  const i64 grain = std::max<i64>(1, kRowGrain / std::max<i64>(1, K));
-  if (w.scalar_type() == at::kFloat) {
-    const float* wp = w.const_data_ptr<float>();
-    const float* up = x.const_data_ptr<float>();
-    float* yp = y.mutable_data_ptr<float>();
-    SkinnyF32 fn = skinny_f32.load();
-    at::parallel_for(0, O, grain, [&](i64 o0, i64 o1) { fn(wp, up, yp, O, K, n, o0, o1); });
-  } else {
-    const double* wp = w.const_data_ptr<double>();
-    const double* up = x.const_data_ptr<double>();
-    double* yp = y.mutable_data_ptr<double>();
-    SkinnyF64 fn = skinny_f64.load();
-    at::parallel_for(0, O, grain, [&](i64 o0, i64 o1) { fn(wp, up, yp, O, K, n, o0, o1); });
-  }
+              who, ": weight and input must both be float32 or both float64");
+}
+
+// the layer's (N, O, d) (dk = d) from u (n, K), threaded over the weight's rows
+template <typename T>
+void product(const Learned<T>& k, const at::Tensor& w, const at::Tensor& u, const T* bias, at::Tensor& y, i64 dk) {
+  const i64 O = w.size(0), K = w.size(1), n = u.size(0);
+  if (O == 0 || n == 0) return;
+  const T* wp = w.const_data_ptr<T>();
+  const T* up = u.const_data_ptr<T>();
+  T* yp = y.mutable_data_ptr<T>();
+  at::parallel_for(0, O, std::max<i64>(1, kRowGrain / std::max<i64>(1, K)),
+                   [&](i64 o0, i64 o1) { k.skinny(wp, up, bias, yp, O, K, n, dk, o0, o1); });
+}
+
+template <typename T>
+at::Tensor learned_run(const Learned<T>& k, const at::Tensor& w, const at::Tensor& st, const at::Tensor& x,
+                       const std::optional<at::Tensor>& bias) {
+  const i64 O = w.size(0), I = w.size(1), d = w.size(2), N = x.size(0);
+  at::Tensor u = at::empty({N * d, I * d}, w.options());
+  const T* xp = x.const_data_ptr<T>();
+  const T* tp = st.const_data_ptr<T>();
+  T* up = u.mutable_data_ptr<T>();
+  at::parallel_for(0, I, std::max<i64>(1, kPrepGrain / std::max<i64>(1, N * d * d)),
+                   [&](i64 i0, i64 i1) { k.prep(xp, tp, up, N, I, d, i0, i1); });
+  at::Tensor y = at::empty({N, O * d}, w.options());
+  const at::Tensor b = bias ? bias->contiguous() : at::Tensor();
+  product<T>(k, w.view({O, I * d}), u, bias ? b.const_data_ptr<T>() : nullptr, y, d);
   return y;
+}
+
+// y (N, O*d) = the layer over a learned algebra at inference: weight (O, I, d), structure (d, d, d), x (N, I*d)
+at::Tensor learned(const at::Tensor& weight, const at::Tensor& structure, const at::Tensor& x,
+                   const std::optional<at::Tensor>& bias) {
+  check_learned(weight, x, "algebranets_cpu.learned");
+  TORCH_CHECK(weight.dim() == 3, "algebranets_cpu.learned: weight must be (O, I, d), got ", weight.sizes());
+  const i64 O = weight.size(0), I = weight.size(1), d = weight.size(2);
+  TORCH_CHECK(structure.dim() == 3 && structure.size(0) == d && structure.size(1) == d && structure.size(2) == d &&
+                  structure.scalar_type() == weight.scalar_type() && structure.device().is_cpu(),
+              "algebranets_cpu.learned: structure must be (", d, ", ", d, ", ", d, ") of the weight's dtype, got ",
+              structure.sizes());
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == I * d, "algebranets_cpu.learned: x must be (N, ", I * d, "), got ",
+              x.sizes());
+  TORCH_CHECK(!bias || (bias->sizes() == at::IntArrayRef({O, d}) && bias->scalar_type() == weight.scalar_type() &&
+                        bias->device().is_cpu()),
+              "algebranets_cpu.learned: bias must be (", O, ", ", d, ") of the weight's dtype");
+  const at::Tensor w = weight.contiguous(), st = structure.contiguous(), xc = x.contiguous();
+  if (w.scalar_type() == at::kFloat) return learned_run<float>(learned_f32, w, st, xc, bias);
+  return learned_run<double>(learned_f64, w, st, xc, bias);
 }
 
 }  // namespace
 
-// Register the skinny kernel (skinny.cpp) built for this machine's target; 0, or -1 for another ABI.
-extern "C" int algebranets_cpu_register_skinny(int abi, void* f32, void* f64) {
-  if (abi != 1) return -1;
-  skinny_f32.store(reinterpret_cast<SkinnyF32>(f32));
-  skinny_f64.store(reinterpret_cast<SkinnyF64>(f64));
+// Register learned.cpp's entry points built for this machine's target: fns = {skinny, prep} for f32, then f64.
+// Returns 0, or -1 for another ABI.
+extern "C" int algebranets_cpu_register_learned(int abi, void* const* fns) {
+  if (abi != 2) return -1;
+  learned_f32 = {reinterpret_cast<decltype(learned_f32.skinny)>(fns[0]),
+                 reinterpret_cast<decltype(learned_f32.prep)>(fns[1])};
+  learned_f64 = {reinterpret_cast<decltype(learned_f64.skinny)>(fns[2]),
+                 reinterpret_cast<decltype(learned_f64.prep)>(fns[3])};
+  learned_loaded.store(true);
   return 0;
 }
 
@@ -241,11 +276,11 @@ TORCH_LIBRARY(algebranets_cpu, m) {
   m.set_python_module("runtime.kernels.cpu.ops");
   m.def("dense(str algebra, Tensor weight, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
   m.def("bsr(str algebra, Tensor crow, Tensor col, Tensor values, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
-  m.def("skinny(Tensor weight, Tensor u) -> Tensor");
+  m.def("learned(Tensor weight, Tensor structure, Tensor x, Tensor? bias) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(algebranets_cpu, CPU, m) {
   m.impl("dense", &dense);
   m.impl("bsr", &bsr);
-  m.impl("skinny", &skinny);
+  m.impl("learned", &learned);
 }

@@ -5,8 +5,9 @@ runtime/kernels/cpu/glue.cpp), with fake implementations (torch.compile, torch.e
     bsr(algebra, crow, col, values, x, bias?, variant=-1) -> (B, out, d)
                                                                      block-CSR: crow (out+1,) int64, col (nnz,)
                                                                      int32 / int64, values (nnz, d); x (B, in, d)
-    skinny(weight, u) -> (n, O)                                      weight (O, K), u (n, K): u w^T, few columns
-                                                                     (skinny.cpp; inference only, no autograd)
+    learned(weight, structure, x, bias?) -> (N, O*d)                 a learned-algebra layer: weight (O, I, d),
+                                                                     structure (d, d, d), x (N, I*d)
+                                                                     (learned.cpp; inference only, no autograd)
 
 `algebra` is the string key of runtime.kernels.opkey; `variant` (-1: the kernel's choice, 0 small, 1 lanes naive,
 2 lanes scheme) exists for tests and benchmarks.  Gradients are the exact ones of runtime.kernels.reference
@@ -34,7 +35,7 @@ from . import _build
 NS = "algebranets_cpu"
 VARIANTS = {"small": 0, "lanes_naive": 1, "lanes_scheme": 2}
 
-SKINNY_SOURCE = Path(__file__).resolve().parent / "skinny.cpp"
+LEARNED_SOURCE = Path(__file__).resolve().parent / "learned.cpp"
 
 _lock = threading.RLock()
 _glue: dict = {}                      # "lib": ctypes handle of the loaded glue
@@ -93,27 +94,28 @@ def library(alg: Algebra, *, force: bool = False) -> tuple[dict, Path]:
     return table, path
 
 
-def load_skinny() -> None:
-    """Compile (if not cached) and load the skinny kernel for the target (runtime.kernels.cpu._build) and register
-    it with the `skinny` op.  Raises KernelBuildError."""
+def load_learned() -> None:
+    """Compile (if not cached) and load the learned layers' kernel (learned.cpp) for the target
+    (runtime.kernels.cpu._build) and register it with the `learned` op.  Raises KernelBuildError."""
     with _lock:
-        if "skinny" in _libraries:
+        if "learned" in _libraries:
             return
         load_glue()
-        path = _build.kernel_library(_glue["cxx"], SKINNY_SOURCE, "skinny")
+        path = _build.kernel_library(_glue["cxx"], LEARNED_SOURCE, "learned")
         lib = ctypes.CDLL(str(path))
-        lib.algebranets_skinny_abi.restype = ctypes.c_int
-        fns = [ctypes.cast(getattr(lib, f"algebranets_skinny_{t}"), ctypes.c_void_p).value for t in ("f32", "f64")]
-        register_skinny = _glue["lib"].algebranets_cpu_register_skinny
-        register_skinny.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        register_skinny.restype = ctypes.c_int
-        if register_skinny(lib.algebranets_skinny_abi(), *fns) != 0:
-            raise _build.KernelBuildError(f"{path} speaks another skinny-kernel ABI than the glue")
-        _libraries["skinny"] = lib
+        lib.algebranets_learned_abi.restype = ctypes.c_int
+        names = [f"algebranets_{kind}_{t}" for t in ("f32", "f64") for kind in ("skinny", "prep")]
+        fns = (ctypes.c_void_p * 4)(*[ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in names])
+        register = _glue["lib"].algebranets_cpu_register_learned
+        register.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
+        register.restype = ctypes.c_int
+        if register(lib.algebranets_learned_abi(), fns) != 0:
+            raise _build.KernelBuildError(f"{path} speaks another learned-kernel ABI than the glue")
+        _libraries["learned"] = lib
 
 
-def skinny_loaded() -> bool:
-    return "skinny" in _libraries
+def learned_loaded() -> bool:
+    return "learned" in _libraries
 
 
 def glue_loaded() -> bool:
@@ -128,6 +130,7 @@ def registered(algebra: Algebra) -> bool:
 def _register_python_parts() -> None:
     torch.library.register_fake(f"{NS}::dense")(lin.gemv_fake)
     torch.library.register_fake(f"{NS}::bsr")(lin.bsr_fake)
-    torch.library.register_fake(f"{NS}::skinny")(lambda weight, u: u.new_empty((u.shape[0], weight.shape[0])))
+    torch.library.register_fake(f"{NS}::learned")(
+        lambda weight, structure, x, bias: x.new_empty((x.shape[0], weight.shape[0] * weight.shape[2])))
     torch.library.register_autograd(f"{NS}::dense", lin.gemv_backward, setup_context=lin.gemv_setup)
     torch.library.register_autograd(f"{NS}::bsr", lin.bsr_backward, setup_context=lin.bsr_setup)
