@@ -10,6 +10,8 @@
                                                     # dense + sparse per target ISA (ALGEBRANETS_CPU_MARCH)
                                                     # (--isa-generate: and generation per target)
     .venv/bin/python benchmarks/bench_inference.py --modes --threads 1   # inference_mode vs no_grad
+    .venv/bin/python benchmarks/bench_inference.py --learned --algebras PHM2,PHM4,PHM8 --threads 1 --clock cpu
+                                                    # learned algebras: kernel vs torch transform vs real, batch 1-8
 
 Tables
   dense    one layer at batch 1 against a real torch.nn.Linear(N, N) with the same parameter count (the
@@ -33,6 +35,9 @@ Tables
   modes    (--modes) each layer built, loaded and run inside torch.inference_mode() against the same under
            torch.no_grad(), methods block / fold / bilinear / auto at batch 1 and 64, N = 1024: the ratio should
            be 1 (weights made under inference_mode are inference tensors; no cached form may be rebuilt per call).
+  learned  (--learned) layers over learned algebras (runtime.learned) at batch 1, 2, 4, 8: the layer (its CPU kernel
+           where rows x d <= 16 columns) and its transform path in torch ops, each against the real nn.Linear(N, N)
+           of equal parameters at the same batch; the crossover sets runtime.kernels.choice.LEARNED_MAX_COLUMNS.
   isa      (--isa LIST) the dense and sparse tables once per kernel build target, from the same machine and run:
            each target's kernels built with ALGEBRANETS_CPU_MARCH (native: the machine's own, e.g. AVX-512;
            x86-64-v3: AVX2 + FMA) and timed in a process of their own, which times its own real nn.Linear;
@@ -222,6 +227,35 @@ def generation_rows(algebras, rounds, batches=(1, 8), prompt_len=16, new_tokens=
             print(f"  {name:6s} d_model {model.d_model:4d} ({params / 1e6:.2f} M) batch {batch}: "
                   f"{toks / t['algebra']:7.1f} tok/s, real {toks / real:7.1f} (auto {toks / t['real_auto']:.1f}, "
                   f"block {toks / t['real_block']:.1f}), ratio {rows[-1]['ratio']:5.2f}", flush=True)
+    return rows
+
+
+def learned_rows(algebras, rounds, sizes, batches=(1, 2, 4, 8)):
+    """Learned algebras (runtime.learned): the layer at inference (method="auto": the learned kernel where
+    rows x d <= runtime.kernels.choice.LEARNED_MAX_COLUMNS) against its transform path in torch ops and the real
+    nn.Linear(N, N) of equal parameters at the same batch."""
+    from runtime.layers import AlgebraLinear
+    from runtime.learned_algebra import describe
+    from runtime.methods import learned_fn
+    rows = []
+    for N in sizes:
+        real = torch.nn.Linear(N, N)
+        for name in algebras:
+            d = describe(name).dim
+            n = elements(N, d)
+            layer = AlgebraLinear(n, n, name).eval()
+            for batch in batches:
+                x, xr = torch.randn(batch, n * d), torch.randn(batch, N)
+                with torch.no_grad():
+                    t = interleaved_medians({
+                        "real": lambda: real(xr), "auto": lambda: layer(x),
+                        "torch": lambda: learned_fn.linear(x, layer.weight, layer.bias, layer.algebra, "transform",
+                                                           use_kernel=False)}, rounds)
+                rows.append({"N": N, "algebra": name, "batch": batch, "columns": batch * d,
+                             "real_us": t["real"] * 1e6, "auto_ratio": t["auto"] / t["real"],
+                             "torch_ratio": t["torch"] / t["real"]})
+                print(f"  N={N:5d} {name:6s} batch {batch:2d} ({batch * d:3d} columns): real {t['real'] * 1e6:8.1f} us"
+                      f"  auto {rows[-1]['auto_ratio']:5.2f}  torch transform {rows[-1]['torch_ratio']:5.2f}", flush=True)
     return rows
 
 
@@ -450,6 +484,8 @@ def main() -> None:
     ap.add_argument("--isa", help="comma-separated kernel targets (native, x86-64-v3, ...): dense and sparse "
                                   "tables per target, one process each (with --markdown: the per-target tables)")
     ap.add_argument("--isa-generate", action="store_true", help="with --isa: the generation table per target too")
+    ap.add_argument("--learned", action="store_true",
+                    help="only the learned-algebra table (--algebras PHM2,PHM4,...; per target: ALGEBRANETS_CPU_MARCH)")
     ap.add_argument("--modes", action="store_true",
                     help="only the inference_mode / no_grad table (layers built, loaded and run in each mode)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -483,6 +519,10 @@ def main() -> None:
         out = results[threads] = {}
         if args.crossover:
             out["crossover"] = crossover_rows(algebras, args.rounds)
+            continue
+        if args.learned:
+            print("learned algebras at inference (ratio to the real layer of equal parameters, same batch):")
+            out["learned"] = learned_rows(algebras, args.rounds, sizes)
             continue
         if args.modes:
             print("inference_mode / no_grad (layer built, loaded and run in each mode):")

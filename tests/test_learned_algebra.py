@@ -226,6 +226,7 @@ def test_learned_kernel_matches_the_explicit_product(dtype):
     w, T, x = torch.randn(8, 8, 4, dtype=dtype), torch.randn(4, 4, 4, dtype=dtype), torch.randn(4, 32, dtype=dtype)
     assert choice.learned_kernel(w, T, x, None) is not None
     assert choice.learned_kernel(w, T, torch.randn(5, 32, dtype=dtype), None) is None      # 20 columns: torch
+    assert choice.learned_kernel(w, T, torch.randn(2, 32, dtype=dtype), None) is not None   # 8: the kernel
     assert choice.learned_kernel(w, T.requires_grad_(), x, None) is None
     with pytest.raises(ValueError, match="inference only"):
         cpu.learned(w, T, x)

@@ -123,22 +123,25 @@ def _cpu_dense(A: Algebra, weight: torch.Tensor, x2: torch.Tensor, bias: torch.T
     return cpu().dense_checked(A, weight, x2, bias)
 
 
-#: the most columns (rows x d of a learned-algebra layer's input) the learned kernel takes; above, torch's GEMM
-#: (docs/benchmarks.md, "Learned algebras")
-LEARNED_MAX_COLUMNS = 16
+#: the most columns (rows x d of a learned-algebra layer's input) the learned kernel takes, for kernels built with
+#: 512-bit vectors (AVX-512) and narrower ones (AVX2, NEON); above, torch's GEMM is faster (measured:
+#: docs/benchmarks.md, "Learned algebras")
+LEARNED_MAX_COLUMNS = {"wide": 16, "narrow": 8}
 
 
 def learned_kernel(weight: torch.Tensor, structure: torch.Tensor, x2: torch.Tensor,
                    bias: torch.Tensor | None) -> Callable | None:
     """runtime.kernels.cpu.learned_checked for a learned-algebra linear call at inference (no gradient, CPU float32 /
     float64 of one dtype, no autocast, not tracing for export, rows x d <= LEARNED_MAX_COLUMNS), or None."""
-    if (x2.device.type != "cpu" or weight.device.type != "cpu" or x2.shape[0] * weight.shape[-1] > LEARNED_MAX_COLUMNS
+    if (x2.device.type != "cpu" or weight.device.type != "cpu" or x2.shape[0] * weight.shape[-1] > LEARNED_MAX_COLUMNS["wide"]
             or needs_grad(weight, structure, x2, bias) or has_tangent(weight, structure, x2, bias) or exporting()
             or weight.dtype not in (torch.float32, torch.float64)
             or any(t is not None and t.dtype != weight.dtype for t in (structure, x2, bias))
             or autocast_dtype("cpu") is not None):
         return None
     kernels = cpu()
+    if x2.shape[0] * weight.shape[-1] > LEARNED_MAX_COLUMNS["wide" if kernels.wide_vectors() else "narrow"]:
+        return None
     return kernels.learned_checked if kernels.learned_ready() else None
 
 

@@ -53,9 +53,11 @@ def _transform(x: torch.Tensor, T: torch.Tensor, d: int) -> torch.Tensor:
     return torch.einsum("nijp,ajk->nkiap", x, T)
 
 
-def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str,
+                use_kernel: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
     """weight (O, I, d), bias (O, d) | None -> a step (N, I*d) -> (N, O*d) on `path`; the block path expands
-    the weight once for all steps (a recurrence's hidden projection)."""
+    the weight once for all steps (a recurrence's hidden projection).  use_kernel=False: the transform path in
+    torch ops even where the CPU kernel applies (benchmarks)."""
     O, I, d = weight.shape
     T = LA.structure_tensor(weight.dtype, weight.device)
     b = None if bias is None else bias.reshape(-1)
@@ -65,7 +67,7 @@ def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str) 
     w2 = weight.reshape(O, I * d)
 
     def step(x2: torch.Tensor) -> torch.Tensor:
-        kernel = choice.learned_kernel(weight, T, x2, bias)
+        kernel = choice.learned_kernel(weight, T, x2, bias) if use_kernel else None
         if kernel is not None:                  # inference on the CPU: one op, the weight streamed once
             return kernel(weight, T, x2, bias)
         N = x2.shape[0]
@@ -75,9 +77,10 @@ def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str) 
     return step
 
 
-def linear(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str) -> torch.Tensor:
+def linear(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str,
+           use_kernel: bool = True) -> torch.Tensor:
     """x2 (N, I*d), weight (O, I, d), bias (O, d) | None -> (N, O*d)."""
-    return linear_step(weight, bias, LA, path)(x2)
+    return linear_step(weight, bias, LA, path, use_kernel)(x2)
 
 
 def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, LA, geometry: ConvGeometry,

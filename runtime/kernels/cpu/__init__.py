@@ -40,11 +40,11 @@ from ...registry import Algebra, available_algebras, load_algebra
 from ..compiler import ENV_CXX, find_compiler
 from ..opkey import key_of
 from . import ops
-from ._build import ENV_CACHE, KernelBuildError, cache_dir
+from ._build import ENV_CACHE, KernelBuildError, cache_dir, isa_macros, target_march
 
 __all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "conv_checked",
            "bsr_linear",
-           "bsr_checked", "learned", "learned_checked", "learned_ready", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
+           "bsr_checked", "learned", "learned_checked", "learned_ready", "wide_vectors", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
            "ENV_CACHE", "DTYPES", "ops", "precompile"]
 
 #: dtypes the kernels compute in
@@ -150,6 +150,21 @@ def learned_ready() -> bool:
         except (KernelBuildError, OSError, RuntimeError) as e:
             _fail("learned" if ops.glue_loaded() else "", e)
             return False
+
+
+def wide_vectors() -> bool:
+    """Whether the kernels are built for 512-bit vectors (AVX-512: 32 registers), the target's ISA macros read
+    once; False without a compiler."""
+    if "wide" not in _target:
+        cxx = find_compiler()
+        try:
+            _target["wide"] = cxx is not None and "__AVX512F__" in isa_macros(cxx, target_march())
+        except KernelBuildError:
+            _target["wide"] = False
+    return _target["wide"]
+
+
+_target: dict[str, bool] = {}
 
 
 def learned(weight: Tensor, structure: Tensor, x: Tensor, bias: Tensor | None = None) -> Tensor:
