@@ -60,7 +60,7 @@ import platform
 import resource
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -243,22 +243,18 @@ def train_phase(todo: list[Run], budget: Budget, out: Path, jobs: int) -> None:
         for run in compare.progress(todo, len(todo), f"rank {rank} training"):
             train_one(run, budget, out, device)
         return
-    bar = compare.progress(range(len(todo)), len(todo), "training")
     if jobs <= 1:
-        for run in todo:
-            row = train_one(run, budget, out)
-            bar.update(1) if hasattr(bar, "update") else None
-            print(f"  {run.key}: {row['bits_per_char']:.3f} bits/char ({row['train_seconds']:.0f}s)", flush=True)
-        return
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init) as ex:
-        futures = {ex.submit(train_one, run, budget, out): run for run in todo}
-        from concurrent.futures import as_completed
-        for fut in as_completed(futures):
-            row = fut.result()
-            if hasattr(bar, "update"):
-                bar.update(1)
-            print(f"  {futures[fut].key}: {row['bits_per_char']:.3f} bits/char ({row['train_seconds']:.0f}s)",
-                  flush=True)
+        done = (train_one(run, budget, out) for run in todo)
+        ex = None
+    else:
+        ex = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init)
+        done = (f.result() for f in as_completed([ex.submit(train_one, run, budget, out) for run in todo]))
+    try:
+        for row in compare.progress(done, len(todo), "training"):
+            print(f"  {row['key']}: {row['bits_per_char']:.3f} bits/char ({row['train_seconds']:.0f}s)", flush=True)
+    finally:
+        if ex is not None:
+            ex.shutdown(cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------- phase 2
@@ -300,9 +296,10 @@ def _reset_peak() -> bool:
 
 def peak_memory(path: str, budget: Budget) -> tuple[float, str]:
     """(MB, method): peak resident memory growth in this (fresh) process from after reading the checkpoint (and a
-    warm-up generation with a one-layer model of the same algebra, which loads the libraries) to after building the model from it and generating at batch 1 and 8.  Method "VmHWM": the peak RSS reset to
-    the current RSS (Linux /proc/self/clear_refs) before, minus that RSS; "ru_maxrss": the high-water mark's
-    growth (a lower bound where an earlier peak was higher)."""
+    warm-up generation with a one-layer model of the same algebra, which loads the libraries) to after building
+    the model from it and generating at batch 1 and 8.  Method "VmHWM": the peak RSS, reset to the current RSS
+    before (Linux /proc/self/clear_refs), minus that RSS; "ru_maxrss": the high-water mark's growth (a lower
+    bound where an earlier peak was higher)."""
     torch.set_num_threads(1)
     prompts = {b: _prompts(budget, b) for b in (1, 8)}
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -405,7 +402,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
                    help="trainings at once (one thread each)")
     p.add_argument("--phase", choices=PHASES, default="all")
-    p.add_argument("--quick", action="store_true", help="a short budget (minutes): 64k tokens, 1 MB of text")
+    p.add_argument("--quick", action="store_true", help="a short budget (~15 min): 64k tokens a run, 1 MB of text")
     p.add_argument("--tiny", action="store_true", help="tests: 1-layer models, a 20 kB corpus, a few steps")
     args = p.parse_args(argv)
     start = time.perf_counter()
@@ -462,8 +459,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
              f"thread, torch.inference_mode(), medians of {budget.rounds} rounds interleaved with R's model of the "
              f"same size and seed (/ R: ratio to it); prefill: the prompt into a fresh cache at batch 1.  Peak RSS: "
              f"peak resident memory growth ({rows[0]['rss_method']}) in a fresh process from after reading the "
-             f"checkpoint to after building the model and generating at batch 1 and 8.  ★: Pareto-optimal (no other row has lower bits/char and higher "
-             f"batch-1 tokens/s).  Mean ± sample std over seeds where a size has several.  Machine: "
+             f"checkpoint to after building the model and generating at batch 1 and 8.  ★: Pareto-optimal (no other "
+             f"row has lower bits/char and higher batch-1 tokens/s).  Mean ± sample std over seeds where a size has "
+             f"several.  Machine: "
              f"{platform.machine()}, {os.cpu_count()} cores (possibly shared), torch {torch.__version__}.")
     pareto_report.write_outputs(rows, summary, args.out, facts)
     print(pareto_report.markdown(summary, facts))

@@ -20,7 +20,8 @@ __all__ = ["RUN_COLUMNS", "MEASURED", "summarise", "pareto_optimal", "markdown",
 
 RUN_COLUMNS = ["algebra", "size", "seed", "dim", "d_model_real", "n_layers", "n_heads", "width", "params",
                "macs_naive", "macs_scheme", "bits_per_char", "train_seconds", "tokens_per_s_b1", "tokens_per_s_b8",
-               "ratio_b1", "ratio_b8", "prefill_ms", "prefill_ratio", "peak_rss_mb", "rss_method", "python", "corpus_sha256"]
+               "ratio_b1", "ratio_b8", "prefill_ms", "prefill_ratio", "peak_rss_mb", "rss_method", "python",
+               "corpus_sha256"]
 #: the values averaged over seeds in the summary
 MEASURED = ("bits_per_char", "tokens_per_s_b1", "tokens_per_s_b8", "ratio_b1", "ratio_b8", "prefill_ms",
             "peak_rss_mb", "train_seconds")
@@ -49,7 +50,8 @@ def summarise(rows: list[dict], algebras: list[str], sizes: list[str]) -> list[d
     return out
 
 
-def pareto_optimal(points: list[dict], quality: str = "bits_per_char", speed: str = "tokens_per_s_b1") -> list[bool]:
+def pareto_optimal(points: list[dict], quality: str = "bits_per_char",
+                   speed: str = "tokens_per_s_b1") -> list[bool]:
     """For each point: True when no other point has lower-or-equal `quality` and higher-or-equal `speed`,
     one of them strictly (lower bits/char is better, higher tokens/s is better)."""
     def dominates(a: dict, b: dict) -> bool:

@@ -23,7 +23,8 @@ from runtime.registry import AlgebraNotBuiltError
 from .distributed import leave_after_a_finished_run
 
 __all__ = ["UserError", "USER_ERRORS", "run", "positive_int", "nonnegative_int", "positive_float",
-           "nonnegative_float", "names", "int_list", "fraction", "probability", "RUN_FILES", "claim_run_folder", "clear_run_folder"]
+           "nonnegative_float", "names", "int_list", "fraction", "probability", "RUN_FILES", "claim_run_folder",
+           "clear_run_folder"]
 
 
 class UserError(Exception):
