@@ -229,9 +229,16 @@ def train_one(run: Run, budget: Budget, out: Path, device: str = "cpu") -> dict:
     return row
 
 
+def _say(bar, line: str) -> None:
+    """Print a line above a tqdm progress bar (or plainly when there is none)."""
+    if hasattr(bar, "write"):
+        bar.write(line)
+    else:
+        print(line, flush=True)
+
+
 def _worker_init() -> None:
     torch.set_num_threads(1)
-    os.environ["TQDM_DISABLE"] = "1"            # no interleaved progress bars from the workers
 
 
 def train_phase(todo: list[Run], budget: Budget, out: Path, jobs: int) -> None:
@@ -247,11 +254,21 @@ def train_phase(todo: list[Run], budget: Budget, out: Path, jobs: int) -> None:
         done = (train_one(run, budget, out) for run in todo)
         ex = None
     else:
-        ex = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init)
-        done = (f.result() for f in as_completed([ex.submit(train_one, run, budget, out) for run in todo]))
+        saved = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"         # the workers (started by submit) inherit it: no per-run bars
+        try:
+            ex = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init)
+            futures = [ex.submit(train_one, run, budget, out) for run in todo]
+        finally:
+            if saved is None:
+                del os.environ["TQDM_DISABLE"]
+            else:
+                os.environ["TQDM_DISABLE"] = saved
+        done = (f.result() for f in as_completed(futures))
     try:
-        for row in compare.progress(done, len(todo), "training"):
-            print(f"  {row['key']}: {row['bits_per_char']:.3f} bits/char ({row['train_seconds']:.0f}s)", flush=True)
+        bar = compare.progress(done, len(todo), "training")
+        for row in bar:
+            _say(bar, f"  {row['key']}: {row['bits_per_char']:.3f} bits/char ({row['train_seconds']:.0f}s)")
     finally:
         if ex is not None:
             ex.shutdown(cancel_futures=True)
@@ -368,11 +385,11 @@ def measure_one(run: Run, budget: Budget, out: Path) -> dict:
 
 
 def measure_phase(todo: list[Run], budget: Budget, out: Path) -> None:
-    for run in compare.progress(todo, len(todo), "measuring"):
+    bar = compare.progress(todo, len(todo), "measuring")
+    for run in bar:
         row = measure_one(run, budget, out)
-        print(f"  {run.key}: batch 1 {row['tokens_per_s_b1']:.0f} tok/s ({row['ratio_b1']:.2f} x R), batch 8 "
-              f"{row['tokens_per_s_b8']:.0f} tok/s ({row['ratio_b8']:.2f} x R), {row['peak_rss_mb']:.0f} MB",
-              flush=True)
+        _say(bar, f"  {run.key}: batch 1 {row['tokens_per_s_b1']:.0f} tok/s ({row['ratio_b1']:.2f} x R), batch 8 "
+              f"{row['tokens_per_s_b8']:.0f} tok/s ({row['ratio_b8']:.2f} x R), {row['peak_rss_mb']:.0f} MB")
 
 
 # ------------------------------------------------------------------------------------------- main
