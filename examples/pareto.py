@@ -1,7 +1,7 @@
 """Quality against batch-1 decoding speed: is an algebra language model faster at the same quality (or better at
 the same speed) than the real one?
 
-    python -m examples.pareto                                  # 9 algebras x 3 sizes (+ seed 1 at medium): ~55 min
+    python -m examples.pareto                                  # 9 algebras x 3 sizes (+ seed 1 at medium): ~60 min
     python -m examples.pareto --phase train --jobs 2           # phase 1 only (resumable)
     python -m examples.pareto --phase measure                  # phase 2 only: decoding speed, one model at a time
     python -m examples.pareto --algebras R,C,H --sizes small,512 --tokens 1000000 --seeds 0 --out my_pareto
@@ -19,12 +19,12 @@ validation by default).  Sizes (R's shape; d_ff = 4 d_model):
 
 Each algebra's width (elements; d_ff 4 x width) is the one whose whole model's parameter count is closest to
 R's at that size (`examples.compare.matched`); every run at every size sees the same --tokens training tokens
-(AdamW with a one-cycle schedule, `examples.compare.train_lm`, batches of 8 x 128 bytes).  Seeds 0 and 1
+(AdamW with a one-cycle schedule, `examples.compare.train_lm`, batches of 8 x 64 bytes).  Seeds 0 and 1
 (--seeds) run at the middle size, seed 0 elsewhere.
 
 Phase 1 (train) runs --jobs trainings at once (one torch thread each); each writes OUT/checkpoints/<key>.pt
 (state_dict + config; not meant for git) and OUT/runs/<key>.json (validation bits per character, parameters,
-multiply-adds per token counted on one 128-byte window: naive and with the bilinear scheme).  Phase 2 (measure)
+multiply-adds per token counted on one 64-byte window: naive and with the bilinear scheme).  Phase 2 (measure)
 then times one model at a time in this process, one torch thread, nothing else of the script running: greedy
 `generate` with the KV cache (16-byte prompt from the validation text, 48 new tokens; tokens/s = new tokens x
 batch / time of the whole call, prefill included) at batch 1 and 8 under torch.inference_mode(), and the
@@ -40,10 +40,12 @@ runs.csv, summary.csv, summary.md (mean ± std over seeds, Pareto-optimal rows m
 pareto_size.png (bits per character against batch-1 and batch-8 tokens/s, parameters and multiply-adds; one
 line per algebra through its sizes, R dashed).
 
-Time (default run: 36 trainings of 196,608 tokens, --jobs 2, on an idle 2-core x86 machine): about 45 min
-of training and 7 min of measurement, ~55 min in all (R trained at ~13.8k / 5.8k / 2.9k tokens/s at small /
-medium / large on one thread, batch 16 x 128, idle; batch 8 and the other job cost ~10-25 %; the algebras
-train 1.6x (C), 2.2x (H, M2R), 3.7-4.6x (M4R) and 5x (M2C) slower per token).
+Time (default run: 36 trainings of 196,608 tokens = 384 steps of 8 x 64, --jobs 2, idle 2-core x86 machine):
+about 50 min of training and 6 min of measurement, ~60 min in all.  Measured on one thread (8 x 64 batches):
+R trains at ~12.8k / 4.5k / 1.9k tokens/s at small / medium / large; per token C is ~1.6x slower, H and M2R
+~2.2x, M4R ~4x, M2C ~5x; the two jobs slow each other by ~10 %.  This budget is short: R's small model
+reaches ~3.4 bits per byte (~2.8 with 4x the tokens in 8 x 128 batches), so quality differences between sizes are small;
+give --tokens 786432 (about 4 h) for a clearer frontier.
 
 Several GPUs (larger sizes): each rank of torchrun takes every WORLD_SIZE-th pending run of phase 1, on
 cuda:LOCAL_RANK (no communication: the runs are independent); then measure on one CPU process:
@@ -92,8 +94,8 @@ SIZES = {"small": Size("small", 128, 5, 4), "medium": Size("medium", 256, 4, 4),
 @dataclass(frozen=True)
 class Budget:
     """Everything a result depends on besides (algebra, size, seed): runs with another budget never mix."""
-    tokens: int = 196_608            # training tokens per run (every algebra, every size): 192 steps of 8 x 128
-    seq_len: int = 128
+    tokens: int = 196_608            # training tokens per run (every algebra, every size): 384 steps of 8 x 64
+    seq_len: int = 64                # also the models' max_len: prompt_len + new_tokens must fit
     batch: int = 8
     train_bytes: int = 8_000_000
     val_bytes: int = 65_536
