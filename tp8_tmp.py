@@ -5,7 +5,7 @@ from examples import pareto, compare
 c = pareto._corpus(pareto.Budget())
 for steps, batch, L, lr in [tuple(map(float, a.split(":"))) for a in sys.argv[1:]]:
     steps, batch, L = int(steps), int(batch), int(L)
-    w, m = pareto.matched_model("R", pareto.SIZES["small"], 0, L)
+    w, m = pareto.matched_model("R", pareto.SIZES[os.environ.get("SZ","small")], 0, L)
     opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     g = torch.Generator().manual_seed(0); t=time.perf_counter()

@@ -19,8 +19,8 @@ validation by default).  Sizes (R's shape; d_ff = 4 d_model):
 
 Each algebra's width (elements; d_ff 4 x width) is the one whose whole model's parameter count is closest to
 R's at that size (`examples.compare.matched`); every run at every size sees the same --tokens training tokens
-(AdamW with a one-cycle schedule, `examples.compare.train_lm`, batches of 8 x 64 bytes).  Seeds 0 and 1
-(--seeds) run at the middle size, seed 0 elsewhere.
+(AdamW with a one-cycle schedule peaking at 1e-3, `examples.compare.train_lm`, batches of 8 x 64 bytes).
+Seeds 0 and 1 (--seeds) run at the middle size, seed 0 elsewhere.
 
 Phase 1 (train) runs --jobs trainings at once (one torch thread each); each writes OUT/checkpoints/<key>.pt
 (state_dict + config; not meant for git) and OUT/runs/<key>.json (validation bits per character, parameters,
@@ -43,9 +43,10 @@ line per algebra through its sizes, R dashed).
 Time (default run: 36 trainings of 196,608 tokens = 384 steps of 8 x 64, --jobs 2, idle 2-core x86 machine):
 about 50 min of training and 6 min of measurement, ~60 min in all.  Measured on one thread (8 x 64 batches):
 R trains at ~12.8k / 4.5k / 1.9k tokens/s at small / medium / large; per token C is ~1.6x slower, H and M2R
-~2.2x, M4R ~4x, M2C ~5x; the two jobs slow each other by ~10 %.  This budget is short: R's small model
-reaches ~3.4 bits per byte (~2.8 with 4x the tokens in 8 x 128 batches), so quality differences between sizes are small;
-give --tokens 786432 (about 4 h) for a clearer frontier.
+~2.2x, M4R ~4x, M2C ~5x; the two jobs slow each other by ~10 %.  This budget is short: R reaches about
+3.46 bits per byte at small and 3.32 at large (peak lr 1e-3; at 3e-3 small / medium / large reached
+3.41 / 3.41 / 3.49: the larger models need the lower rate), so the sizes differ by about a tenth of a bit;
+--tokens 786432 (about 4 h) gives a clearer frontier (R small: ~2.8 bits with 4x the tokens).
 
 Several GPUs (larger sizes): each rank of torchrun takes every WORLD_SIZE-th pending run of phase 1, on
 cuda:LOCAL_RANK (no communication: the runs are independent); then measure on one CPU process:
@@ -97,6 +98,7 @@ class Budget:
     tokens: int = 196_608            # training tokens per run (every algebra, every size): 384 steps of 8 x 64
     seq_len: int = 64                # also the models' max_len: prompt_len + new_tokens must fit
     batch: int = 8
+    lr: float = 1e-3                 # the one-cycle schedule's peak
     train_bytes: int = 8_000_000
     val_bytes: int = 65_536
     prompt_len: int = 16
@@ -213,7 +215,8 @@ def train_one(run: Run, budget: Budget, out: Path, device: str = "cpu") -> dict:
     model.to(device)
     lm_budget = compare.Budget(digits_epochs=0, lm_steps=budget.steps, lm_batch=budget.batch, seq_len=budget.seq_len)
     start = time.perf_counter()
-    bits = compare.train_lm(model, corpus.train.to(device), corpus.val.to(device), lm_budget, run.seed, run.key)
+    bits = compare.train_lm(model, corpus.train.to(device), corpus.val.to(device), lm_budget, run.seed, run.key,
+                            lr=budget.lr)
     seconds = time.perf_counter() - start
     config = dict(algebra=run.algebra, width=width, n_layers=run.size.n_layers, n_heads=run.size.n_heads,
                   max_len=budget.seq_len, size=asdict(run.size))
