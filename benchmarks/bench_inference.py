@@ -65,38 +65,9 @@ import torch  # noqa: E402
 
 from bench_layers import ALGEBRAS, ensure_built  # noqa: E402
 
+from examples.training.timing import CLOCK, interleaved_medians  # noqa: E402
+
 SPARSE_ALGEBRAS = ["H", "M4R", "C"]
-
-
-CLOCK = {"fn": time.perf_counter}
-
-
-def timed(fn, target_s: float = 0.004):
-    """fn wrapped to run enough calls per sample to take about target_s (0: one call); returns (sample, calls)."""
-    fn()
-    if target_s <= 0:
-        return fn, 1
-    t = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t, 1e-7)       # (wall time: only to size the samples)
-    reps = max(1, min(1000, int(target_s / one)))
-
-    def sample():
-        for _ in range(reps):
-            fn()
-    return sample, reps
-
-
-def interleaved_medians(fns: dict, rounds: int, target_s: float = 0.004) -> dict[str, float]:
-    """Median seconds per call of each variant, sampled in interleaved rounds (samples of about target_s)."""
-    samples = {k: timed(f, target_s) for k, f in fns.items()}
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, (sample, reps) in samples.items():
-            t = CLOCK["fn"]()
-            sample()
-            times[k].append((CLOCK["fn"]() - t) / reps)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def elements(N: int, d: int) -> int:

@@ -143,9 +143,11 @@ def train_digits(model: nn.Module, data, epochs: int, seed: int, desc: str) -> f
         return (model(xte).argmax(1) == yte).float().mean().item()
 
 
-def train_lm(model: nn.Module, train: torch.Tensor, test: torch.Tensor, budget: Budget, seed: int, desc: str) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=budget.lm_steps)
+def train_lm(model: nn.Module, train: torch.Tensor, test: torch.Tensor, budget: Budget, seed: int, desc: str,
+             lr: float = 3e-3) -> float:
+    """Train on random windows of `train` (AdamW, one-cycle schedule peaking at `lr`); test bits per token."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=budget.lm_steps)
     g = torch.Generator().manual_seed(seed)
     L = budget.seq_len
     for _ in progress(range(budget.lm_steps), budget.lm_steps, desc):

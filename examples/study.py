@@ -32,8 +32,10 @@ from pathlib import Path
 import torch
 
 from . import compare
-from .training.cli import UserError, names, positive_int
+from .training.cli import UserError, int_list, names, positive_int
 from .training.cli import run as run_cli
+from .training.plots import log_x
+from .training.results import save_json
 
 TASKS = ("digits", "text")
 METRIC = {"digits": "accuracy", "text": "bits_per_char"}
@@ -113,9 +115,7 @@ def execute(run: Run, budget: StudyBudget) -> dict:
 
 def _run_and_save(run: Run, budget: StudyBudget, runs_dir: Path) -> dict:
     row = execute(run, budget)
-    tmp = runs_dir / f"{run.key}.json.tmp"
-    tmp.write_text(json.dumps(row, indent=1))
-    tmp.replace(runs_dir / f"{run.key}.json")
+    save_json(runs_dir / f"{run.key}.json", row)
     return row
 
 
@@ -192,21 +192,11 @@ def markdown(summary: list[dict], budget: StudyBudget, seeds: int) -> str:
     return text
 
 
-def _compact(v: float, _pos=None) -> str:
-    """2000 -> "2k", 5e6 -> "5M" (axis labels)."""
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if v >= div:
-            return f"{v / div:g}{suffix}"
-    return f"{v:g}"
-
-
 def plot(summary: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     markers = "os^vD<>ph*P"
     for row, task in enumerate(TASKS):
@@ -219,10 +209,7 @@ def plot(summary: list[dict], path: Path) -> None:
                             yerr=[0 if not math.isfinite(s["std"]) else s["std"] for s in pts],
                             marker=markers[i % len(markers)], capsize=3, label=alg,
                             linestyle="--" if alg == "R" else "-", linewidth=2 if alg == "R" else 1)
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))    # 1-2-5 ticks, compact labels
-            ax.xaxis.set_major_formatter(FuncFormatter(_compact))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            log_x(ax)                                          # 1-2-5 ticks, compact labels
             ax.set_xlabel(xl)
             ax.set_ylabel(("digits test accuracy" if task == "digits" else "text bits per character (lower is better)"))
             ax.grid(alpha=0.3, which="both")
@@ -253,19 +240,8 @@ def write_outputs(rows: list[dict], out: Path, budget: StudyBudget) -> list[dict
 
 # --------------------------------------------------------------------------------------------- main
 
-def _ints(s: str) -> tuple[int, ...]:
-    """argparse type: comma-separated integers >= 0 (seeds) / >= 1 (widths are checked by their own type)."""
-    try:
-        values = tuple(int(x) for x in s.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {s!r}")
-    return values
-
-
 def _widths(s: str) -> tuple[int, ...]:
-    values = _ints(s)
+    values = int_list(s)
     if min(values) < 1:
         raise argparse.ArgumentTypeError(f"widths must be >= 1, got {s!r}")
     return values
@@ -276,7 +252,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--out", type=Path, default=Path("docs/study"))
     p.add_argument("--algebras", type=names, default=list(compare.ALGEBRAS))
     p.add_argument("--tasks", type=names, default=list(TASKS))
-    p.add_argument("--seeds", type=_ints, default=(0, 1, 2))
+    p.add_argument("--seeds", type=int_list, default=(0, 1, 2))
     p.add_argument("--digits-epochs", type=positive_int, default=StudyBudget.digits_epochs)
     p.add_argument("--lm-steps", type=positive_int, default=StudyBudget.lm_steps)
     p.add_argument("--digits-widths", type=_widths, default=StudyBudget.digits_widths)

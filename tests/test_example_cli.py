@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from examples import compare, imagenet, lm, study, train_resnet
+from examples import compare, imagenet, lm, pareto, study, train_resnet
 from examples.training.cli import RUN_FILES, UserError
 from examples.training.cli import run as run_cli
 
@@ -64,6 +64,7 @@ def test_training_flags_out_of_range(script, flag, value, tmp_path, capsys):
     (compare, ["--algebras", ","]),
     (study, ["--jobs", "0"]), (study, ["--lm-steps", "0"]), (study, ["--digits-epochs", "-1"]),
     (study, ["--seeds", "a,b"]), (study, ["--digits-widths", "0,4"]), (study, ["--tasks", ""]),
+    (pareto, ["--jobs", "0"]), (pareto, ["--tokens", "0"]), (pareto, ["--seeds", "a"]), (pareto, ["--phase", "x"]),
     (train_resnet, ["--steps", "0"]), (train_resnet, ["--sparsity", "1"]), (train_resnet, ["--seed", "-1"]),
 ])
 def test_other_scripts_flags_out_of_range(module, argv, capsys):
@@ -79,6 +80,8 @@ def test_user_errors_are_one_line(tmp_path, capsys):
              (lm.main, lm_args(tmp_path / "missing", tmp_path / "b"), "No such file"),
              (imagenet.main, ["--data", str(tmp_path), "--out", str(tmp_path / "c")], "has no train/ folder"),
              (study.main, ["--tasks", "nope", "--out", str(tmp_path / "d")], "unknown task"),
+             (pareto.main, ["--algebras", "R,Nope", "--out", str(tmp_path / "f")], "'Nope' is not available"),
+             (pareto.main, ["--sizes", "huge", "--out", str(tmp_path / "g")], "unknown size"),
              (lm.main, lm_args(empty, tmp_path / "e", "--algebra", "Nope"), "not built")]
     for main, argv, words in cases:
         assert run_cli(main, argv) == 2

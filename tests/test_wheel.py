@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("algebra_spec", "codegen", "runtime", "examples")
 SCRIPTS = ("algebranets-imagenet", "algebranets-lm", "algebranets-compare", "algebranets-study",
-           "algebranets-train-resnet")
+           "algebranets-pareto", "algebranets-train-resnet")
 
 SPLIT = '''
 from codegen.spec import algebra

@@ -23,7 +23,8 @@ from runtime.registry import AlgebraNotBuiltError
 from .distributed import leave_after_a_finished_run
 
 __all__ = ["UserError", "USER_ERRORS", "run", "positive_int", "nonnegative_int", "positive_float",
-           "nonnegative_float", "names", "fraction", "probability", "RUN_FILES", "claim_run_folder", "clear_run_folder"]
+           "nonnegative_float", "names", "int_list", "fraction", "probability", "RUN_FILES", "claim_run_folder",
+           "clear_run_folder"]
 
 
 class UserError(Exception):
@@ -86,6 +87,17 @@ def names(text: str) -> list[str]:
     values = [a.strip() for a in text.split(",") if a.strip()]
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return values
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated integers >= 0 (seeds; widths are checked by their own type): at least one."""
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
     return values
 
 
