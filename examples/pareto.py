@@ -24,7 +24,8 @@ Seeds 0 and 1 (--seeds) run at the middle size, seed 0 elsewhere.
 
 Phase 1 (train) runs --jobs trainings at once (one torch thread each); each writes OUT/checkpoints/<key>.pt
 (state_dict + config; not meant for git) and OUT/runs/<key>.json (validation bits per character, parameters,
-multiply-adds per token counted on one 64-byte window: naive and with the bilinear scheme).  Phase 2 (measure)
+multiply-adds per token counted on one 64-byte window: naive and with the bilinear scheme, or
+for a learned algebra, which has none, its block count).  Phase 2 (measure)
 then times one model at a time in this process, one torch thread, nothing else of the script running: greedy
 `generate` with the KV cache (16-byte prompt from the validation text, 48 new tokens; tokens/s = new tokens x
 batch / time of the whole call, prefill included) at batch 1 and 8 under torch.inference_mode(), and the
@@ -95,7 +96,7 @@ SIZES = {"small": Size("small", 128, 5, 4), "medium": Size("medium", 256, 4, 4),
 @dataclass(frozen=True)
 class Budget:
     """Everything a result depends on besides (algebra, size, seed): runs with another budget never mix."""
-    tokens: int = 196_608            # training tokens per run (every algebra, every size): 384 steps of 8 x 64
+    tokens: int = 262_144            # training tokens per run (every algebra, every size): 512 steps of 8 x 64
     seq_len: int = 64                # also the models' max_len: prompt_len + new_tokens must fit
     batch: int = 8
     lr: float = 1e-3                 # the one-cycle schedule's peak
@@ -203,6 +204,14 @@ def _corpus(budget: Budget):
     return _CORPUS[key]
 
 
+def scheme_method(model) -> str:
+    """The counted method of the "scheme" multiply-adds: the bilinear scheme (rank r per element pair); a learned
+    algebra has none, so its block count (d^2 per pair, what its layers run)."""
+    from runtime.learned_algebra import is_learned
+
+    return "block" if is_learned(model.algebra) else "bilinear"
+
+
 def train_one(run: Run, budget: Budget, out: Path, device: str = "cpu") -> dict:
     """Train one model; save OUT/checkpoints/<key>.pt and OUT/runs/<key>.json; returns the row."""
     from runtime import counting
@@ -227,7 +236,8 @@ def train_one(run: Run, budget: Budget, out: Path, device: str = "cpu") -> dict:
     row = dict(key=run.key, algebra=run.algebra, size=run.size.name, seed=run.seed, dim=model.algebra.dim,
                d_model_real=run.size.d_model, n_layers=run.size.n_layers, n_heads=run.size.n_heads, width=width,
                params=rep.params, macs_naive=rep.total_macs("naive") // budget.seq_len,
-               macs_scheme=rep.total_macs("bilinear") // budget.seq_len, bits_per_char=bits, train_seconds=seconds,
+               macs_scheme=rep.total_macs(scheme_method(model)) // budget.seq_len, bits_per_char=bits,
+               train_seconds=seconds,
                steps=budget.steps, device=device, python=budget.python, corpus_sha256=budget.corpus_sha256,
                size_spec=asdict(run.size), budget=asdict(budget))
     save_json(out / "runs" / f"{run.key}.json", row)

@@ -13,13 +13,13 @@ from examples.training.stdlib_text import stdlib_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["--tiny", "--algebras", "R,C,H", "--sizes", "8,16", "--seeds", "0,1", "--jobs", "1"]
+TINY = ["--tiny", "--algebras", "R,C,H,PHM4", "--sizes", "8,16", "--seeds", "0,1", "--jobs", "1"]
 
 
 def test_pareto_both_phases_resume_and_refuse(tmp_path, capsys):
     out = tmp_path / "p"
     summary = pareto.main(TINY + ["--out", str(out)])
-    keys = [f"{a}-{s}-s0" for a in ("R", "C", "H") for s in (8, 16)] + [f"{a}-16-s1" for a in ("R", "C", "H")]
+    keys = [f"{a}-{s}-s0" for a in ("R", "C", "H", "PHM4") for s in (8, 16)] + [f"{a}-16-s1" for a in ("R", "C", "H", "PHM4")]
     for sub, ext in (("runs", "json"), ("speed", "json"), ("checkpoints", "pt")):
         assert sorted(p.stem for p in (out / sub).glob(f"*.{ext}")) == sorted(keys), sub
     assert not list(out.rglob("*.tmp"))
@@ -52,12 +52,12 @@ def test_pareto_both_phases_resume_and_refuse(tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
     pareto.main(TINY + ["--out", str(out)])
     text = capsys.readouterr().out
-    assert "9 trained, 0 to train" in text and "9 measured, 0 to measure" in text
+    assert "12 trained, 0 to train" in text and "12 measured, 0 to measure" in text
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before
 
     (out / "speed" / "H-8-s0.json").unlink()             # interrupted in phase 2: only that one is measured
     pareto.main(TINY + ["--out", str(out), "--phase", "measure"])
-    assert "8 measured, 1 to measure" in capsys.readouterr().out
+    assert "11 measured, 1 to measure" in capsys.readouterr().out
 
     with pytest.raises(pareto.UserError, match="another corpus or budget"):   # mixed budget refused up front
         pareto.main(TINY + ["--out", str(out), "--tokens", "4096"])
