@@ -39,19 +39,11 @@ MAX_DIM = 16
 _NAME = re.compile(r"PHM([0-9]+)")
 
 
-@dataclass(frozen=True)
-class LearnedSpec:
-    """A learned algebra of dimension `dim` before any layer owns its structure: what `learned(d)` returns and
-    what a name "PHM<d>" means.  Quacks like an Algebra for the layers that only need the dimension."""
+class _Described:
+    """What a learned algebra says about itself wherever an Algebra's description is read (needs `dim`)."""
 
-    dim: int
-
-    @property
-    def name(self) -> str:
-        return f"PHM{self.dim}"
-
-    unit = None
     learned = True
+    unit = None
 
     @property
     def properties(self) -> dict:
@@ -61,6 +53,18 @@ class LearnedSpec:
     def naive_multiplications(self) -> int:
         """Products per element pair of a dense structure tensor: d^3."""
         return self.dim ** 3
+
+
+@dataclass(frozen=True)
+class LearnedSpec(_Described):
+    """A learned algebra of dimension `dim` before any layer owns its structure: what `learned(d)` returns and
+    what a name "PHM<d>" means.  Quacks like an Algebra for the layers that only need the dimension."""
+
+    dim: int
+
+    @property
+    def name(self) -> str:
+        return f"PHM{self.dim}"
 
     def __repr__(self) -> str:
         return f"learned({self.dim})"
@@ -79,16 +83,13 @@ def learned_spec(name: str) -> LearnedSpec | None:
     return learned(int(m.group(1))) if m else None
 
 
-class LearnedAlgebra(nn.Module):
+class LearnedAlgebra(_Described, nn.Module):
     """A layer's trainable structure tensor: parameter `T` (d, d, d), (x*y)_k = sum_ij T[i,j,k] x_i y_j.
 
     Read by the algebra layers through `structure_tensor()` / `block_tensor()` (live, differentiable).
     `structure` (numpy float64, a copy of the current values) and `dim`, `name`, `unit`, `properties`,
     `naive_multiplications` make it usable where an Algebra's description is read (counting, runtime.init).
     """
-
-    learned = True
-    unit = None
 
     def __init__(self, spec: LearnedSpec | int, device=None, dtype=None) -> None:
         super().__init__()
@@ -104,14 +105,6 @@ class LearnedAlgebra(nn.Module):
         bound = math.sqrt(3.0 / self.dim)
         with torch.no_grad():
             self.T.uniform_(-bound, bound, generator=generator)
-
-    @property
-    def properties(self) -> dict:
-        return {}
-
-    @property
-    def naive_multiplications(self) -> int:
-        return self.dim ** 3
 
     @property
     def structure(self) -> np.ndarray:
