@@ -159,7 +159,13 @@ def train_lm(model: nn.Module, train: torch.Tensor, test: torch.Tensor, budget: 
         loss.backward()
         opt.step()
         sched.step()
+    return lm_bits(model, test, L)
+
+
+def lm_bits(model: nn.Module, test: torch.Tensor, seq_len: int) -> float:
+    """Bits per token of `model` (eval mode) on `test` cut into windows of seq_len + 1 tokens."""
     model.eval()
+    L = seq_len
     windows = test[: (len(test) - 1) // (L + 1) * (L + 1)].view(-1, L + 1)
     with torch.no_grad():
         losses = [model.loss(w) for w in windows.split(64)]

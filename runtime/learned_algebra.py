@@ -31,7 +31,8 @@ from torch import nn
 
 from .registry import Algebra, load_algebra
 
-__all__ = ["LearnedSpec", "LearnedAlgebra", "learned", "learned_spec", "describe", "is_learned", "MAX_DIM"]
+__all__ = ["LearnedSpec", "LearnedAlgebra", "learned", "learned_spec", "describe", "is_learned", "MAX_DIM",
+           "Nearest", "change_basis", "nearest_known"]
 
 #: the largest learned dimension (T has d^3 entries; the products cost d^2 per element pair)
 MAX_DIM = 16
@@ -173,3 +174,58 @@ def describe(algebra):
         if spec is not None:
             return spec
     return load_algebra(algebra)
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """A built algebra's nearest copy to a learned structure: `name`, the relative distance
+    ||T - T_near|| / ||T|| and `structure` T_near (d, d, d) float64, the built algebra written in the basis that
+    brings it closest to T (so T_near is isomorphic to the built algebra, exactly up to rounding)."""
+
+    name: str
+    distance: float
+    structure: torch.Tensor
+
+
+def change_basis(T: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """T (d, d, d) in the basis e'_i = sum_a P[i, a] e_a: T'[i,j,k] = sum_abc P[i,a] P[j,b] T[a,b,c] P^-1[c,k].
+    P (..., d, d) -> (..., d, d, d)."""
+    return torch.einsum("...ia,...jb,abc,...ck->...ijk", P, P, T, torch.linalg.inv(P))
+
+
+def nearest_known(T: torch.Tensor, names=None, restarts: int = 16, steps: int = 400, seed: int = 0) -> list[Nearest]:
+    """How close a learned structure T (d, d, d) is to each built algebra of its dimension, up to a change of basis
+    (the orbit of the built algebra under GL(d), where isomorphic algebras lie): per algebra the basis P
+    minimising ||B in basis P - T|| / ||T|| (B the built algebra's structure), found by Adam from the identity and
+    random starts, all at once (a local search: a distance it reports is reached, a smaller one may exist).
+    names: the built algebras to try (default: every available one of dimension d).  Returns the candidates,
+    nearest first."""
+    from .registry import available_algebras
+
+    T = T.detach().to("cpu", torch.float64)
+    d = T.shape[0]
+    if names is None:
+        names = [n for n in available_algebras() if load_algebra(n).dim == d]
+    g = torch.Generator().manual_seed(seed)
+    norm = T.norm()
+    out = []
+    for name in names:
+        B = torch.as_tensor(load_algebra(name).structure, dtype=torch.float64)
+        if B.shape != T.shape:
+            raise ValueError(f"nearest_known: {name} has dimension {B.shape[0]}, the learned structure {d}")
+        P = torch.randn(restarts, d, d, generator=g, dtype=torch.float64)
+        P[0] = torch.eye(d, dtype=torch.float64)
+        P.requires_grad_()
+        opt = torch.optim.Adam([P], lr=0.05)
+        for _ in range(steps):
+            dist = (change_basis(B, P) - T).flatten(1).norm(dim=1) / norm
+            opt.zero_grad()
+            dist.sum().backward()              # the starts are independent: one backward for all
+            opt.step()
+        with torch.no_grad():
+            near = change_basis(B, P)
+            dist = (near - T).flatten(1).norm(dim=1) / norm
+            dist = torch.where(torch.isfinite(dist), dist, torch.inf)
+            best = int(dist.argmin())
+        out.append(Nearest(name, float(dist[best]), near[best]))
+    return sorted(out, key=lambda n: n.distance)

@@ -261,3 +261,17 @@ def test_model_builders_and_recurrent_layers_take_learned_algebras():
         out.square().sum().backward()
         Ts = [p for n, p in model.named_parameters() if n.endswith("algebra.T")]
         assert Ts and all(p.grad is not None and p.grad.abs().sum() > 0 for p in Ts), type(model).__name__
+
+
+def test_nearest_known_finds_an_algebra_written_in_another_basis():
+    from runtime.learned_algebra import change_basis, nearest_known
+
+    g = torch.Generator().manual_seed(11)
+    H = torch.as_tensor(runtime.load_algebra("H").structure)
+    P = torch.eye(4, dtype=torch.float64) + 0.2 * torch.randn(4, 4, generator=g, dtype=torch.float64)
+    T = change_basis(H, P)
+    found = nearest_known(T, names=["H", "RandH"], restarts=2, steps=300)
+    assert found[0].name == "H" and found[0].distance < 0.02
+    assert found[1].name == "RandH" and found[1].distance > 0.2
+    # the copy reported is H in the basis the search found: close to T entry by entry
+    assert torch.allclose(found[0].structure, T, atol=0.05)

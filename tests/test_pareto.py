@@ -8,12 +8,16 @@ import math
 
 import pytest
 
-from examples import pareto, pareto_report
+from examples import pareto, pareto_learned, pareto_report
 from examples.training.stdlib_text import stdlib_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--tiny", "--algebras", "R,C,H,PHM4", "--sizes", "8,16", "--seeds", "0,1", "--jobs", "1"]
+
+
+def row_bits(out, key: str) -> float:
+    return json.loads((out / "runs" / f"{key}.json").read_text())["bits_per_char"]
 
 
 def test_pareto_both_phases_resume_and_refuse(tmp_path, capsys):
@@ -54,6 +58,16 @@ def test_pareto_both_phases_resume_and_refuse(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "12 trained, 0 to train" in text and "12 measured, 0 to measure" in text
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before
+
+    # the learned algebra's layers against the built algebras of dimension 4, and the loss after rounding to them
+    learned = pareto_learned.main(["--out", str(out), "--steps", "5", "--restarts", "2"])
+    assert [r["key"] for r in learned] == ["PHM4-16-s0", "PHM4-16-s1", "PHM4-8-s0"]
+    for r in learned:
+        assert sum(r["nearest_counts"].values()) == r["layers"] > 0
+        assert {"H", "M2R", "RandH"} <= set(r["distance"])
+        assert all(math.isfinite(r[k]) for k in ("bits_trained", "bits_nearest", "bits_H", "bits_M2R"))
+    assert row_bits(out, "PHM4-8-s0") == pytest.approx(learned[2]["bits_trained"], abs=1e-6)
+    assert "PHM4-8-s0" in (out / "learned.md").read_text()
 
     (out / "speed" / "H-8-s0.json").unlink()             # interrupted in phase 2: only that one is measured
     pareto.main(TINY + ["--out", str(out), "--phase", "measure"])
