@@ -1,7 +1,7 @@
 # Quick start: `make demo` (install, build every algebra, run the comparison) and `make test` (which also builds
 # the wheel and installs it into a fresh venv: tests/test_wheel.py).  `make wheel` writes dist/algebranets-*.whl.
 # `make study`: every algebra at 3 widths x 3 seeds on the demo's data (about an hour on 2 cores, resumable).
-# `make pareto`: quality against batch-1 decoding speed, byte LMs at 3 sizes per algebra (~60 min on 2 cores, resumable).
+# `make pareto`: quality against batch-1 decoding speed, byte LMs at 3 sizes per algebra (~56 min on 2 cores, resumable).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -1,7 +1,7 @@
 """Quality against batch-1 decoding speed: is an algebra language model faster at the same quality (or better at
 the same speed) than the real one?
 
-    python -m examples.pareto                                  # 9 algebras x 3 sizes (+ seed 1 at medium): ~60 min
+    python -m examples.pareto                                  # 9 algebras x 3 sizes (+ seed 1 at medium): ~56 min
     python -m examples.pareto --phase train --jobs 2           # phase 1 only (resumable)
     python -m examples.pareto --phase measure                  # phase 2 only: decoding speed, one model at a time
     python -m examples.pareto --algebras R,C,H --sizes small,512 --tokens 1000000 --seeds 0 --out my_pareto
@@ -41,13 +41,13 @@ runs.csv, summary.csv, summary.md (mean ± std over seeds, Pareto-optimal rows m
 pareto_size.png (bits per character against batch-1 and batch-8 tokens/s, parameters and multiply-adds; one
 line per algebra through its sizes, R dashed).
 
-Time (default run: 36 trainings of 196,608 tokens = 384 steps of 8 x 64, --jobs 2, idle 2-core x86 machine):
-about 50 min of training and 6 min of measurement, ~60 min in all.  Measured on one thread (8 x 64 batches):
-R trains at ~12.8k / 4.5k / 1.9k tokens/s at small / medium / large; per token C is ~1.6x slower, H and M2R
-~2.2x, M4R ~4x, M2C ~5x; the two jobs slow each other by ~10 %.  This budget is short: R reaches about
-3.46 bits per byte at small and 3.32 at large (peak lr 1e-3; at 3e-3 small / medium / large reached
-3.41 / 3.41 / 3.49: the larger models need the lower rate), so the sizes differ by about a tenth of a bit;
---tokens 786432 (about 4 h) gives a clearer frontier (R small: ~2.8 bits with 4x the tokens).
+Time (default run: 36 trainings of 262,144 tokens = 512 steps of 8 x 64, --jobs 2): 56 min on this project's
+2-core x86 VM (Intel Xeon, AVX-512; 53.5 min of training, 2.8 min of measurement; docs/pareto/).  Measured on one
+thread (8 x 64 batches): R trains at ~12.8k / 4.5k / 1.9k tokens/s at small / medium / large; per token C is
+~1.6x slower, H and M2R ~2.2x, M4R ~4x, M2C ~5x; the two jobs slow each other by ~10 %.  This budget is short
+(trimmed to fit one sitting): R reaches 3.32 / 3.07 / 3.07 bits per byte at small / medium / large, so the
+large models are undertrained (peak lr 1e-3; at 3e-3 the larger models trained worse); --tokens 1048576
+(about 4 h) gives a clearer frontier.
 
 Several GPUs (larger sizes): each rank of torchrun takes every WORLD_SIZE-th pending run of phase 1, on
 cuda:LOCAL_RANK (no communication: the runs are independent); then measure on one CPU process:
@@ -357,12 +357,13 @@ def peak_memory(path: str, budget: Budget) -> tuple[float, str]:
 
 def _fresh_processes():
     """A multiprocessing context whose children hold none of this process's models: forkserver (children fork
-    from a server that has only imported this module) where available, else spawn."""
+    from a server that has only imported torch and the runtime) where available, else spawn.  Not this module:
+    a child of `python -m examples.pareto` imports it afresh as its main module, which must not be loaded yet."""
     import multiprocessing
 
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = get_context("forkserver")
-        ctx.set_forkserver_preload(["examples.pareto"])
+        ctx.set_forkserver_preload(["torch", "runtime.models"])
         return ctx
     return get_context("spawn")
 
