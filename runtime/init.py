@@ -38,6 +38,7 @@ fan_out = out * prod(kernel), as in torch.nn.init.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -94,6 +95,11 @@ def variance_profile(algebra) -> np.ndarray:
         p = _nnls(M, b)
     p = np.clip(p, 0.0, None)
     p[np.abs(p) < 1e-12] = 0.0
+    kept = M @ p
+    if cache is not None and not np.allclose(kept, b, atol=1e-6):      # a built algebra: said once, then cached
+        warnings.warn(f"runtime.init: no non-negative weight-component variances keep every output component's "
+                      f"variance for {A.name}; the least-squares fit keeps {kept.min():.2f} to {kept.max():.2f} of "
+                      f"it per component (a norm after such layers restores it)", RuntimeWarning, stacklevel=3)
     if cache is not None:
         cache.variance_profile = p
     return p
