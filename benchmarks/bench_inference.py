@@ -65,7 +65,7 @@ import torch  # noqa: E402
 
 from bench_layers import ALGEBRAS, ensure_built  # noqa: E402
 
-from examples.training.timing import CLOCK, interleaved_medians  # noqa: E402
+from examples.training.timing import CLOCK, cpu_name, interleaved_medians  # noqa: E402
 
 SPARSE_ALGEBRAS = ["H", "M4R", "C"]
 
@@ -430,15 +430,7 @@ def markdown(results: dict) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, python {platform.python_version()}, torch {torch.__version__}"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, python {platform.python_version()}, torch {torch.__version__}"
 
 
 def main() -> None:

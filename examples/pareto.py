@@ -76,7 +76,7 @@ from .training.cli import UserError, int_list, names, positive_int
 from .training.cli import run as run_cli
 from .training.results import save_json
 from .training.stdlib_text import VOCAB, stdlib_corpus
-from .training.timing import interleaved_medians
+from .training.timing import cpu_name, interleaved_medians
 
 ALGEBRAS = ("R", "C", "H", "M2R", "M4R", "M2C", "PHM4", "RandH", "RandM4R")
 PHASES = ("train", "measure", "all")
@@ -494,8 +494,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
              f"peak resident memory growth ({rows[0]['rss_method']}) in a fresh process from after reading the "
              f"checkpoint to after building the model and generating at batch 1 and 8.  ★: Pareto-optimal (no other "
              f"row has lower bits/char and higher batch-1 tokens/s).  Mean ± sample std over seeds where a size has "
-             f"several.  Machine: "
-             f"{platform.machine()}, {os.cpu_count()} cores (possibly shared), torch {torch.__version__}.")
+             f"several.  Machine: {cpu_name()} ({platform.machine()}, {os.cpu_count()} cores, possibly shared), "
+             f"torch {torch.__version__}.")
     pareto_report.write_outputs(rows, summary, args.out, facts)
     print(pareto_report.markdown(summary, facts))
     print(f"{time.perf_counter() - start:.0f}s; results in {args.out.resolve()} (runs.csv, summary.csv, summary.md, "

@@ -6,11 +6,13 @@ machine hit all variants alike).  Used by benchmarks/bench_inference.py and exam
 """
 from __future__ import annotations
 
+import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
-__all__ = ["CLOCK", "timed", "interleaved_medians"]
+__all__ = ["CLOCK", "timed", "interleaved_medians", "cpu_name"]
 
 #: the clock samples are read with (benchmarks may swap in time.thread_time: this process's CPU time only)
 CLOCK: dict[str, Callable[[], float]] = {"fn": time.perf_counter}
@@ -43,3 +45,20 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, targe
             sample()
             times[k].append((CLOCK["fn"]() - t) / reps)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def cpu_name() -> str:
+    """The CPU's model name and widest vector ISA (Linux: /proc/cpuinfo), else what the platform module knows:
+    for result tables, e.g. "Intel(R) Xeon(R) Processor, AVX-512"."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(("model name",
+                                                                                                   "Model"))),
+                platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
+                      if line.startswith(("flags", "Features"))), []))
+    isa = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "NEON" if {"asimd", "neon"} & flags
+           else None)
+    return f"{name}, {isa}" if isa else name
