@@ -22,6 +22,7 @@ import pytest
 from runtime import load_algebra
 from runtime.kernels.compiler import find_compiler
 from runtime.kernels.cpu import KernelBuildError, _build
+from runtime.kernels.cpu.ops import LEARNED_SOURCE
 
 ALGEBRAS = ["R", "C", "H", "Dual", "Cross3", "M2R", "M3R", "M4R", "M2C", "RandH", "RandM4R"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,11 +111,11 @@ def test_bad_or_unrunnable_targets_are_refused(monkeypatch):
 @pytest.mark.parametrize("march", ["x86-64-v3", "x86-64-v4"])
 def test_generated_cpp_compiles_for_each_x86_target_without_warnings(march):
     """-Wall -Wextra -Werror for AVX2 + FMA and AVX-512 whatever this CPU is (compiling needs no such CPU); every
-    built-in at -O1, H also at -O3 (the optimiser's warnings)."""
+    built-in at -O1, H and the learned layers' kernel (learned.cpp) at -O3 (the optimiser's warnings)."""
     sources = [load_algebra(n).path / f"{n}_cpu.cpp" for n in ALGEBRAS]
     base = [CXX, "-std=c++17", f"-march={march}", "-ffp-contract=fast", "-fopenmp-simd", "-fPIC", "-Wall", "-Wextra",
             "-Werror", "-c", "-o", os.devnull]
-    jobs = [[*base, "-O1", str(s)] for s in sources] + [[*base, "-O3", str(sources[2])]]
+    jobs = [[*base, "-O1", str(s)] for s in sources] + [[*base, "-O3", str(s)] for s in (sources[2], LEARNED_SOURCE)]
     for cmd in jobs:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, f"{' '.join(cmd)}:\n{res.stderr[-3000:]}"
@@ -126,7 +127,7 @@ def test_generated_cpp_compiles_for_each_x86_target_without_warnings(march):
 def test_generated_cpp_cross_compiles_for_aarch64_without_warnings(opt):
     sources = [load_algebra(n).path / f"{n}_cpu.cpp" for n in ALGEBRAS]
     if opt == "-O3":
-        sources = sources[2:3]                      # H: the optimiser's warnings too
+        sources = [sources[2], LEARNED_SOURCE]      # H and the learned layers' kernel: the optimiser's warnings too
     base = [CROSS, "-std=c++17", "-march=armv8-a", "-ffp-contract=fast", "-fopenmp-simd", "-fPIC", "-Wall",
             "-Wextra", "-Werror", opt, "-c", "-o", os.devnull]
     procs = [(s, subprocess.Popen([*base, str(s)], stderr=subprocess.PIPE, text=True)) for s in sources]
