@@ -54,6 +54,23 @@ def torch_transformer_state(state: dict, d: int, who: str) -> dict:
     return out
 
 
+def _add_feedforward_and_norms(layer: nn.Module, blocks: int, d_model: int, dim_feedforward: int, dropout: float,
+                               activation, layer_norm_eps: float, norm_first: bool, bias: bool, method, norm: str,
+                               fk: dict) -> None:
+    """The parts torch's encoder / decoder layers share, under torch's names: linear1, dropout, linear2 (the MLP),
+    norm1..normN and dropout1..dropoutN (one per residual block), norm_first, activation; over layer.algebra."""
+    A = layer.algebra
+    layer.linear1 = AlgebraLinear(d_model, dim_feedforward, A, bias=bias, method=method, **fk)
+    layer.dropout = AlgebraDropout(dropout, algebra=A, dim=-1)
+    layer.linear2 = AlgebraLinear(dim_feedforward, d_model, A, bias=bias, method=method, **fk)
+    layer.norm_first = norm_first
+    for i in range(1, blocks + 1):
+        setattr(layer, f"norm{i}", AlgebraLayerNorm(d_model, algebra=A, mode=norm, eps=layer_norm_eps, bias=bias,
+                                                    **fk))
+        setattr(layer, f"dropout{i}", AlgebraDropout(dropout, algebra=A, dim=-1))
+    layer.activation = _activation(activation)
+
+
 class _LoadTorch:
     def load_torch_state_dict(self, state: dict) -> None:
         """Load the state dict of the matching torch module (algebra "R" only: torch's weights are real)."""
@@ -75,16 +92,9 @@ class AlgebraTransformerEncoderLayer(_LoadTorch, nn.Module):
         fk = {"device": device, "dtype": dtype}
         self.self_attn = AlgebraMultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
                                                    batch_first=batch_first, algebra=algebra, method=method, **fk)
-        A = self.algebra = self.self_attn.algebra
-        self.linear1 = AlgebraLinear(d_model, dim_feedforward, A, bias=bias, method=method, **fk)
-        self.dropout = AlgebraDropout(dropout, algebra=A, dim=-1)
-        self.linear2 = AlgebraLinear(dim_feedforward, d_model, A, bias=bias, method=method, **fk)
-        self.norm_first = norm_first
-        self.norm1 = AlgebraLayerNorm(d_model, algebra=A, mode=norm, eps=layer_norm_eps, bias=bias, **fk)
-        self.norm2 = AlgebraLayerNorm(d_model, algebra=A, mode=norm, eps=layer_norm_eps, bias=bias, **fk)
-        self.dropout1 = AlgebraDropout(dropout, algebra=A, dim=-1)
-        self.dropout2 = AlgebraDropout(dropout, algebra=A, dim=-1)
-        self.activation = _activation(activation)
+        self.algebra = self.self_attn.algebra
+        _add_feedforward_and_norms(self, 2, d_model, dim_feedforward, dropout, activation, layer_norm_eps, norm_first,
+                                   bias, method, norm, fk)
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None = None,
                 src_key_padding_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
@@ -120,16 +130,9 @@ class AlgebraTransformerDecoderLayer(_LoadTorch, nn.Module):
         mha = dict(dropout=dropout, bias=bias, batch_first=batch_first, algebra=algebra, method=method, **fk)
         self.self_attn = AlgebraMultiheadAttention(d_model, nhead, **mha)
         self.multihead_attn = AlgebraMultiheadAttention(d_model, nhead, **mha)
-        A = self.algebra = self.self_attn.algebra
-        self.linear1 = AlgebraLinear(d_model, dim_feedforward, A, bias=bias, method=method, **fk)
-        self.dropout = AlgebraDropout(dropout, algebra=A, dim=-1)
-        self.linear2 = AlgebraLinear(dim_feedforward, d_model, A, bias=bias, method=method, **fk)
-        self.norm_first = norm_first
-        for i in (1, 2, 3):
-            setattr(self, f"norm{i}", AlgebraLayerNorm(d_model, algebra=A, mode=norm, eps=layer_norm_eps,
-                                                       bias=bias, **fk))
-            setattr(self, f"dropout{i}", AlgebraDropout(dropout, algebra=A, dim=-1))
-        self.activation = _activation(activation)
+        self.algebra = self.self_attn.algebra
+        _add_feedforward_and_norms(self, 3, d_model, dim_feedforward, dropout, activation, layer_norm_eps, norm_first,
+                                   bias, method, norm, fk)
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, tgt_key_padding_mask: torch.Tensor | None = None,
