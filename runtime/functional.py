@@ -182,7 +182,7 @@ def linear_stepper(weight: torch.Tensor, bias: torch.Tensor | None, A: Algebra, 
 
     weight (out, in, d), bias (out, d) or None; the returned callable maps (rows, in*d) -> (rows, out*d)."""
     if is_learned(A):
-        path = _learned_path(A, methods.requested(method, who), rows * weight.shape[1], weight[..., 0].numel(), who)
+        path = _learned_path(A, methods.requested(method, who), rows * weight.shape[1], weight.numel() // A.dim, who)
         return learned_fn.linear_step(weight, bias, A, path)
     # the weight work is amortised over the steps: cost the per-step GEMMs only
     path = _torch_path(methods.requested(method, who), A, weight, rows=rows, in_elems=weight.shape[1],
@@ -298,7 +298,7 @@ def conv_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, dilation, g
     rows = N * math.prod(sp_out)
     requested = methods.requested(method, who)
     if is_learned(A):
-        path = _learned_path(A, requested, N * math.prod(sp_in) * cin, weight[..., 0].numel(), who)
+        path = _learned_path(A, requested, N * math.prod(sp_in) * cin, weight.numel() // d, who)
         y = learned_fn.conv(x, weight, bias, A, ConvGeometry(nd, stride, padding, dilation, groups, False,
                                                               (0,) * nd), path)
         return y.squeeze(0) if unbatched else y
@@ -400,8 +400,7 @@ def conv_transpose_impl(x, weight, bias, A: Algebra, nd: int, stride, padding, o
     N = x.shape[0]
     geometry = ConvGeometry(nd, stride, padding, dilation, groups, True, output_padding)
     if is_learned(A):
-        path = _learned_path(A, methods.requested(method, who), N * math.prod(sp_in) * cin, weight[..., 0].numel(),
-                             who)
+        path = _learned_path(A, methods.requested(method, who), N * math.prod(sp_in) * cin, weight.numel() // d, who)
         y = learned_fn.conv(x, weight, bias, A, geometry, path)
         return y.squeeze(0) if unbatched else y
     # as a GEMM: every input position meets all C_in/groups x C_out/groups x taps weight elements of its group

@@ -90,7 +90,8 @@ def cpu_kernel_applies(requested: str, A: Algebra, x: torch.Tensor, weight: torc
     if requested == "auto" and rows is not None and (rows > cpu_max_batch(A) or needs_grad(x, weight, bias)):
         return False
     kernels = cpu()
-    if weight.dtype not in kernels.DTYPES or x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+    if (weight.dtype not in kernels.DTYPES or x.dtype != weight.dtype
+            or (bias is not None and bias.dtype != weight.dtype)):
         return _decline(requested, f"the CPU kernels compute in float32 / float64 with one dtype, got "
                                    f"{x.dtype} x {weight.dtype}")
     if autocast_dtype("cpu") is not None:
@@ -133,14 +134,13 @@ def learned_kernel(weight: torch.Tensor, structure: torch.Tensor, x2: torch.Tens
                    bias: torch.Tensor | None) -> Callable | None:
     """runtime.kernels.cpu.learned_checked for a learned-algebra linear call at inference (no gradient, CPU float32 /
     float64 of one dtype, no autocast, not tracing for export, rows x d <= LEARNED_MAX_COLUMNS), or None."""
-    if (x2.device.type != "cpu" or weight.device.type != "cpu" or x2.shape[0] * weight.shape[-1] > LEARNED_MAX_COLUMNS["wide"]
-            or needs_grad(weight, structure, x2, bias) or has_tangent(weight, structure, x2, bias) or exporting()
-            or weight.dtype not in (torch.float32, torch.float64)
-            or any(t is not None and t.dtype != weight.dtype for t in (structure, x2, bias))
-            or autocast_dtype("cpu") is not None):
+    if (x2.device.type != "cpu" or weight.device.type != "cpu" or needs_grad(weight, structure, x2, bias)
+            or has_tangent(weight, structure, x2, bias) or exporting() or autocast_dtype("cpu") is not None):
         return None
     kernels = cpu()
-    if x2.shape[0] * weight.shape[-1] > LEARNED_MAX_COLUMNS["wide" if kernels.wide_vectors() else "narrow"]:
+    limit = LEARNED_MAX_COLUMNS["wide" if kernels.wide_vectors() else "narrow"]
+    if (x2.shape[0] * weight.shape[-1] > limit or weight.dtype not in kernels.DTYPES
+            or any(t is not None and t.dtype != weight.dtype for t in (structure, x2, bias))):
         return None
     return kernels.learned_checked if kernels.learned_ready() else None
 

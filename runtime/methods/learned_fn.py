@@ -25,9 +25,7 @@ from ..kernels import choice
 from .block import expand, real_forward
 from .geometry import ConvGeometry
 
-__all__ = ["PATHS", "choose_path", "linear", "linear_step", "conv", "resolve_path"]
-
-PATHS = ("block", "transform")
+__all__ = ["choose_path", "linear", "linear_step", "conv", "resolve_path"]
 
 # methods a learned layer accepts: auto / kernel choose (kernel: the transform path, which the CPU kernel runs);
 # block; fold is block (a learned structure has no fold plan: m = 1)
@@ -48,7 +46,7 @@ def choose_path(input_elements: int, weight_elements: int) -> str:
     return "transform" if input_elements < weight_elements else "block"
 
 
-def _transform(x: torch.Tensor, T: torch.Tensor, d: int) -> torch.Tensor:
+def _transform(x: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     """x (N, I, d, P) -> u (N, d_k, I, d_a, P), u[n, k, i, a, p] = sum_j T[a, j, k] x[n, i, j, p]."""
     return torch.einsum("nijp,ajk->nkiap", x, T)
 
@@ -71,7 +69,7 @@ def linear_step(weight: torch.Tensor, bias: torch.Tensor | None, LA, path: str,
         if kernel is not None:                  # inference on the CPU: one op, the weight streamed once
             return kernel(weight, T, x2, bias)
         N = x2.shape[0]
-        u = _transform(x2.reshape(N, I, d, 1), T, d).reshape(N * d, I * d)      # rows (n, k), columns (i, a)
+        u = _transform(x2.reshape(N, I, d, 1), T).reshape(N * d, I * d)      # rows (n, k), columns (i, a)
         y = F.linear(u, w2).view(N, d, O).transpose(1, 2).reshape(N, O * d)
         return y if b is None else y + b
     return step
@@ -90,17 +88,17 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, LA, g
     g = geometry
     d = weight.shape[-1]
     T = LA.structure_tensor(weight.dtype, weight.device)
-    if path == "block":
-        Tb = T.transpose(1, 2)
-        return real_forward(x, expand(weight, Tb.transpose(1, 2) if g.transposed else Tb), bias, g)
+    if path == "block":            # the block tensor is T transposed; a transposed conv's, transposed back
+        return real_forward(x, expand(weight, T if g.transposed else T.transpose(1, 2)), bias, g)
     N, S = x.shape[0], x.shape[2:]
     I = x.shape[1] // d
-    u = _transform(x.reshape(N, I, d, -1), T, d).reshape(N * d, I * d, *S)     # batch (n, k), channels (i, a)
+    u = _transform(x.reshape(N, I, d, -1), T).reshape(N * d, I * d, *S)     # batch (n, k), channels (i, a)
     nd = g.nd
-    taps = tuple(range(2, 2 + nd))
-    w = weight.permute(0, nd + 2, 1, *taps) if g.transposed else weight.permute(0, 1, nd + 2, *taps)
-    w = w.reshape(weight.shape[0] * d, weight.shape[1], *weight.shape[2:-1]) if g.transposed else \
-        w.reshape(weight.shape[0], weight.shape[1] * d, *weight.shape[2:-1])
+    taps, k = tuple(range(2, 2 + nd)), weight.shape[2:-1]
+    if g.transposed:               # (I, O/g, *k, d) -> (I*d, O/g, *k): input channels (i, a)
+        w = weight.permute(0, nd + 2, 1, *taps).reshape(weight.shape[0] * d, weight.shape[1], *k)
+    else:                          # (O, I/g, *k, d) -> (O, I/g*d, *k)
+        w = weight.permute(0, 1, nd + 2, *taps).reshape(weight.shape[0], weight.shape[1] * d, *k)
     y = real_forward(u, w, None, g)                                             # (N*d, C_out, *S')
     y = y.view(N, d, y.shape[1], *y.shape[2:]).transpose(1, 2).reshape(N, -1, *y.shape[2:])
     if bias is not None:

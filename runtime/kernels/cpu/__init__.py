@@ -25,10 +25,11 @@ ALGEBRANETS_CPU_MARCH builds for another target than this machine's (e.g. x86-64
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -43,9 +44,9 @@ from . import ops
 from ._build import ENV_CACHE, KernelBuildError, cache_dir, isa_macros, target_march
 
 __all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "conv_checked",
-           "bsr_linear",
-           "bsr_checked", "learned", "learned_checked", "learned_ready", "wide_vectors", "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX",
-           "ENV_CACHE", "DTYPES", "ops", "precompile"]
+           "bsr_linear", "bsr_checked", "learned", "learned_checked", "learned_ready", "wide_vectors",
+           "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX", "ENV_CACHE", "DTYPES",
+           "ops", "precompile"]
 
 #: dtypes the kernels compute in
 DTYPES = (torch.float32, torch.float64)
@@ -122,49 +123,42 @@ def precompile(names: Sequence[str] | None = None, generated: str | Path | None 
 def ready(algebra: Algebra) -> bool:
     """Whether the algebra's kernels run in this process (compiles and loads them on first use; warns once and
     returns False when that is impossible).  A constant to torch.compile."""
-    if ops.registered(algebra):
+    if ops.registered(algebra):           # the hot path: nothing else to look at
         return True
-    key = key_of(algebra)
+    return _load_once(key_of(algebra), lambda: ops.registered(algebra), lambda: ops.register(algebra))
+
+
+def learned_ready() -> bool:
+    """Whether the learned-algebra layers' kernel (learned.cpp) runs in this process; compiles
+    and loads it on first use, warns once and returns False when that is impossible."""
+    return _load_once("learned", ops.learned_loaded, ops.load_learned)
+
+
+def _load_once(key: str, loaded: Callable[[], bool], load: Callable[[], object]) -> bool:
+    """Whether a kernel library runs in this process: `load` (compile and load) on first use; when that fails,
+    one warning (recorded under `key`, or "" when the glue itself failed) and False from then on."""
+    if loaded():
+        return True
     if key in _failed or "" in _failed:
         return False
     with _lock:
         try:
-            ops.register(algebra)
+            load()
             return True
         except (KernelBuildError, OSError, RuntimeError) as e:
             _fail(key if ops.glue_loaded() else "", e)
             return False
 
 
-def learned_ready() -> bool:
-    """Whether the learned-algebra layers' kernel (learned.cpp) runs in this process; compiles
-    and loads it on first use, warns once and returns False when that is impossible."""
-    if ops.learned_loaded():
-        return True
-    if "learned" in _failed or "" in _failed:
-        return False
-    with _lock:
-        try:
-            ops.load_learned()
-            return True
-        except (KernelBuildError, OSError, RuntimeError) as e:
-            _fail("learned" if ops.glue_loaded() else "", e)
-            return False
-
-
+@functools.cache
 def wide_vectors() -> bool:
     """Whether the kernels are built for 512-bit vectors (AVX-512: 32 registers), the target's ISA macros read
     once; False without a compiler."""
-    if "wide" not in _target:
-        cxx = find_compiler()
-        try:
-            _target["wide"] = cxx is not None and "__AVX512F__" in isa_macros(cxx, target_march())
-        except KernelBuildError:
-            _target["wide"] = False
-    return _target["wide"]
-
-
-_target: dict[str, bool] = {}
+    cxx = find_compiler()
+    try:
+        return cxx is not None and "__AVX512F__" in isa_macros(cxx, target_march())
+    except KernelBuildError:
+        return False
 
 
 def learned(weight: Tensor, structure: Tensor, x: Tensor, bias: Tensor | None = None) -> Tensor:
