@@ -26,16 +26,20 @@ from . import compare, pareto
 from .training.cli import UserError, positive_int
 from .training.cli import run as run_cli
 from .training.results import save_json, save_text
-from .training.stdlib_text import stdlib_corpus
+from .training.stdlib_text import Corpus, stdlib_corpus
 
 
-def analyse(key: str, out: Path, steps: int, restarts: int) -> dict:
-    """The row of one learned-algebra checkpoint OUT/checkpoints/<key>.pt (its run file OUT/runs/<key>.json)."""
+def _run_row(out: Path, key: str) -> dict:
+    return json.loads((out / "runs" / f"{key}.json").read_text())
+
+
+def analyse(key: str, out: Path, corpus: Corpus, steps: int, restarts: int) -> dict:
+    """The row of one learned-algebra checkpoint OUT/checkpoints/<key>.pt (its run file OUT/runs/<key>.json);
+    corpus: the run's (examples.pareto keeps one corpus and budget per folder)."""
     from runtime.learned_algebra import LearnedAlgebra, nearest_known
 
-    row = json.loads((out / "runs" / f"{key}.json").read_text())
+    row = _run_row(out, key)
     budget = row["budget"]
-    corpus = stdlib_corpus(budget["train_bytes"], budget["val_bytes"])
     model = pareto.load_model(out / "checkpoints" / f"{key}.pt")
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LearnedAlgebra)]
     found = {n: nearest_known(m.T, steps=steps, restarts=restarts) for n, m in layers}
@@ -85,9 +89,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not keys:
         raise UserError(f"{args.out}/checkpoints holds no learned-algebra checkpoint (PHM*.pt): run python -m "
                         f"examples.pareto --out {args.out} with a learned algebra first")
+    budget = _run_row(args.out, keys[0])["budget"]
+    corpus = stdlib_corpus(budget["train_bytes"], budget["val_bytes"])         # read once: one budget per folder
     rows = []
     for key in keys:
-        rows.append(analyse(key, args.out, args.steps, args.restarts))
+        rows.append(analyse(key, args.out, corpus, args.steps, args.restarts))
         print(f"  {key}: trained {rows[-1]['bits_trained']:.3f}, rounded to nearest {rows[-1]['bits_nearest']:.3f} "
               f"bits/char ({rows[-1]['nearest_counts']})", flush=True)
     save_json(args.out / "learned.json", {"rows": rows, "steps": args.steps, "restarts": args.restarts})

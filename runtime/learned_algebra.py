@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .registry import Algebra, load_algebra
+from .registry import Algebra, available_algebras, load_algebra
 
 __all__ = ["LearnedSpec", "LearnedAlgebra", "learned", "learned_spec", "describe", "is_learned", "MAX_DIM",
            "Nearest", "change_basis", "nearest_known"]
@@ -87,7 +87,7 @@ def learned_spec(name: str) -> LearnedSpec | None:
 class LearnedAlgebra(_Described, nn.Module):
     """A layer's trainable structure tensor: parameter `T` (d, d, d), (x*y)_k = sum_ij T[i,j,k] x_i y_j.
 
-    Read by the algebra layers through `structure_tensor()` / `block_tensor()` (live, differentiable).
+    Read by the algebra layers through `structure_tensor()` (live, differentiable).
     `structure` (numpy float64, a copy of the current values) and `dim`, `name`, `unit`, `properties`,
     `naive_multiplications` make it usable where an Algebra's description is read (counting, runtime.init).
     """
@@ -115,10 +115,6 @@ class LearnedAlgebra(_Described, nn.Module):
     def structure_tensor(self, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
         """T (d, d, d), differentiable, in `dtype` / on `device` when given."""
         return self.T.to(dtype=dtype, device=device)
-
-    def block_tensor(self, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
-        """(d, d, d) with L(w)[t, s] = sum_a block[a, t, s] w_a (runtime.methods.block.expand), differentiable."""
-        return self.structure_tensor(dtype, device).transpose(1, 2)
 
     def mul(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(..., d) x (..., d) -> (..., d) with the current structure."""
@@ -200,8 +196,6 @@ def nearest_known(T: torch.Tensor, names=None, restarts: int = 16, steps: int = 
     random starts, all at once (a local search: a distance it reports is reached, a smaller one may exist).
     names: the built algebras to try (default: every available one of dimension d).  Returns the candidates,
     nearest first."""
-    from .registry import available_algebras
-
     T = T.detach().to("cpu", torch.float64)
     d = T.shape[0]
     if names is None:
