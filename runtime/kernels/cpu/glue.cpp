@@ -184,47 +184,36 @@ std::atomic<bool> learned_loaded{false};
 Learned<float> learned_f32{};
 Learned<double> learned_f64{};
 
-void check_learned(const at::Tensor& weight, const at::Tensor& x, const char* who) {
-  TORCH_CHECK(learned_loaded.load(), who, ": the kernel is not loaded in this process; "
-              "runtime.kernels.cpu.learned_ready() compiles and loads it");
-  TORCH_CHECK(weight.device().is_cpu() && x.device().is_cpu(), who, ": CPU tensors only");
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type() &&
-                  (weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kDouble),
-              who, ": weight and input must both be float32 or both float64");
-}
-
-// the layer's (N, O, d) (dk = d) from u (n, K), threaded over the weight's rows
-template <typename T>
-void product(const Learned<T>& k, const at::Tensor& w, const at::Tensor& u, const T* bias, at::Tensor& y, i64 dk) {
-  const i64 O = w.size(0), K = w.size(1), n = u.size(0);
-  if (O == 0 || n == 0) return;
-  const T* wp = w.const_data_ptr<T>();
-  const T* up = u.const_data_ptr<T>();
-  T* yp = y.mutable_data_ptr<T>();
-  at::parallel_for(0, O, std::max<i64>(1, kRowGrain / std::max<i64>(1, K)),
-                   [&](i64 o0, i64 o1) { k.skinny(wp, up, bias, yp, O, K, n, dk, o0, o1); });
-}
-
 template <typename T>
 at::Tensor learned_run(const Learned<T>& k, const at::Tensor& w, const at::Tensor& st, const at::Tensor& x,
                        const std::optional<at::Tensor>& bias) {
-  const i64 O = w.size(0), I = w.size(1), d = w.size(2), N = x.size(0);
-  at::Tensor u = at::empty({N * d, I * d}, w.options());
+  const i64 O = w.size(0), I = w.size(1), d = w.size(2), N = x.size(0), K = I * d;
+  at::Tensor u = at::empty({N * d, K}, w.options());            // the input combined with the structure
+  at::Tensor y = at::empty({N, O * d}, w.options());
+  if (O == 0 || N == 0) return y;
   const T* xp = x.const_data_ptr<T>();
   const T* tp = st.const_data_ptr<T>();
   T* up = u.mutable_data_ptr<T>();
   at::parallel_for(0, I, std::max<i64>(1, kPrepGrain / std::max<i64>(1, N * d * d)),
                    [&](i64 i0, i64 i1) { k.prep(xp, tp, up, N, I, d, i0, i1); });
-  at::Tensor y = at::empty({N, O * d}, w.options());
   const at::Tensor b = bias ? bias->contiguous() : at::Tensor();
-  product<T>(k, w.view({O, I * d}), u, bias ? b.const_data_ptr<T>() : nullptr, y, d);
+  const T* bp = bias ? b.const_data_ptr<T>() : nullptr;
+  const T* wp = w.const_data_ptr<T>();
+  T* yp = y.mutable_data_ptr<T>();
+  at::parallel_for(0, O, std::max<i64>(1, kRowGrain / std::max<i64>(1, K)),   // the weight's rows, (N, O, d) out
+                   [&](i64 o0, i64 o1) { k.skinny(wp, up, bp, yp, O, K, N * d, d, o0, o1); });
   return y;
 }
 
 // y (N, O*d) = the layer over a learned algebra at inference: weight (O, I, d), structure (d, d, d), x (N, I*d)
 at::Tensor learned(const at::Tensor& weight, const at::Tensor& structure, const at::Tensor& x,
                    const std::optional<at::Tensor>& bias) {
-  check_learned(weight, x, "algebranets_cpu.learned");
+  TORCH_CHECK(learned_loaded.load(), "algebranets_cpu.learned: the kernel is not loaded in this process; "
+              "runtime.kernels.cpu.learned_ready() compiles and loads it");
+  TORCH_CHECK(weight.device().is_cpu() && x.device().is_cpu(), "algebranets_cpu.learned: CPU tensors only");
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type() &&
+                  (weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kDouble),
+              "algebranets_cpu.learned: weight and input must both be float32 or both float64");
   TORCH_CHECK(weight.dim() == 3, "algebranets_cpu.learned: weight must be (O, I, d), got ", weight.sizes());
   const i64 O = weight.size(0), I = weight.size(1), d = weight.size(2);
   TORCH_CHECK(structure.dim() == 3 && structure.size(0) == d && structure.size(1) == d && structure.size(2) == d &&
