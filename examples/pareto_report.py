@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 
 from .training.plots import log_x
+from .training.results import plus_minus
 
 __all__ = ["RUN_COLUMNS", "MEASURED", "summarise", "pareto_optimal", "markdown", "plot", "write_outputs"]
 
@@ -60,18 +61,14 @@ def pareto_optimal(points: list[dict], quality: str = "bits_per_char",
     return [not any(dominates(q, p) for q in points if q is not p) for p in points]
 
 
-def _pm(mean: float, std: float, fmt: str) -> str:
-    return f"{mean:{fmt}} ± {std:{fmt}}" if math.isfinite(std) else f"{mean:{fmt}}"
-
-
 def markdown(summary: list[dict], facts: str) -> str:
     head = ("| algebra | size | width | params | MACs/token (scheme) | bits/char | batch-1 tok/s | / R | "
             "batch-8 tok/s | / R | prefill ms | peak RSS MB | Pareto |\n|" + "---|" * 13 + "\n")
     body = "".join(
         f"| {s['algebra']} | {s['size']} | {s['width']} | {s['params']:,} | {s['macs_scheme']:,} | "
-        f"{_pm(s['bits_per_char'], s['bits_per_char_std'], '.3f')} | "
-        f"{_pm(s['tokens_per_s_b1'], s['tokens_per_s_b1_std'], '.0f')} | {s['ratio_b1']:.2f} | "
-        f"{_pm(s['tokens_per_s_b8'], s['tokens_per_s_b8_std'], '.0f')} | {s['ratio_b8']:.2f} | "
+        f"{plus_minus(s['bits_per_char'], s['bits_per_char_std'], '.3f')} | "
+        f"{plus_minus(s['tokens_per_s_b1'], s['tokens_per_s_b1_std'], '.0f')} | {s['ratio_b1']:.2f} | "
+        f"{plus_minus(s['tokens_per_s_b8'], s['tokens_per_s_b8_std'], '.0f')} | {s['ratio_b8']:.2f} | "
         f"{s['prefill_ms']:.2f} | {s['peak_rss_mb']:.0f} | {'★' if s['pareto'] else ''} |\n" for s in summary)
     return "### bits/char against batch-1 decoding speed\n\n" + head + body + "\n" + facts + "\n"
 

@@ -35,7 +35,7 @@ from . import compare
 from .training.cli import UserError, int_list, names, positive_int
 from .training.cli import run as run_cli
 from .training.plots import log_x
-from .training.results import save_json
+from .training.results import plus_minus, save_json
 
 TASKS = ("digits", "text")
 METRIC = {"digits": "accuracy", "text": "bits_per_char"}
@@ -159,10 +159,6 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _pm(mean: float, std: float, digits: int) -> str:
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(std) else f"{mean:.{digits}f}"
-
-
 def markdown(summary: list[dict], budget: StudyBudget, seeds: int) -> str:
     text = ""
     for task in TASKS:
@@ -182,8 +178,8 @@ def markdown(summary: list[dict], budget: StudyBudget, seeds: int) -> str:
                     cells.append("| | | | ")
                     continue
                 d = 3 if task == "digits" else 3
-                delta = "—" if alg == "R" else _pm(s["diff_vs_R"], s["diff_std"], d)
-                cells.append(f"{s['width']} | {s['params']:,} | {s['macs_scheme']:,} | {_pm(s['mean'], s['std'], d)} | "
+                delta = "—" if alg == "R" else plus_minus(s["diff_vs_R"], s["diff_std"], f".{d}f")
+                cells.append(f"{s['width']} | {s['params']:,} | {s['macs_scheme']:,} | {plus_minus(s['mean'], s['std'], f'.{d}f')} | "
                              f"{delta}")
             text += f"| {alg} | " + " | ".join(cells) + " |\n"
     text += (f"\nBudget: digits {budget.digits_epochs} epochs, text {budget.lm_steps} steps (batch 32 × 64 "
