@@ -146,6 +146,8 @@ i64 NAME_cpu_work_f32(int, int, i64, i64);
 void NAME_cpu_prep_f32(int, int, const float*, i64, i64, i64, i64, i64, float*, i64, i64);
 i64 NAME_cpu_rows_f32(int, const float*, const i64*, const int*, const float*, const float*, float*, i64, i64, i64,
                       i64, i64);
+i64 NAME_cpu_packed_size_f32(i64, i64, int*, int*);
+void NAME_cpu_pack_f32(int, const float*, i64, i64, float*, i64, i64);
 }
 int main() {
   const i64 D = DIM, OUT = 6, IN = 29, B = 3;
@@ -167,12 +169,15 @@ int main() {
   }
   for (int sparse = 0; sparse < 2; ++sparse)
     for (i64 batch = 1; batch <= B; batch += 2)
-      for (int req = 0; req < 3; ++req) {
+      for (int req = 0; req < 4; ++req) {
         const int v = NAME_cpu_variant_f32(sparse, batch, req);
         if (v < 0) continue;
+        int rows = 0, lanes = 0;                            // planar (3): the packed weight
+        std::vector<float> packed(NAME_cpu_packed_size_f32(OUT, IN, &rows, &lanes));
+        NAME_cpu_pack_f32(0, w.data(), OUT, IN, packed.data(), 0, (OUT + rows - 1) / rows);
         std::vector<float> work(NAME_cpu_work_f32(sparse, v, batch, IN) + 1);
         NAME_cpu_prep_f32(sparse, v, x.data(), IN * D, D, 1, batch, IN, work.data(), 0, IN);
-        const i64 bad = NAME_cpu_rows_f32(v, sparse ? vals.data() : w.data(), sparse ? crow.data() : nullptr,
+        const i64 bad = NAME_cpu_rows_f32(v, sparse ? vals.data() : v == 3 ? packed.data() : w.data(), sparse ? crow.data() : nullptr,
                                           sparse ? col.data() : nullptr, work.data(), bias.data(), y.data(), OUT,
                                           IN, batch, 0, OUT);
         std::printf("%d %lld %d %lld", sparse, batch, v, bad);
@@ -220,7 +225,7 @@ def test_aarch64_kernels_run_under_qemu(name, tmp_path):
     for o in range(out_):
         mask[o, o % 3::3] = 1
     lines = run.stdout.strip().splitlines()
-    assert len(lines) >= 6, run.stdout
+    assert len(lines) >= 8 and any(line.split()[2] == "3" for line in lines), run.stdout
     for line in lines:
         sparse, batch, variant, bad, *vals = line.split()
         batch = int(batch)

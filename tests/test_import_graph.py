@@ -22,7 +22,7 @@ RUNTIME_LAYERS = (
     ("runtime.kernels",),
     ("runtime.methods",),
     ("runtime.functional",),
-    ("runtime.layers", "runtime.init", "runtime.counting", "runtime.sparsity"),
+    ("runtime.layers", "runtime.init", "runtime.counting", "runtime.sparsity", "runtime.packing"),
     ("runtime.models", "runtime.fsdp"),
 )
 

@@ -30,7 +30,7 @@ from ..schemes import Scheme
 from .formulas import c_identifier, combination, mac_lines, program_lines, programs
 
 #: version of the C ABI between the generated kernels and runtime/kernels/cpu/glue.cpp
-ABI = 1
+ABI = 2
 #: storage suffix -> C++ type
 STORAGE = {"f32": "float", "f64": "double"}
 
@@ -73,16 +73,18 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
         "algebra": name, "abi": ABI, "dim": d, "rank": r, "patterns": len(kmap), "naive_multiplications": naive,
         "weight_additions": progs["weight"].additions, "source": f"{name}_cpu.cpp",
         "storages": list(STORAGE),
-        "variants": {"small": 0, "lanes_naive": 1, "lanes_scheme": 2},
+        "variants": {"small": 0, "lanes_naive": 1, "lanes_scheme": 2, "planar": 3},
         "entry_points": {"abi": f"{prefix}_cpu_abi",
                          **{f"{kind}_{s}": f"{prefix}_cpu_{kind}_{s}" for s in STORAGE
-                            for kind in ("variant", "work", "prep", "rows")}},
+                            for kind in ("variant", "work", "prep", "rows", "packed_size", "pack")}},
     }
     return {
         "prefix": prefix, "kmap": kmap, "patterns": len(kmap), "expansion": expansion(T, kmap),
         "repeat": {sl: [lane % dp for lane in range(sl)] for sl in (2, 4, 8, 16, 32, 64)},
         "mac": mac_lines(T, acc="acc[r][{k}][v]", w="rows_splat<T, H>(wr + {i}, rs)", x="vload(xe + ({j} * VB + v) * VL)",
                          weight_major=True),
+        "planar_mac": mac_lines(T, acc="slot<{k}, K0, K1>(acc[r][b], sink)", w="vload(w + {i} * VL)",
+                                x="vload(x + {j} * VL)", weight_major=True),
         "weight_map": program_lines(progs["weight"], "cu"),
         "activation_map": program_lines(progs["activation"], "cu"),
         "post_map": program_lines(progs["post"], "cu"),

@@ -46,7 +46,7 @@ from ._build import ENV_CACHE, KernelBuildError, cache_dir, isa_macros, target_m
 __all__ = ["ready", "kernels_available", "unavailable_reason", "load_kernels", "dense", "dense_checked", "conv_checked",
            "bsr_linear", "bsr_checked", "learned", "learned_checked", "learned_ready", "wide_vectors",
            "KernelUnavailableWarning", "KernelBuildError", "cache_dir", "find_compiler", "ENV_CXX", "ENV_CACHE", "DTYPES",
-           "ops", "precompile"]
+           "ops", "precompile", "pack", "unpack", "planar_checked"]
 
 #: dtypes the kernels compute in
 DTYPES = (torch.float32, torch.float64)
@@ -247,6 +247,33 @@ def conv_checked(algebra: Algebra, weight: Tensor, x: Tensor, bias: Tensor | Non
     X, out_sp = element_columns(x, d, tuple(weight.shape[2:-1]), stride, dilation)
     y = dense_checked(algebra, weight.reshape(weight.shape[0], -1, d), X.reshape(X.shape[0], X.shape[1] * d), bias)
     return from_rows(y.reshape(X.shape[0], weight.shape[0], d), x.shape[0], out_sp)
+
+
+def pack(algebra: Algebra | str, weight: Tensor) -> Tensor:
+    """The compact weight (out, in, d) repacked for the planar kernel of this process's target: component-major
+    blocks of the target's vector lanes, (groups, blocks, rows per group, d, lanes), zero-padded.  Float32 /
+    float64 CPU tensors; no autograd (an inference form).  `planar_checked` runs it, `unpack` inverts it."""
+    alg, _ = _checked(algebra, "pack", weight.new_empty((1, weight.shape[-1] if weight.dim() else 0)), weight, None,
+                      "(out, in, d)")
+    with torch.no_grad():
+        return torch.ops.algebranets_cpu.pack(key_of(alg), weight.detach())
+
+
+def unpack(algebra: Algebra | str, packed: Tensor, out: int, in_features: int) -> Tensor:
+    """The compact weight (out, in_features, d) of a packed one (exactly: the inverse permutation of `pack`)."""
+    alg = load_algebra(algebra)
+    with torch.no_grad():
+        return torch.ops.algebranets_cpu.unpack(key_of(alg), packed, out, in_features)
+
+
+def planar_checked(algebra: Algebra, packed: Tensor, x: Tensor, bias: Tensor | None, out: int,
+                   in_features: int) -> Tensor:
+    """y = the packed weight (of an (out, in) layer) times x (+ bias) with the planar kernel, for callers that
+    checked dtypes, that `ready(algebra)` holds and that no gradient is needed: x (N, in*d) -> (N, out*d); the op
+    refuses a packed weight of another layout or size."""
+    d = algebra.dim
+    x3 = x.view(x.shape[0], -1, d)
+    return _call("planar", (key_of(algebra), packed, x3, bias, out, in_features), ()).view(x.shape[0], out * d)
 
 
 _below_autograd: dict = {}          # op name -> torch.ops.algebranets_cpu.<name>.default, looked up once

@@ -27,10 +27,11 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace {
 
-constexpr int kAbi = 1;
+constexpr int kAbi = 2;
 typedef long long i64;
 
 template <typename T>
@@ -41,6 +42,8 @@ struct Entry {
                i64 i1);
   i64 (*rows)(int variant, const T* w, const i64* crow, const int* col, const T* work, const T* bias, T* y,
               i64 out, i64 in, i64 batch, i64 o0, i64 o1);       // returns the column indices outside [0, in)
+  i64 (*packed_size)(i64 out, i64 in, int* rows_per_group, int* lanes);
+  void (*pack)(int unpack, const T* src, i64 out, i64 in, T* dst, i64 g0, i64 g1);
 };
 
 struct Kernels {
@@ -148,6 +151,8 @@ at::Tensor dense(c10::string_view algebra, const at::Tensor& weight, const at::T
   check_common(k, weight, x, bias, out, "algebranets_cpu.dense");
   TORCH_CHECK(x.size(1) == weight.size(1), "algebranets_cpu.dense: x has ", x.size(1),
               " elements per row but the weight has in = ", weight.size(1));
+  TORCH_CHECK(variant != 3, "algebranets_cpu.dense: the planar variant runs on a packed weight (algebranets_cpu.pack, "
+              "then algebranets_cpu.planar)");
   const at::Tensor w = weight.contiguous();
   if (w.scalar_type() == at::kFloat) return run<float>(k.f32, k.dim, w, nullptr, nullptr, x, bias, out, variant);
   return run<double>(k.f64, k.dim, w, nullptr, nullptr, x, bias, out, variant);
@@ -173,6 +178,74 @@ at::Tensor bsr(c10::string_view algebra, const at::Tensor& crow, const at::Tenso
   const at::Tensor v = values.contiguous();
   if (v.scalar_type() == at::kFloat) return run<float>(k.f32, k.dim, v, &cr, &cl, x, bias, out, variant);
   return run<double>(k.f64, k.dim, v, &cr, &cl, x, bias, out, variant);
+}
+
+// The packed (planar) layout of an (out, in) weight: (groups, blocks, rows per group, d, lanes) for dtype T
+template <typename T>
+std::vector<int64_t> packed_shape(const Entry<T>& k, int dim, i64 out, i64 in) {
+  int rows = 0, lanes = 0;
+  k.packed_size(out, in, &rows, &lanes);
+  return {(out + rows - 1) / rows, (in + lanes - 1) / lanes, rows, dim, lanes};
+}
+
+template <typename T>
+at::Tensor pack_run(const Entry<T>& k, int dim, const at::Tensor& src, i64 out, i64 in, bool unpack) {
+  const std::vector<int64_t> shape = packed_shape(k, dim, out, in);
+  at::Tensor dst = unpack ? at::empty({out, in, dim}, src.options()) : at::empty(shape, src.options());
+  const T* s = src.const_data_ptr<T>();
+  T* d = dst.mutable_data_ptr<T>();
+  const i64 per_group = std::max<i64>(1, shape[2] * in * dim);
+  at::parallel_for(0, shape[0], (kRowGrain + per_group - 1) / per_group, [&](int64_t g0, int64_t g1) {
+    k.pack(unpack ? 1 : 0, s, out, in, d, g0, g1);
+  });
+  return dst;
+}
+
+void check_float_cpu(const at::Tensor& t, const char* who) {
+  TORCH_CHECK(t.device().is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble), who,
+              ": float32 or float64 CPU tensors expected, got ", t.scalar_type(), " on ", t.device());
+}
+
+// the compact weight (out, in, d) packed for the planar variant of this process's kernels
+at::Tensor pack(c10::string_view algebra, const at::Tensor& weight) {
+  const Kernels k = lookup(std::string(algebra));
+  check_float_cpu(weight, "algebranets_cpu.pack");
+  TORCH_CHECK(weight.dim() == 3 && weight.size(2) == k.dim, "algebranets_cpu.pack: weight must be (out, in, ", k.dim,
+              "), got ", weight.sizes());
+  const at::Tensor w = weight.contiguous();
+  if (w.scalar_type() == at::kFloat) return pack_run<float>(k.f32, k.dim, w, w.size(0), w.size(1), false);
+  return pack_run<double>(k.f64, k.dim, w, w.size(0), w.size(1), false);
+}
+
+// A packed weight's layout must be this process's (another target, another algebra or sizes: refused)
+void check_packed(const Kernels& k, const at::Tensor& packed, i64 out, i64 in, const char* who) {
+  check_float_cpu(packed, who);
+  const std::vector<int64_t> want = packed.scalar_type() == at::kFloat ? packed_shape(k.f32, k.dim, out, in)
+                                                                    : packed_shape(k.f64, k.dim, out, in);
+  TORCH_CHECK(packed.sizes() == at::IntArrayRef(want), who, ": the packed weight is ", packed.sizes(),
+              " but these kernels pack an (", out, ", ", in, ") weight as ", at::IntArrayRef(want),
+              " (packed for another target, algebra or size: pack it again)");
+}
+
+at::Tensor unpack(c10::string_view algebra, const at::Tensor& packed, int64_t out, int64_t in) {
+  const Kernels k = lookup(std::string(algebra));
+  check_packed(k, packed, out, in, "algebranets_cpu.unpack");
+  const at::Tensor p = packed.contiguous();
+  if (p.scalar_type() == at::kFloat) return pack_run<float>(k.f32, k.dim, p, out, in, true);
+  return pack_run<double>(k.f64, k.dim, p, out, in, true);
+}
+
+// y (B, out, d) = the packed weight of an (out, in) layer times x (B, in, d) (+ bias) with the planar variant
+at::Tensor planar(c10::string_view algebra, const at::Tensor& packed, const at::Tensor& x,
+                  const std::optional<at::Tensor>& bias, int64_t out, int64_t in) {
+  const Kernels k = lookup(std::string(algebra));
+  TORCH_CHECK(x.dim() == 3 && x.size(1) == in, "algebranets_cpu.planar: x must be (B, ", in, ", ", k.dim, "), got ",
+              x.sizes());
+  check_packed(k, packed, out, in, "algebranets_cpu.planar");
+  check_common(k, packed, x, bias, out, "algebranets_cpu.planar");
+  const at::Tensor p = packed.contiguous();
+  if (p.scalar_type() == at::kFloat) return run<float>(k.f32, k.dim, p, nullptr, nullptr, x, bias, out, 3);
+  return run<double>(k.f64, k.dim, p, nullptr, nullptr, x, bias, out, 3);
 }
 
 template <typename T>
@@ -244,16 +317,19 @@ extern "C" int algebranets_cpu_register_learned(int abi, void* const* fns) {
   return 0;
 }
 
-// Register the entry points of one algebra's kernel library under `key`: fns = {variant, work, prep, rows} for
+// Register the entry points of one algebra's kernel library under `key`: fns = {variant, work, prep, rows,
+// packed_size, pack} for
 // f32, then the same for f64.  Returns 0, or -1 when the library was generated for another ABI.
 extern "C" int algebranets_cpu_register(const char* key, int abi, int dim, void* const* fns) {
   if (abi != kAbi) return -1;
   Kernels k;
   k.dim = dim;
   k.f32 = {reinterpret_cast<decltype(k.f32.variant)>(fns[0]), reinterpret_cast<decltype(k.f32.work)>(fns[1]),
-           reinterpret_cast<decltype(k.f32.prep)>(fns[2]), reinterpret_cast<decltype(k.f32.rows)>(fns[3])};
-  k.f64 = {reinterpret_cast<decltype(k.f64.variant)>(fns[4]), reinterpret_cast<decltype(k.f64.work)>(fns[5]),
-           reinterpret_cast<decltype(k.f64.prep)>(fns[6]), reinterpret_cast<decltype(k.f64.rows)>(fns[7])};
+           reinterpret_cast<decltype(k.f32.prep)>(fns[2]), reinterpret_cast<decltype(k.f32.rows)>(fns[3]),
+           reinterpret_cast<decltype(k.f32.packed_size)>(fns[4]), reinterpret_cast<decltype(k.f32.pack)>(fns[5])};
+  k.f64 = {reinterpret_cast<decltype(k.f64.variant)>(fns[6]), reinterpret_cast<decltype(k.f64.work)>(fns[7]),
+           reinterpret_cast<decltype(k.f64.prep)>(fns[8]), reinterpret_cast<decltype(k.f64.rows)>(fns[9]),
+           reinterpret_cast<decltype(k.f64.packed_size)>(fns[10]), reinterpret_cast<decltype(k.f64.pack)>(fns[11])};
   std::lock_guard<std::mutex> lock(registry_mutex);
   registry()[key] = k;
   return 0;
@@ -266,10 +342,16 @@ TORCH_LIBRARY(algebranets_cpu, m) {
   m.def("dense(str algebra, Tensor weight, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
   m.def("bsr(str algebra, Tensor crow, Tensor col, Tensor values, Tensor x, Tensor? bias, int variant=-1) -> Tensor");
   m.def("learned(Tensor weight, Tensor structure, Tensor x, Tensor? bias) -> Tensor");
+  m.def("pack(str algebra, Tensor weight) -> Tensor");
+  m.def("unpack(str algebra, Tensor packed, int out, int in_) -> Tensor");
+  m.def("planar(str algebra, Tensor packed, Tensor x, Tensor? bias, int out, int in_) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(algebranets_cpu, CPU, m) {
   m.impl("dense", &dense);
   m.impl("bsr", &bsr);
   m.impl("learned", &learned);
+  m.impl("pack", &pack);
+  m.impl("unpack", &unpack);
+  m.impl("planar", &planar);
 }

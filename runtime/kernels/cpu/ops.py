@@ -73,7 +73,8 @@ def register(algebra: Algebra | str) -> str:
         entry = table["entry_points"]
         abi = getattr(lib, entry["abi"])
         abi.restype = ctypes.c_int
-        names = [entry[f"{kind}_{s}"] for s in ("f32", "f64") for kind in ("variant", "work", "prep", "rows")]
+        names = [entry[f"{kind}_{s}"] for s in ("f32", "f64")
+                 for kind in ("variant", "work", "prep", "rows", "packed_size", "pack")]
         fns = (ctypes.c_void_p * len(names))(*[ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in names])
         if _glue["lib"].algebranets_cpu_register(key.encode(), abi(), int(table["dim"]), fns) != 0:
             raise _build.KernelBuildError(f"{path} was generated for CPU kernel ABI {abi()}, the runtime speaks "
@@ -132,5 +133,9 @@ def _register_python_parts() -> None:
     torch.library.register_fake(f"{NS}::bsr")(lin.bsr_fake)
     torch.library.register_fake(f"{NS}::learned")(
         lambda weight, structure, x, bias: x.new_empty((x.shape[0], weight.shape[0] * weight.shape[2])))
+    torch.library.register_fake(f"{NS}::unpack")(
+        lambda algebra, packed, out, in_: packed.new_empty((out, in_, packed.shape[3])))
+    torch.library.register_fake(f"{NS}::planar")(
+        lambda algebra, packed, x, bias, out, in_: x.new_empty((x.shape[0], out, x.shape[2])))
     torch.library.register_autograd(f"{NS}::dense", lin.gemv_backward, setup_context=lin.gemv_setup)
     torch.library.register_autograd(f"{NS}::bsr", lin.bsr_backward, setup_context=lin.bsr_setup)
