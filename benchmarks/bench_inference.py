@@ -81,6 +81,7 @@ def torch_paths(A, batch: int, n: int) -> str:
 
 
 def dense_rows(algebras, sizes, rounds):
+    from runtime import packing
     from runtime.layers import AlgebraLinear
     from runtime.learned_algebra import describe, is_learned
     rows = []
@@ -97,18 +98,27 @@ def dense_rows(algebras, sizes, rounds):
             for m in (kern, torch_layer):
                 m.load_state_dict(layer.state_dict())
             x = torch.randn(1, n * A.dim)
+            fns = {"real": lambda: real(xr), "auto": lambda: layer(x), "kernel": lambda: kern(x),
+                   "torch": lambda: torch_layer(x)}
+            if not is_learned(A):                       # the packed inference form (runtime.packing)
+                packed = packing.to_packed(layer)
+                fns["packed"] = lambda: packed(x)
             with torch.no_grad():
-                t = interleaved_medians({"real": lambda: real(xr), "auto": lambda: layer(x),
-                                         "kernel": lambda: kern(x), "torch": lambda: torch_layer(x)}, rounds)
+                t = interleaved_medians(fns, rounds)
+            t.setdefault("packed", t["kernel"])
             wbytes = n * n * A.dim * 4
             rows.append({"N": N, "algebra": name, "d": A.dim, "elements": n, "torch_path": best,
                          "real_us": t["real"] * 1e6, "auto_us": t["auto"] * 1e6, "kernel_us": t["kernel"] * 1e6,
                          "torch_us": t["torch"] * 1e6, "auto_ratio": t["auto"] / t["real"],
                          "kernel_ratio": t["kernel"] / t["real"], "torch_ratio": t["torch"] / t["real"],
-                         "kernel_GBs": wbytes / t["kernel"] / 1e9, "real_GBs": N * N * 4 / t["real"] / 1e9})
+                         "kernel_GBs": wbytes / t["kernel"] / 1e9, "real_GBs": N * N * 4 / t["real"] / 1e9,
+                         "packed_us": t["packed"] * 1e6, "packed_ratio": t["packed"] / t["real"],
+                         "packed_GBs": wbytes / t["packed"] / 1e9})
             print(f"  N={N:5d} {name:6s} real {t['real'] * 1e6:8.1f} us  auto {rows[-1]['auto_ratio']:5.2f}  "
-                  f"kernel {rows[-1]['kernel_ratio']:5.2f}  torch ({best}) {rows[-1]['torch_ratio']:5.2f}  "
-                  f"GB/s kernel {rows[-1]['kernel_GBs']:5.1f} real {rows[-1]['real_GBs']:5.1f}", flush=True)
+                  f"kernel {rows[-1]['kernel_ratio']:5.2f}  packed {rows[-1]['packed_ratio']:5.2f}  "
+                  f"torch ({best}) {rows[-1]['torch_ratio']:5.2f}  "
+                  f"GB/s kernel {rows[-1]['kernel_GBs']:5.1f} packed {rows[-1]['packed_GBs']:5.1f} "
+                  f"real {rows[-1]['real_GBs']:5.1f}", flush=True)
     return rows
 
 
@@ -176,28 +186,33 @@ def lm_for(algebra: str, method: str | None = None):
 
 
 def generation_rows(algebras, rounds, batches=(1, 8), prompt_len=16, new_tokens=64):
-    from runtime import counting
+    import copy
+    from runtime import counting, packing
     reals = {"auto": lm_for("R"), "block": lm_for("R", "block")}
     reals["block"].load_state_dict(reals["auto"].state_dict())
     rows = []
     for name in algebras:
         model = reals["auto"] if name == "R" else lm_for(name)
+        packed = packing.convert_to_packed(copy.deepcopy(model))     # its projections packed (runtime.packing)
         params = counting.count_params(model)
         for batch in batches:
             prompt = torch.randint(0, GEN_REAL["vocab"], (batch, prompt_len),
                                    generator=torch.Generator().manual_seed(batch))
             fns = {f"real_{m}": (lambda r=r: r.generate(prompt, new_tokens)) for m, r in reals.items()}
             fns["algebra"] = lambda: model.generate(prompt, new_tokens)
+            fns["packed"] = lambda: packed.generate(prompt, new_tokens)
             t = interleaved_medians(fns, rounds, target_s=0.0)
             real = min(t["real_auto"], t["real_block"])
             toks = batch * new_tokens
             rows.append({"algebra": name, "batch": batch, "d_model": model.d_model, "params": params,
                          "tokens_per_s": toks / t["algebra"], "real_tokens_per_s": toks / real,
                          "real_auto_tokens_per_s": toks / t["real_auto"],
-                         "real_block_tokens_per_s": toks / t["real_block"], "ratio": real / t["algebra"]})
+                         "real_block_tokens_per_s": toks / t["real_block"], "ratio": real / t["algebra"],
+                         "packed_tokens_per_s": toks / t["packed"], "packed_ratio": real / t["packed"]})
             print(f"  {name:6s} d_model {model.d_model:4d} ({params / 1e6:.2f} M) batch {batch}: "
                   f"{toks / t['algebra']:7.1f} tok/s, real {toks / real:7.1f} (auto {toks / t['real_auto']:.1f}, "
-                  f"block {toks / t['real_block']:.1f}), ratio {rows[-1]['ratio']:5.2f}", flush=True)
+                  f"block {toks / t['real_block']:.1f}), ratio {rows[-1]['ratio']:5.2f}, packed "
+                  f"{rows[-1]['packed_ratio']:5.2f}", flush=True)
     return rows
 
 
@@ -361,11 +376,14 @@ def isa_markdown(res: dict, machine_line: str) -> str:
     dense = {isa: res[isa]["dense"] for isa in isas}
     out += table("#### batch 1, dense: layer (method=\"auto\") time / real `nn.Linear(N, N)` of equal parameters, "
                  "and weight bandwidth (GB/s) against the real GEMV's",
-                 ["N", "algebra", *(f"{i} auto" for i in isas), *(f"{i} kernel GB/s (real)" for i in isas)],
+                 ["N", "algebra", *(f"{i} auto" for i in isas), *(f"{i} packed" for i in isas),
+                  *(f"{i} kernel GB/s (real)" for i in isas), *(f"{i} packed GB/s" for i in isas)],
                  [f"| {rows[0]['N']} | {rows[0]['algebra']} | "
                   + " | ".join(f"{r['auto_ratio']:.2f}" for r in rows) + " | "
+                  + " | ".join(f"{r['packed_ratio']:.2f}" for r in rows) + " | "
                   + " | ".join(f"{r['kernel_GBs']:.1f} ({r['real_GBs']:.1f}) = {r['kernel_GBs'] / r['real_GBs']:.2f}x"
-                               for r in rows) + " |"
+                               for r in rows) + " | "
+                  + " | ".join(f"{r['packed_GBs']:.1f} = {r['packed_GBs'] / r['real_GBs']:.2f}x" for r in rows) + " |"
                   for rows in zip(*dense.values())])
     sparse = {isa: res[isa]["sparse"] for isa in isas}
     out += table("#### element-sparse layer (to_block_sparse) / dense layer, N = 2048",
@@ -376,10 +394,12 @@ def isa_markdown(res: dict, machine_line: str) -> str:
     if all("generate" in res[isa] for isa in isas):
         gen = {isa: res[isa]["generate"] for isa in isas}
         out += table("#### generation: TransformerLM.generate tokens/s / the real model's (same target), ~13 M "
-                     "parameters", ["algebra", "batch", *(f"{i}" for i in isas)],
+                     "parameters (plain model; packed: runtime.packing.convert_to_packed)",
+                     ["algebra", "batch", *(f"{i}" for i in isas), *(f"{i} packed" for i in isas)],
                      [f"| {rows[0]['algebra']} | {rows[0]['batch']} | "
                       + " | ".join(f"{r['ratio']:.2f} ({r['tokens_per_s']:.0f} / {r['real_tokens_per_s']:.0f})"
-                                   for r in rows) + " |"
+                                   for r in rows) + " | "
+                      + " | ".join(f"{r['packed_ratio']:.2f} ({r['packed_tokens_per_s']:.0f})" for r in rows) + " |"
                       for rows in zip(*gen.values())])
     return "\n".join(out)
 

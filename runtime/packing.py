@@ -33,8 +33,9 @@ from .learned_algebra import is_learned
 
 __all__ = ["PackedAlgebraLinear", "to_packed", "convert_to_packed", "PLANAR_MAX_ROWS"]
 
-#: the most rows (batch entries) a call runs through the planar kernel; above, the torch paths on the unpacked
-#: weight (where a GEMM's reuse of each weight pays for the extra pass)
+#: the most rows (batch entries) a call runs through the packed kernel (elements in the vector lanes up to 4 rows,
+#: batch rows in the lanes above); above, the layer's own path on the unpacked weight, where a GEMM reuses each
+#: weight enough to pay for the extra pass (the CPU kernels' batch range, runtime.kernels.choice)
 PLANAR_MAX_ROWS = 16
 
 

@@ -59,10 +59,13 @@ for name in sys.argv[1:]:
         w, b = torch.randn(out, inn, d, dtype=torch.float64), torch.randn(out, d, dtype=torch.float64)
         ws = w * (torch.rand(out, inn) < 0.4).unsqueeze(-1).double()
         crow, col, values = sp.block_csr(ws)
-        for batch in (1, 3, 17):
+        for batch in (1, 3, 9, 17):
             x = torch.randn(batch, inn * d, dtype=torch.float64)
             ref = algebra_linear(x, w, b, A, method="block")
             refs = algebra_linear(x, ws, b, A, method="block")
+            for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-4)):     # the packed weight's kernels
+                y = cpu.planar_checked(A, cpu.pack(A, w.to(dtype)), x.to(dtype), b.to(dtype), out, inn)
+                torch.testing.assert_close(y.double(), ref, rtol=tol, atol=tol * math.sqrt(inn * d) * 4)
             for v in (None, "small", "lanes_naive", "lanes_scheme"):
                 for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-4)):
                     try:

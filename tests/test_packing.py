@@ -30,7 +30,8 @@ def alg(request, octonions):  # noqa: F811
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_planar_kernel_matches_the_block_path(alg, dtype):
     d = alg.dim
-    for out, inn, batch in ((1, 1, 1), (5, 7, 1), (13, 37, 2), (9, 70, 3), (17, 19, 5)):
+    # batch 1-4: elements in the vector lanes; above: batch rows in the lanes (paired rows up to half the lanes)
+    for out, inn, batch in ((1, 1, 1), (5, 7, 1), (13, 37, 2), (9, 70, 3), (17, 19, 5), (30, 20, 8), (6, 33, 20)):
         w = torch.randn(out, inn, d, dtype=dtype)
         x = torch.randn(batch, inn * d, dtype=dtype)
         b = torch.randn(out, d, dtype=dtype)
@@ -40,6 +41,18 @@ def test_planar_kernel_matches_the_block_path(alg, dtype):
         assert_matches(y, block_reference(x, w, b, alg), inn * d, dtype)
         assert_matches(cpu.planar_checked(alg, packed, x, None, out, inn), block_reference(x, w, None, alg), inn * d,
                        dtype)
+
+
+def test_planar_kernel_splits_rows_between_threads(alg):
+    """Rows are split between torch's threads at any row, a packed group of rows included."""
+    torch.set_num_threads(2)
+    d = alg.dim
+    w, b = torch.randn(1001, 90, d), torch.randn(1001, d)
+    packed = cpu.pack(alg, w)
+    for batch in (1, 3, 12):
+        x = torch.randn(batch, 90 * d)
+        assert_matches(cpu.planar_checked(alg, packed, x, b, 1001, 90), block_reference(x, w, b, alg), 90 * d,
+                       torch.float32)
 
 
 def test_packed_weights_of_another_shape_or_dtype_are_refused():

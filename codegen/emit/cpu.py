@@ -19,6 +19,9 @@ compact weight (out, in, d) or an element-sparse one (block-CSR, one algebra ele
   are broadcast and either the naive multiply-adds (one per nonzero structure constant) or the scheme
   (a = U w by its addition-minimised program, r multiply-adds with the pre-computed V x, the W post-map
   once per output row) accumulate into registers.  The runtime picks naive or scheme by their counts.
+* ``planar`` (a packed weight, runtime.packing): the weight repacked once component-major in blocks of the
+  target's vector lanes, so each nonzero T[a, j, k] is one multiply-add of whole vectors of elements
+  (`planar_mac`, in weight-major order; the template keeps the outputs of the pass in progress, see `slot`).
 """
 from __future__ import annotations
 
@@ -81,7 +84,7 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     return {
         "prefix": prefix, "kmap": kmap, "patterns": len(kmap), "expansion": expansion(T, kmap),
         "repeat": {sl: [lane % dp for lane in range(sl)] for sl in (2, 4, 8, 16, 32, 64)},
-        "mac": mac_lines(T, acc="acc[r][{k}][v]", w="rows_splat<T, H>(wr + {i}, rs)", x="vload(xe + ({j} * VB + v) * VL)",
+        "mac": mac_lines(T, acc="acc[r][{k}][v]", w="rows_splat<T, H>(wr + {i} * CS, rs)", x="vload(xe + ({j} * VB + v) * VL)",
                          weight_major=True),
         "planar_mac": mac_lines(T, acc="slot<{k}, K0, K1>(acc[r][b], sink)", w="vload(w + {i} * VL)",
                                 x="vload(x + {j} * VL)", weight_major=True),
