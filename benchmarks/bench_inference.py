@@ -28,8 +28,10 @@ Tables
            (the real model: d_model 512, d_ff 2048, 8 heads; each algebra's width matched to its whole
            parameter count, examples.lm.build_model(scope="model")), prompt 16 tokens, 64 new tokens, at
            batch 1 and 8: tokens/s (new tokens x batch / time of the whole generate call, prefill included)
-           relative to the real model, whose time is the faster of its two ways to run (method="auto",
-           which runs the CPU kernel at small batches, and method="block", torch's F.linear GEMV).
+           relative to the real model, whose time is the fastest of its three ways to run (method="auto",
+           which runs the CPU kernel at small batches, method="block", F.linear on the weight itself, and the
+           same model with torch.nn.Linear layers: no per-call overhead of this library); "packed": the
+           algebra model with its projections packed (runtime.packing.convert_to_packed).
   crossover (--crossover) the kernel against the best torch path for batches 1..32 at N = 512 and 2048; the
            largest batch at which the kernel wins is what runtime/kernels/choice.py records.
   modes    (--modes) each layer built, loaded and run inside torch.inference_mode() against the same under
@@ -185,11 +187,30 @@ def lm_for(algebra: str, method: str | None = None):
                        match="params", method=method, scope="model").eval()
 
 
+def with_torch_linears(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a real (algebra "R") model with each AlgebraLinear replaced by the torch.nn.Linear of the same
+    weights: the model a user would otherwise write, with none of this library's per-call overhead."""
+    import copy
+    from runtime.layers import AlgebraLinear
+    out = copy.deepcopy(model)
+    for name, m in list(out.named_modules()):
+        if isinstance(m, AlgebraLinear):
+            lin = torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+            with torch.no_grad():
+                lin.weight.copy_(m.weight[..., 0])
+                if m.bias is not None:
+                    lin.bias.copy_(m.bias[..., 0])
+            parent = out.get_submodule(name.rpartition(".")[0]) if "." in name else out
+            setattr(parent, name.rpartition(".")[2], lin)
+    return out.eval()
+
+
 def generation_rows(algebras, rounds, batches=(1, 8), prompt_len=16, new_tokens=64):
     import copy
     from runtime import counting, packing
     reals = {"auto": lm_for("R"), "block": lm_for("R", "block")}
     reals["block"].load_state_dict(reals["auto"].state_dict())
+    reals["torch"] = with_torch_linears(reals["auto"])
     rows = []
     for name in algebras:
         model = reals["auto"] if name == "R" else lm_for(name)
@@ -202,16 +223,17 @@ def generation_rows(algebras, rounds, batches=(1, 8), prompt_len=16, new_tokens=
             fns["algebra"] = lambda: model.generate(prompt, new_tokens)
             fns["packed"] = lambda: packed.generate(prompt, new_tokens)
             t = interleaved_medians(fns, rounds, target_s=0.0)
-            real = min(t["real_auto"], t["real_block"])
+            real = min(t["real_auto"], t["real_block"], t["real_torch"])
             toks = batch * new_tokens
             rows.append({"algebra": name, "batch": batch, "d_model": model.d_model, "params": params,
                          "tokens_per_s": toks / t["algebra"], "real_tokens_per_s": toks / real,
                          "real_auto_tokens_per_s": toks / t["real_auto"],
-                         "real_block_tokens_per_s": toks / t["real_block"], "ratio": real / t["algebra"],
+                         "real_block_tokens_per_s": toks / t["real_block"],
+                         "real_torch_tokens_per_s": toks / t["real_torch"], "ratio": real / t["algebra"],
                          "packed_tokens_per_s": toks / t["packed"], "packed_ratio": real / t["packed"]})
             print(f"  {name:6s} d_model {model.d_model:4d} ({params / 1e6:.2f} M) batch {batch}: "
                   f"{toks / t['algebra']:7.1f} tok/s, real {toks / real:7.1f} (auto {toks / t['real_auto']:.1f}, "
-                  f"block {toks / t['real_block']:.1f}), ratio {rows[-1]['ratio']:5.2f}, packed "
+                  f"block {toks / t['real_block']:.1f}, nn.Linear {toks / t['real_torch']:.1f}), ratio {rows[-1]['ratio']:5.2f}, packed "
                   f"{rows[-1]['packed_ratio']:5.2f}", flush=True)
     return rows
 

@@ -39,14 +39,13 @@ __all__ = ["PackedAlgebraLinear", "to_packed", "convert_to_packed", "PLANAR_MAX_
 PLANAR_MAX_ROWS = 16
 
 
-def _planar_applies(A, x2: torch.Tensor, store: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    """Whether this call runs the planar kernel: CPU float32 / float64 of the packed weight's dtype, no gradient
-    or tangent, no autocast, not exporting to ONNX, few rows, and the algebra's kernels load here."""
-    if (x2.device.type != "cpu" or x2.dtype != store.dtype or x2.shape[0] > PLANAR_MAX_ROWS
-            or needs_grad(x2, bias) or has_tangent(x2, bias) or choice.exporting()
-            or autocast_dtype("cpu") is not None or (bias is not None and bias.dtype != store.dtype)):
-        return False
-    return choice.cpu().ready(A)
+def _planar_applies(x2: torch.Tensor, store: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether this call on a packed weight runs the packed kernels: CPU float32 / float64 of the packed weight's
+    dtype, few rows, no gradient or tangent, no autocast, not exporting to ONNX (the cheap tests first: this is
+    the batch-1 hot path)."""
+    return (x2.dtype == store.dtype and x2.shape[0] <= PLANAR_MAX_ROWS and x2.device.type == "cpu"
+            and not needs_grad(x2, bias) and not has_tangent(x2, bias) and autocast_dtype("cpu") is None
+            and not choice.exporting() and (bias is None or bias.dtype == store.dtype))
 
 
 class PackedAlgebraLinear(nn.Module):
@@ -90,19 +89,20 @@ class PackedAlgebraLinear(nn.Module):
         return choice.cpu().unpack(self.algebra, self.packed, self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        require_real_floating(x, self._who)
-        d = self.algebra.dim
-        if x.dim() == 0 or x.shape[-1] != self.in_features * d:
-            raise ValueError(f"{self._who}: expected {self.in_features * d} input features ({self.in_features} "
-                             f"elements x d={d}) in the last dimension, got {tuple(x.shape)}")
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features * d)
-        if self.is_packed and _planar_applies(self.algebra, x2, self.packed, self.bias):
-            y = choice.cpu().planar_checked(self.algebra, self.packed, x2.contiguous(), self.bias, self.out_features,
+        packed, bias = self._buffers["packed"], self._buffers["bias"]
+        d, width = self.algebra.dim, self.in_features * self.algebra.dim
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != width:
+            require_real_floating(x, self._who)
+            raise ValueError(f"{self._who}: expected {width} input features ({self.in_features} elements x d={d}) "
+                             f"in the last dimension, got {tuple(x.shape)}")
+        x2 = x if x.dim() == 2 else x.reshape(-1, width)
+        if self.is_packed and _planar_applies(x2, packed, bias):
+            y = choice.cpu().planar_checked(self.algebra, packed, x2.contiguous(), bias, self.out_features,
                                             self.in_features)
         else:
-            y = AF.linear_impl(x2, self.unpacked_weight(), self.bias, self.algebra, self.method, self._who)
-        return y.reshape(*lead, self.out_features * d)
+            require_real_floating(x, self._who)
+            y = AF.linear_impl(x2, self.unpacked_weight(), bias, self.algebra, self.method, self._who)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features * d)
 
     # -- state: the compact weight, so state dicts and pickles move between packed and plain layers and targets
     def _save_to_state_dict(self, destination, prefix, keep_vars):
