@@ -1,7 +1,7 @@
 """The package as a user gets it: build the wheel, install it (not editable) into a fresh virtual environment, and
-from an empty folder run a layer over a built-in algebra, the generated CPU kernels (a batch-1 dense forward and an
-element-sparse one, with KernelUnavailableWarning an error: the wheel must carry what they compile), build a user
-algebra, and build the built-ins, without ever writing into site-packages.
+from an empty folder run a layer over a built-in algebra, the generated CPU kernels (a batch-1 dense forward, an
+element-sparse one and a packed layer, with KernelUnavailableWarning an error: the wheel must carry what they
+compile), build a user algebra, and build the built-ins, without ever writing into site-packages.
 
 The wheel is installed with `pip install --no-deps`; its dependencies (torch, SymPy, NumPy, Jinja2) come from
 this test environment through a `.pth` line in the fresh venv, like `--system-site-packages` would give them
@@ -72,6 +72,14 @@ with torch.no_grad():
     ys = fast(x)
     assert torch.allclose(ys, algebra_linear(x, lin.weight, lin.bias, "H", method="block"), atol=1e-4)
 assert cpu.ops.registered(lin.algebra)
+from runtime import packing                                        # the packed form: the planar kernel
+m3 = AlgebraLinear(30, 12, "M3R").eval()
+packed = packing.to_packed(m3)
+assert packed.is_packed
+with torch.inference_mode():
+    for rows in (1, 8):
+        xm = torch.randn(rows, 270)
+        assert torch.allclose(packed(xm), algebra_linear(xm, m3.weight, m3.bias, "M3R", method="block"), atol=1e-4)
 import runtime
 phm = AlgebraLinear(40, 24, runtime.learned(4)).eval()         # a learned algebra at inference: its kernel (learned.cpp)
 with torch.inference_mode():
