@@ -61,6 +61,21 @@ def expansion(T: np.ndarray, kmap: list[list[int]]) -> list[tuple[int, int, str]
     return out
 
 
+def planar_mac(T: np.ndarray) -> list[str]:
+    """The planar kernel's multiply-adds, weight component by weight component, the components that meet the same
+    input components next to each other (for a matrix algebra: w_rm for every r, then the next m), so the input
+    vectors stay in registers while the weights stream past them."""
+    d = T.shape[0]
+    support = [tuple(j for j in range(d) if np.any(T[a, j, :] != 0)) for a in range(d)]
+    lines = []
+    for a in sorted(range(d), key=lambda a: (support[a], a)):
+        only = np.zeros_like(T)
+        only[a] = T[a]
+        lines += mac_lines(only, acc="slot<{k}, K0, K1>(acc[r][b], sink)", w="vload(w + {i} * VL)",
+                           x="vload(x + {j} * VL)", weight_major=True)
+    return lines
+
+
 def _pow2_ceil(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
@@ -86,8 +101,7 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
         "repeat": {sl: [lane % dp for lane in range(sl)] for sl in (2, 4, 8, 16, 32, 64)},
         "mac": mac_lines(T, acc="acc[r][{k}][v]", w="rows_splat<T, H>(wr + {i} * CS, rs)", x="vload(xe + ({j} * VB + v) * VL)",
                          weight_major=True),
-        "planar_mac": mac_lines(T, acc="slot<{k}, K0, K1>(acc[r][b], sink)", w="vload(w + {i} * VL)",
-                                x="vload(x + {j} * VL)", weight_major=True),
+        "planar_mac": planar_mac(T),
         "weight_map": program_lines(progs["weight"], "cu"),
         "activation_map": program_lines(progs["activation"], "cu"),
         "post_map": program_lines(progs["post"], "cu"),
