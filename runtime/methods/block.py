@@ -52,7 +52,7 @@ def _weight(weight: torch.Tensor, A: Algebra, plan: FoldPlan, const: str, geomet
     *k) layout.  Cached until the weight changes when no gradient flows to it."""
     transposed = geometry is not None and geometry.transposed
     Tb = A.constant(const, weight.dtype, weight.device)
-    if Tb.numel() == 1 and Tb.item() == 1:          # the real numbers: the weight is its own block (a view, no copy)
+    if Tb.numel() == 1 and A.constant(const).item() == 1:   # the real numbers: the weight is its own block (a view)
         return weight.reshape(weight.shape[:-1])
     if transposed:
         Tb = Tb.transpose(1, 2)
