@@ -13,6 +13,7 @@ import torch
 from runtime import load_algebra, learned, packing
 from runtime import sparsity as sp
 from runtime.kernels import cpu
+from runtime.kernels.opkey import key_of
 from runtime.layers import AlgebraLinear
 from runtime.models import TransformerLM
 
@@ -153,3 +154,31 @@ def test_a_packed_model_generates_the_same_tokens():
     prompt = torch.randint(0, 50, (1, 5))
     with torch.inference_mode():
         assert torch.equal(fast.generate(prompt, 12), model.generate(prompt, 12))
+
+
+def test_packed_layer_compiles_and_exports_with_the_planar_op():
+    torch._dynamo.reset()
+    layer = AlgebraLinear(20, 12, algebra="M3R").eval()
+    packed = packing.to_packed(layer)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm.code)
+        return gm.forward
+
+    x = torch.randn(1, 180)
+    with torch.no_grad():
+        ref = layer(x)
+        torch.testing.assert_close(torch.compile(packed, fullgraph=True, backend=backend)(x), ref)
+        assert any("algebranets_cpu.planar" in g for g in graphs)
+        exported = torch.export.export(packed, (x,))
+        assert "algebranets_cpu.planar" in exported.graph_module.code
+        torch.testing.assert_close(exported.module()(x), ref)
+
+
+def test_planar_op_passes_torch_library_checks():
+    H = load_algebra("H")
+    packed = cpu.pack(H, torch.randn(5, 9, 4))
+    x, b = torch.randn(2, 9, 4), torch.randn(5, 4)
+    torch.library.opcheck(torch.ops.algebranets_cpu.planar.default, (key_of(H), packed, x, b, 5, 9),
+                          test_utils=("test_schema", "test_faketensor"))
