@@ -184,8 +184,8 @@ at::Tensor bsr(c10::string_view algebra, const at::Tensor& crow, const at::Tenso
 template <typename T>
 std::vector<int64_t> packed_shape(const Entry<T>& k, int dim, i64 out, i64 in) {
   int rows = 0, lanes = 0;
-  const i64 size = k.packed_size(out, in, &rows, &lanes), groups = (out + rows - 1) / rows;
-  return {groups, size / (groups * rows * dim * lanes), rows, dim, lanes};      // (blocks and a padding block)
+  k.packed_size(out, in, &rows, &lanes);
+  return {(out + rows - 1) / rows, (in + lanes - 1) / lanes, rows, dim, lanes};
 }
 
 template <typename T>
