@@ -43,9 +43,9 @@ def _planar_applies(x2: torch.Tensor, store: torch.Tensor, bias: torch.Tensor | 
     """Whether this call on a packed weight runs the packed kernels: CPU float32 / float64 of the packed weight's
     dtype, few rows, no gradient or tangent, no autocast, not exporting to ONNX (the cheap tests first: this is
     the batch-1 hot path)."""
-    return (x2.dtype == store.dtype and x2.shape[0] <= PLANAR_MAX_ROWS and x2.device.type == "cpu"
-            and not needs_grad(x2, bias) and not has_tangent(x2, bias) and autocast_dtype("cpu") is None
-            and not choice.exporting() and (bias is None or bias.dtype == store.dtype))
+    return (x2.dtype == store.dtype and x2.is_cpu and x2.shape[0] <= PLANAR_MAX_ROWS and not needs_grad(x2, bias) and not has_tangent(x2, bias)
+            and autocast_dtype("cpu") is None and not choice.exporting()
+            and (bias is None or bias.dtype == store.dtype))
 
 
 class PackedAlgebraLinear(nn.Module):
@@ -90,19 +90,21 @@ class PackedAlgebraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         packed, bias = self._buffers["packed"], self._buffers["bias"]
-        d, width = self.algebra.dim, self.in_features * self.algebra.dim
+        d = self.algebra.dim
+        width = self.in_features * d
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != width:
             require_real_floating(x, self._who)
             raise ValueError(f"{self._who}: expected {width} input features ({self.in_features} elements x d={d}) "
                              f"in the last dimension, got {tuple(x.shape)}")
-        x2 = x if x.dim() == 2 else x.reshape(-1, width)
+        flat = x.dim() == 2
+        x2 = x if flat else x.reshape(-1, width)
         if self.is_packed and _planar_applies(x2, packed, bias):
             y = choice.cpu().planar_checked(self.algebra, packed, x2.contiguous(), bias, self.out_features,
                                             self.in_features)
         else:
             require_real_floating(x, self._who)
             y = AF.linear_impl(x2, self.unpacked_weight(), bias, self.algebra, self.method, self._who)
-        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features * d)
+        return y if flat else y.reshape(*x.shape[:-1], self.out_features * d)
 
     # -- state: the compact weight, so state dicts and pickles move between packed and plain layers and targets
     def _save_to_state_dict(self, destination, prefix, keep_vars):

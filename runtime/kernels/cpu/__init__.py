@@ -271,10 +271,9 @@ def planar_checked(algebra: Algebra, packed: Tensor, x: Tensor, bias: Tensor | N
     """y = the packed weight (of an (out, in) layer) times x (+ bias) with the planar kernel, for callers that
     checked dtypes, that `ready(algebra)` holds and that no gradient is needed: x (N, in*d) -> (N, out*d); the op
     refuses a packed weight of another layout or size."""
-    d = algebra.dim
     op = _below_autograd.get("planar") or _below_autograd.setdefault("planar", torch.ops.algebranets_cpu.planar.default)
     # (no autograd formula is registered for it, so there is no autograd wrapper to step around)
-    return op(key_of(algebra), packed, x.view(x.shape[0], -1, d), bias, out, in_features).view(x.shape[0], out * d)
+    return op(key_of(algebra), packed, x, bias, out, in_features)
 
 
 _below_autograd: dict = {}          # op name -> torch.ops.algebranets_cpu.<name>.default, looked up once

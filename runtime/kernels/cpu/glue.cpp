@@ -8,6 +8,9 @@
 //   learned(weight, structure, x, bias?) -> y             a layer over a learned algebra: weight (O, I, d),
 //                                                         structure (d, d, d), x (N, I*d) -> (N, O*d)
 //                                                         (learned.cpp: the learned layers' inference kernel)
+//   pack(algebra, weight) -> packed                       weight (out, in, d) -> (groups, blocks, rows, d, lanes)
+//   unpack(algebra, packed, out, in) -> weight            the inverse
+//   planar(algebra, packed, x, bias?, out, in) -> y       x (B, in*d) -> (B, out*d), the packed weight's kernels
 //
 // y[b, o] = sum_i w[o, i] * x[b, i] + bias[o], the weight the left factor.  The kernels of each algebra live in
 // their own shared library; runtime.kernels.cpu loads it and registers its entry points here under the algebra's key
@@ -235,17 +238,19 @@ at::Tensor unpack(c10::string_view algebra, const at::Tensor& packed, int64_t ou
   return pack_run<double>(k.f64, k.dim, p, out, in, true);
 }
 
-// y (B, out, d) = the packed weight of an (out, in) layer times x (B, in, d) (+ bias) with the planar variant
+// y (B, out*d) = the packed weight of an (out, in) layer times x (B, in*d) (+ bias) with the planar variant
 at::Tensor planar(c10::string_view algebra, const at::Tensor& packed, const at::Tensor& x,
                   const std::optional<at::Tensor>& bias, int64_t out, int64_t in) {
   const Kernels k = lookup(std::string(algebra));
-  TORCH_CHECK(x.dim() == 3 && x.size(1) == in, "algebranets_cpu.planar: x must be (B, ", in, ", ", k.dim, "), got ",
-              x.sizes());
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == in * k.dim, "algebranets_cpu.planar: x must be (B, ", in * k.dim,
+              ") = (B, in*d), got ", x.sizes());
   check_packed(k, packed, out, in, "algebranets_cpu.planar");
-  check_common(k, packed, x, bias, out, "algebranets_cpu.planar");
+  const at::Tensor x3 = x.view({x.size(0), in, k.dim});
+  check_common(k, packed, x3, bias, out, "algebranets_cpu.planar");
   const at::Tensor p = packed.contiguous();
-  if (p.scalar_type() == at::kFloat) return run<float>(k.f32, k.dim, p, nullptr, nullptr, x, bias, out, 3);
-  return run<double>(k.f64, k.dim, p, nullptr, nullptr, x, bias, out, 3);
+  at::Tensor y = p.scalar_type() == at::kFloat ? run<float>(k.f32, k.dim, p, nullptr, nullptr, x3, bias, out, 3)
+                                               : run<double>(k.f64, k.dim, p, nullptr, nullptr, x3, bias, out, 3);
+  return y.view({x.size(0), out * k.dim});
 }
 
 template <typename T>

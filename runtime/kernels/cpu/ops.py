@@ -1,5 +1,6 @@
-"""The CPU kernels as `torch.library` ops: ``torch.ops.algebranets_cpu.dense`` and ``.bsr`` (defined in C++,
-runtime/kernels/cpu/glue.cpp), with fake implementations (torch.compile, torch.export) and autograd formulas here.
+"""The CPU kernels as `torch.library` ops: ``torch.ops.algebranets_cpu.dense``, ``.bsr`` and those below (defined
+in C++, runtime/kernels/cpu/glue.cpp), with fake implementations (torch.compile, torch.export) and autograd
+formulas here.
 
     dense(algebra, weight, x, bias?, variant=-1) -> (B, out, d)      weight (out, in, d), x (B, in, d)
     bsr(algebra, crow, col, values, x, bias?, variant=-1) -> (B, out, d)
@@ -8,6 +9,12 @@ runtime/kernels/cpu/glue.cpp), with fake implementations (torch.compile, torch.e
     learned(weight, structure, x, bias?) -> (N, O*d)                 a learned-algebra layer: weight (O, I, d),
                                                                      structure (d, d, d), x (N, I*d)
                                                                      (learned.cpp; inference only, no autograd)
+    pack(algebra, weight) -> packed                                  the weight (out, in, d) repacked for the
+                                                                     planar kernel: (groups, blocks, rows per
+                                                                     group, d, lanes) of this process's target
+    unpack(algebra, packed, out, in_) -> (out, in, d)                its inverse
+    planar(algebra, packed, x, bias?, out, in_) -> (B, out*d)        x (B, in*d) times the packed weight
+                                                                     (inference only, no autograd)
 
 `algebra` is the string key of runtime.kernels.opkey; `variant` (-1: the kernel's choice, 0 small, 1 lanes naive,
 2 lanes scheme) exists for tests and benchmarks.  Gradients are the exact ones of runtime.kernels.reference
@@ -136,6 +143,6 @@ def _register_python_parts() -> None:
     torch.library.register_fake(f"{NS}::unpack")(
         lambda algebra, packed, out, in_: packed.new_empty((out, in_, packed.shape[3])))
     torch.library.register_fake(f"{NS}::planar")(
-        lambda algebra, packed, x, bias, out, in_: x.new_empty((x.shape[0], out, x.shape[2])))
+        lambda algebra, packed, x, bias, out, in_: x.new_empty((x.shape[0], out * packed.shape[3])))
     torch.library.register_autograd(f"{NS}::dense", lin.gemv_backward, setup_context=lin.gemv_setup)
     torch.library.register_autograd(f"{NS}::bsr", lin.bsr_backward, setup_context=lin.bsr_setup)
