@@ -43,8 +43,8 @@ def _planar_applies(x2: torch.Tensor, store: torch.Tensor, bias: torch.Tensor | 
     """Whether this call on a packed weight runs the packed kernels: CPU float32 / float64 of the packed weight's
     dtype, few rows, no gradient or tangent, no autocast, not exporting to ONNX (the cheap tests first: this is
     the batch-1 hot path)."""
-    return (x2.dtype == store.dtype and x2.is_cpu and x2.shape[0] <= PLANAR_MAX_ROWS and not needs_grad(x2, bias) and not has_tangent(x2, bias)
-            and autocast_dtype("cpu") is None and not choice.exporting()
+    return (x2.dtype == store.dtype and x2.is_cpu and x2.shape[0] <= PLANAR_MAX_ROWS and not needs_grad(x2, bias)
+            and not has_tangent(x2, bias) and autocast_dtype("cpu") is None and not choice.exporting()
             and (bias is None or bias.dtype == store.dtype))
 
 

@@ -99,8 +99,8 @@ def context(T: np.ndarray, scheme: Scheme, name: str) -> dict:
     return {
         "prefix": prefix, "kmap": kmap, "patterns": len(kmap), "expansion": expansion(T, kmap),
         "repeat": {sl: [lane % dp for lane in range(sl)] for sl in (2, 4, 8, 16, 32, 64)},
-        "mac": mac_lines(T, acc="acc[r][{k}][v]", w="rows_splat<T, H>(wr + {i} * CS, rs)", x="vload(xe + ({j} * VB + v) * VL)",
-                         weight_major=True),
+        "mac": mac_lines(T, acc="acc[r][{k}][v]", w="rows_splat<T, H>(wr + {i} * CS, rs)",
+                         x="vload(xe + ({j} * VB + v) * VL)", weight_major=True),
         "planar_mac": planar_mac(T),
         "weight_map": program_lines(progs["weight"], "cu"),
         "activation_map": program_lines(progs["activation"], "cu"),
