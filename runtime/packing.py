@@ -59,9 +59,9 @@ class PackedAlgebraLinear(nn.Module):
     def __init__(self, layer: AlgebraLinear):
         super().__init__()
         if is_learned(layer.algebra):
-            raise ValueError(f"to_packed: {layer._who} has a learned algebra ({layer.algebra.name}); its structure "
-                             f"is an input of the product, which the packed kernels do not take (build it as a "
-                             f"fixed algebra: LearnedAlgebra.spec_source)")
+            raise ValueError(f"to_packed: the layer's algebra {layer.algebra.name} is learned; its structure is an "
+                             f"input of the product, which the packed kernels do not take (build it as a fixed "
+                             f"algebra: LearnedAlgebra.spec_source)")
         self.algebra = layer.algebra
         self.method = layer.method
         self.in_features, self.out_features = layer.in_features, layer.out_features
