@@ -141,7 +141,7 @@ def test_a_pruned_layer_packs_with_its_mask_and_learned_ones_are_refused():
         torch.testing.assert_close(packed(x), layer(x), rtol=1e-5, atol=1e-5)
     phm = AlgebraLinear(4, 4, algebra=learned(4))
     assert packing.to_packed(phm) is phm
-    with pytest.raises(ValueError, match="learned algebra"):
+    with pytest.raises(ValueError, match="algebra PHM4 is learned"):
         packing.PackedAlgebraLinear(phm)
 
 
