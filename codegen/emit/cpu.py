@@ -67,13 +67,8 @@ def planar_mac(T: np.ndarray) -> list[str]:
     vectors stay in registers while the weights stream past them."""
     d = T.shape[0]
     support = [tuple(j for j in range(d) if np.any(T[a, j, :] != 0)) for a in range(d)]
-    lines = []
-    for a in sorted(range(d), key=lambda a: (support[a], a)):
-        only = np.zeros_like(T)
-        only[a] = T[a]
-        lines += mac_lines(only, acc="slot<{k}, K0, K1>(acc[r][b], sink)", w="vload(w + {i} * VL)",
-                           x="vload(x + {j} * VL)", weight_major=True)
-    return lines
+    return mac_lines(T, acc="slot<{k}, K0, K1>(acc[r][b], sink)", w="vload(w + {i} * VL)", x="vload(x + {j} * VL)",
+                     weight_major=True, order=sorted(range(d), key=lambda a: (support[a], a)))
 
 
 def _pow2_ceil(v: int) -> int:

@@ -100,13 +100,14 @@ def program_lines(prog: LinearProgram, lang: str) -> list[tuple[str, str]]:
 
 
 def mac_lines(T: np.ndarray, acc: str = "acc[{k}]", w: str = "w[{i}]", x: str = "x[{j}]",
-              lang: str = "cu", weight_major: bool = False) -> list[str]:
+              lang: str = "cu", weight_major: bool = False, order: Sequence[int] | None = None) -> list[str]:
     """acc_k += c * w_i * x_j, one statement per nonzero structure constant T[i,j,k] = c (each becomes one
     multiply-add).  acc, w, x: format strings for the accumulator, weight and activation components.
-    Ordered by output k, or with weight_major by weight component i (each w_i is used in one run)."""
+    Ordered by output k, or with weight_major by weight component i (each w_i is used in one run); `order`: the
+    order of those outputs or weight components (default 0 .. d-1)."""
     d = T.shape[0]
     out = []
-    for first in range(d):
+    for first in (range(d) if order is None else order):
         for second in range(d):
             k, i = (second, first) if weight_major else (first, second)
             for j in range(d):

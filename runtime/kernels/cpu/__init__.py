@@ -271,12 +271,12 @@ def planar_checked(algebra: Algebra, packed: Tensor, x: Tensor, bias: Tensor | N
     """y = the packed weight (of an (out, in) layer) times x (+ bias) with the planar kernel, for callers that
     checked dtypes, that `ready(algebra)` holds and that no gradient is needed: x (N, in*d) -> (N, out*d); the op
     refuses a packed weight of another layout or size."""
-    op = _below_autograd.get("planar") or _below_autograd.setdefault("planar", torch.ops.algebranets_cpu.planar.default)
+    op = _op_defaults.get("planar") or _op_defaults.setdefault("planar", torch.ops.algebranets_cpu.planar.default)
     # (no autograd formula is registered for it, so there is no autograd wrapper to step around)
     return op(key_of(algebra), packed, x, bias, out, in_features)
 
 
-_below_autograd: dict = {}          # op name -> torch.ops.algebranets_cpu.<name>.default, looked up once
+_op_defaults: dict = {}          # op name -> torch.ops.algebranets_cpu.<name>.default, looked up once
 
 
 def _call(name: str, args: tuple, differentiable: tuple) -> Tensor:
@@ -286,9 +286,9 @@ def _call(name: str, args: tuple, differentiable: tuple) -> Tensor:
     node, which it would not have had anyway).  Traced code (torch.compile) calls the op as usual."""
     if torch.compiler.is_compiling() or needs_grad(*differentiable):
         return getattr(torch.ops.algebranets_cpu, name)(*args)
-    op = _below_autograd.get(name)
+    op = _op_defaults.get(name)
     if op is None:
-        op = _below_autograd[name] = getattr(torch.ops.algebranets_cpu, name).default
+        op = _op_defaults[name] = getattr(torch.ops.algebranets_cpu, name).default
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
 
