@@ -200,7 +200,8 @@ def with_torch_linears(model: torch.nn.Module) -> torch.nn.Module:
                 lin.weight.copy_(m.weight[..., 0])
                 if m.bias is not None:
                     lin.bias.copy_(m.bias[..., 0])
-            out.set_submodule(name, lin)
+            parent = out.get_submodule(name.rpartition(".")[0]) if "." in name else out
+            setattr(parent, name.rpartition(".")[2], lin)
     return out.eval()
 
 

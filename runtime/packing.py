@@ -165,5 +165,6 @@ def convert_to_packed(model: nn.Module) -> nn.Module:
     targets = [(n, m) for n, m in model.named_modules() if n and isinstance(m, AlgebraLinear)
                and not is_learned(m.algebra)]
     for name, m in targets:
-        model.set_submodule(name, to_packed(m))
+        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        setattr(parent, name.rpartition(".")[2], to_packed(m))
     return model

@@ -544,5 +544,6 @@ def convert_to_block_sparse(model: nn.Module, min_sparsity: float | None = None)
                if n and not getattr(m, "transposed", False) and m.weight.numel()]
     targets = [(n, m) for n, m in targets if min_sparsity is None or element_sparsity(m) >= min_sparsity]
     for name, m in targets:
-        model.set_submodule(name, to_block_sparse(m, None if min_sparsity is None else 0.0))
+        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        setattr(parent, name.rpartition(".")[2], to_block_sparse(m, None if min_sparsity is None else 0.0))
     return model
